@@ -1,0 +1,46 @@
+"""convrewrite: rewrite convolutions inside ONNX models and prove the result equivalent.
+
+Python API (the CLI is a thin layer over it):
+
+    model = convrewrite.load("model.onnx")
+    result = convrewrite.rewrite(model, passes=["to-2d"], layout="h")
+    report = convrewrite.check(model, result.model)
+    convrewrite.save(result.model, "out.onnx")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import inspect, rewrite
+from .conv import ConvAttrs
+from .errors import ConvRewriteError, ModelInvalidError, ModelLoadError, OutputError
+from .io import load, save
+from .passes import Record, RewriteResult, available_passes
+
+__all__ = [
+    "__version__",
+    "load",
+    "save",
+    "inspect",
+    "rewrite",
+    "check",
+    "bisect",
+    "ConvAttrs",
+    "Record",
+    "RewriteResult",
+    "available_passes",
+    "ConvRewriteError",
+    "ModelLoadError",
+    "ModelInvalidError",
+    "OutputError",
+]
+
+
+def __getattr__(name: str):
+    # The checker pulls in onnxruntime: import it only when asked for.
+    if name in ("check", "bisect", "CheckReport", "BisectResult"):
+        from . import verify
+
+        return getattr(verify, name)
+    raise AttributeError(f"module 'convrewrite' has no attribute {name!r}")

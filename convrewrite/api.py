@@ -1,0 +1,54 @@
+"""The public entry points behind `convrewrite.rewrite` and `convrewrite.inspect`."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import onnx
+
+from .io import ModelSource, load
+from .passes import PassOptions, RewriteResult, run_passes
+
+
+def rewrite(
+    model: ModelSource,
+    passes: Iterable[str] = ("to-2d",),
+    *,
+    layout: str = "h",
+    only: set[str] | None = None,
+    fuse_separable: bool = False,
+    force: bool = False,
+    expand_dilations: bool = False,
+    causal_target: str | None = None,
+    copy: bool = True,
+    on_pass: Callable[[str], None] | None = None,
+    **extra: Any,
+) -> RewriteResult:
+    """Run the named passes (e.g. "to-2d", "to-1d", "causal", "all") and return the new model and records.
+
+    The input is never modified (`copy=False` lets a caller that owns the
+    model skip the copy). `only` restricts the rewrite to candidates whose
+    record key is in the set: everything else is left as it is.
+    """
+    if layout not in ("h", "w"):
+        from .errors import ConvRewriteError
+
+        raise ConvRewriteError(f"layout must be 'h' or 'w', not {layout!r}")
+    loaded = model if isinstance(model, onnx.ModelProto) else load(model)
+    options = PassOptions(
+        layout=layout,
+        fuse_separable=fuse_separable,
+        force=force,
+        expand_dilations=expand_dilations,
+        causal_target=causal_target,
+        extra=extra,
+    )
+    return run_passes(loaded, list(passes), options, only, copy_model=copy and loaded is model, on_pass=on_pass)
+
+
+def inspect(model: ModelSource) -> dict[str, Any]:
+    """Every convolution in the model (subgraphs and functions included), classified."""
+    from .inventory import inventory
+
+    loaded = model if isinstance(model, onnx.ModelProto) else load(model)
+    return inventory(loaded)

@@ -1,0 +1,31 @@
+"""`convrewrite inspect`: list every convolution and how it is classified."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .cli import guarded, settings
+from .inventory import inventory, render_text, summary_line
+from .io import load
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {model, opsets, convolutions: [...]}.")
+@guarded
+def inspect_command(model: str, as_json: bool) -> None:
+    """List every Conv, ConvTranspose, QLinearConv and ConvInteger in MODEL.
+
+    Subgraphs (If/Loop/Scan bodies) and model-local functions are included.
+    Each row gives the attributes with defaults filled and explicit pads, and
+    the kinds that say which rewrites could apply.
+    """
+    report = inventory(load(model), model)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    elif settings().quiet:
+        click.echo(summary_line(report))
+    else:
+        click.echo(render_text(report))

@@ -1,0 +1,446 @@
+"""Load and save ONNX models safely.
+
+Loading accepts a path, bytes or a ModelProto, validates external-data
+locations before touching them (no path traversal), and rejects files that are
+empty or not ONNX with one clear message. Saving serializes once, runs
+onnx.checker (full check: shape inference included) on exactly the bytes to be
+written, and writes atomically: a temporary file in the target folder, then a
+rename. Large models go out with external data; IR version, opsets, producer,
+metadata, doc strings and value_info are kept because the proto is written as
+it is.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import ModelProto, TensorProto, numpy_helper
+
+from .errors import ModelInvalidError, ModelLoadError, OutputError
+
+ModelSource = Union[str, os.PathLike, bytes, ModelProto]
+
+PROTOBUF_LIMIT = 2**31 - 1
+# Leave room for the proto's own overhead: past this, save with external data.
+EXTERNAL_DATA_THRESHOLD = 2**31 - 64 * 2**20
+# Tensors at least this large go to the external data file.
+EXTERNAL_TENSOR_MIN_BYTES = 1024
+
+
+@dataclass
+class LoadedModel:
+    """A model and where it came from (what `save` needs to write it back alike)."""
+
+    model: ModelProto
+    path: Path | None = None
+    had_external_data: bool = False
+    external_files: list[Path] = field(default_factory=list)
+
+
+def load(source: ModelSource, *, check: bool = True) -> ModelProto:
+    """Load a model from a path, bytes or ModelProto (external data included)."""
+    return load_with_info(source, check=check).model
+
+
+def load_with_info(source: ModelSource, *, check: bool = True) -> LoadedModel:
+    """Like `load`, also telling whether the model used external data and from where."""
+    if isinstance(source, ModelProto):
+        _validate_structure(source, "model")
+        if check:
+            _check(source, "model")
+        return LoadedModel(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        model = _parse(bytes(source), "bytes")
+        if check:
+            _check(model, "bytes")
+        return LoadedModel(model)
+    if isinstance(source, (str, os.PathLike)):
+        return _load_path(Path(source), check)
+    raise ModelLoadError(
+        f"cannot load a model from {type(source).__name__}: give a path, bytes or an onnx.ModelProto"
+    )
+
+
+def _load_path(path: Path, check: bool) -> LoadedModel:
+    label = str(path)
+    if not path.exists():
+        raise ModelLoadError(f"{label}: no such file")
+    if path.is_dir():
+        raise ModelLoadError(f"{label}: is a folder, not an ONNX model file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    model = _parse(data, label)
+    base = path.resolve().parent
+    external = list(_external_tensors(model))
+    files: list[Path] = []
+    if external:
+        files = _validate_external_data(external, base, label)
+        _load_external(external, base, label)
+    if check:
+        _check(model, label, path if len(data) > PROTOBUF_LIMIT else None)
+    return LoadedModel(model, path, bool(external), files)
+
+
+def _parse(data: bytes, label: str) -> ModelProto:
+    if not data:
+        raise ModelLoadError(f"{label}: empty file, not an ONNX model")
+    model = ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        kind = "truncated or corrupt" if _looks_like_onnx_prefix(data) else "not an ONNX model"
+        raise ModelLoadError(f"{label}: {kind} (protobuf parse failed: {exc})") from None
+    _validate_structure(model, label)
+    return model
+
+
+def _looks_like_onnx_prefix(data: bytes) -> bool:
+    # ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
+    return data[:1] == b"\x08"
+
+
+def _validate_structure(model: ModelProto, label: str) -> None:
+    """Reject protobufs that parsed but are not models (empty, text, random bytes)."""
+    if model.ByteSize() == 0:
+        raise ModelLoadError(f"{label}: empty model (no graph, no opsets)")
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        raise ModelLoadError(f"{label}: not an ONNX model (no IR version or no graph)")
+    if model.ir_version >= 3 and not model.opset_import:
+        raise ModelLoadError(f"{label}: not a valid ONNX model (no opset_import)")
+
+
+def _check(model: ModelProto, label: str, path: Path | None = None) -> None:
+    try:
+        if path is not None:
+            onnx.checker.check_model(str(path))
+        elif model.ByteSize() > PROTOBUF_LIMIT:
+            return  # only checkable by path; save() checks what it writes
+        else:
+            onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
+        raise ModelInvalidError(f"{label}: rejected by onnx.checker: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+# ---------------------------------------------------------------- external data
+
+
+def _all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """Every graph: the main one and all subgraphs, iteratively (no recursion limit)."""
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        yield g
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    stack.append(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(attr.graphs)
+
+
+def _model_graphs(model: ModelProto) -> Iterator[onnx.GraphProto]:
+    """The main graph, its subgraphs, and the subgraphs inside model-local functions."""
+    yield from _all_graphs(model.graph)
+    for func in model.functions:
+        for node in func.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from _all_graphs(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for g in attr.graphs:
+                        yield from _all_graphs(g)
+
+
+def all_tensors(model: ModelProto) -> Iterator[TensorProto]:
+    """Initializers and Constant/attribute tensors, in every graph and function."""
+    for g in _model_graphs(model):
+        yield from g.initializer
+        for s in g.sparse_initializer:
+            yield s.values
+        yield from _attribute_tensors(g.node)
+    for func in model.functions:
+        yield from _attribute_tensors(func.node)
+
+
+def _attribute_tensors(nodes) -> Iterator[TensorProto]:
+    for node in nodes:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == onnx.AttributeProto.TENSORS:
+                yield from attr.tensors
+
+
+def _external_tensors(model: ModelProto) -> Iterator[TensorProto]:
+    for t in all_tensors(model):
+        if t.data_location == TensorProto.EXTERNAL:
+            yield t
+
+
+def _external_info(t: TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in t.external_data}
+
+
+def _validate_external_data(tensors: list[TensorProto], base: Path, label: str) -> list[Path]:
+    """Every location must stay inside the model's folder, exist and be long enough."""
+    files: dict[Path, int] = {}
+    for t in tensors:
+        info = _external_info(t)
+        location = info.get("location", "")
+        if not location:
+            raise ModelLoadError(f"{label}: tensor {t.name!r} has external data without a location")
+        if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location[:3]:
+            raise ModelLoadError(
+                f"{label}: tensor {t.name!r} external data location {location!r} is an absolute path; refused"
+            )
+        target = (base / location).resolve()
+        if base != target and base not in target.parents:
+            raise ModelLoadError(
+                f"{label}: tensor {t.name!r} external data location {location!r} points outside the model's folder; refused"
+            )
+        if not target.is_file():
+            raise ModelLoadError(f"{label}: external data file {location!r} (tensor {t.name!r}) is missing")
+        size = files.setdefault(target, target.stat().st_size)
+        offset = int(info.get("offset", "0") or 0)
+        length = info.get("length")
+        needed = offset + (int(length) if length else _expected_nbytes(t))
+        if needed > size:
+            raise ModelLoadError(
+                f"{label}: external data file {location!r} is too short for tensor {t.name!r} "
+                f"(needs {needed} bytes, has {size})"
+            )
+    return sorted(files)
+
+
+def _expected_nbytes(t: TensorProto) -> int:
+    count = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        return 0
+    if t.data_type in (TensorProto.INT4, TensorProto.UINT4, getattr(TensorProto, "FLOAT4E2M1", -1)):
+        return (count + 1) // 2
+    return count * itemsize
+
+
+def _load_external(tensors: list[TensorProto], base: Path, label: str) -> None:
+    handles: dict[Path, object] = {}
+    try:
+        for t in tensors:
+            info = _external_info(t)
+            target = (base / info["location"]).resolve()
+            fh = handles.get(target)
+            if fh is None:
+                fh = handles[target] = open(target, "rb")
+            offset = int(info.get("offset", "0") or 0)
+            length = int(info["length"]) if info.get("length") else _expected_nbytes(t)
+            fh.seek(offset)
+            t.raw_data = fh.read(length)
+            del t.external_data[:]
+            t.data_location = TensorProto.DEFAULT
+    except OSError as exc:
+        raise ModelLoadError(f"{label}: cannot read external data: {exc}") from None
+    finally:
+        for fh in handles.values():
+            fh.close()
+
+
+# ---------------------------------------------------------------------- saving
+
+
+def save(
+    model: ModelProto,
+    path: str | os.PathLike,
+    *,
+    external_data: bool | None = None,
+    source: str | os.PathLike | None = None,
+    in_place: bool = False,
+    check: bool = True,
+) -> Path:
+    """Write `model` to `path` atomically, after onnx.checker (full) accepts it.
+
+    external_data: True to write weights to `<name>.data` beside the model,
+    None to decide by size (past protobuf's 2 GB limit). `source` is the input
+    file: writing over it is refused unless `in_place`.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OutputError(f"{target}: is a folder; give a file name for the output")
+    if not folder.is_dir():
+        raise OutputError(f"{target}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{target}: folder {str(folder)!r} is not writable")
+    if source is not None and not in_place and _same_file(target, Path(source)):
+        raise OutputError(f"{target}: is the input model; refusing to overwrite it (use --in-place)")
+    if external_data is None:
+        external_data = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
+    if external_data:
+        _save_external(model, target, folder, check)
+    else:
+        data = model.SerializeToString()
+        if check:
+            _check_bytes(data, str(target))
+        _atomic_write(folder, target, [data])
+    return target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_bytes(data: bytes, label: str) -> None:
+    try:
+        onnx.checker.check_model(data, full_check=True)
+    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
+        raise ModelInvalidError(f"{label}: output rejected by onnx.checker, nothing written: {_first_line(exc)}") from None
+
+
+def _atomic_write(folder: Path, target: Path, chunks, mode: int | None = None) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode if mode is not None else _default_mode())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _save_external(model: ModelProto, target: Path, folder: Path, check: bool) -> None:
+    """Write weights to `<name>.data` and the graph to `<name>`, both atomically.
+
+    Tensors are swapped to external references only while the proto is
+    serialized, then restored, so the caller's model is untouched and no
+    weight is copied in memory beyond one tensor at a time.
+    """
+    data_name = target.name + ".data"
+    data_target = folder / data_name
+    fd, data_tmp = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=folder)
+    swapped: list[tuple[TensorProto, bytes | None, TensorProto | None]] = []
+    model_tmp = None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            offset = 0
+            for t in all_tensors(model):
+                if t.data_location == TensorProto.EXTERNAL:
+                    continue
+                raw = t.raw_data if t.HasField("raw_data") else None
+                if raw is None:
+                    if _expected_nbytes(t) < EXTERNAL_TENSOR_MIN_BYTES or t.data_type == TensorProto.STRING:
+                        continue
+                    raw = numpy_helper.to_array(t).tobytes()
+                    backup = TensorProto()
+                    backup.CopyFrom(t)
+                else:
+                    if len(raw) < EXTERNAL_TENSOR_MIN_BYTES:
+                        continue
+                    backup = None
+                pad = (-offset) % 4096
+                if pad:
+                    fh.write(b"\0" * pad)
+                    offset += pad
+                fh.write(raw)
+                swapped.append((t, raw if backup is None else None, backup))
+                _make_external(t, data_name, offset, len(raw))
+                offset += len(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(data_tmp, _default_mode())
+        graph_bytes = model.SerializeToString()
+        fd2, model_tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd2, "wb") as fh:
+            fh.write(graph_bytes)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(model_tmp, _default_mode())
+        if check:
+            # The checker resolves locations relative to the model file: put the
+            # data where the model expects it only under a temporary model name.
+            _check_with_data(model_tmp, data_tmp, data_name, folder, target)
+        os.replace(data_tmp, data_target)
+        os.replace(model_tmp, target)
+        model_tmp = None
+    except BaseException:
+        for leftover in (data_tmp, model_tmp):
+            if leftover:
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
+        raise
+    finally:
+        _restore(swapped)
+
+
+def _check_with_data(model_tmp: str, data_tmp: str, data_name: str, folder: Path, target: Path) -> None:
+    """Check the written pair by path, laid out as it will be (data beside the model)."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".convrewrite-check-") as tmpdir:
+        _link_or_symlink(data_tmp, os.path.join(tmpdir, data_name))
+        checked = os.path.join(tmpdir, "model.onnx")
+        _link_or_symlink(model_tmp, checked)
+        try:
+            onnx.checker.check_model(checked, full_check=True)
+        except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
+            raise ModelInvalidError(
+                f"{target}: output rejected by onnx.checker, nothing written: {_first_line(exc)}"
+            ) from None
+
+
+def _link_or_symlink(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        os.symlink(os.path.abspath(src), dst)
+
+
+def _make_external(t: TensorProto, location: str, offset: int, length: int) -> None:
+    t.ClearField("raw_data")
+    for name in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+        t.ClearField(name)
+    del t.external_data[:]
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+    t.data_location = TensorProto.EXTERNAL
+
+
+def _restore(swapped) -> None:
+    for t, raw, backup in swapped:
+        if backup is not None:
+            t.CopyFrom(backup)
+        else:
+            del t.external_data[:]
+            t.data_location = TensorProto.DEFAULT
+            t.raw_data = raw

@@ -1,0 +1,121 @@
+"""Test helpers: run models in onnxruntime CPU and compare, build small graphs.
+
+Tests use these instead of the checker so that a bug in the checker cannot
+hide a bug in a pass (the checker has its own tests).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+SHARED = ROOT.parent / "shared"
+SAMPLES = SHARED / "exporter-samples"
+CONFORMANCE = SHARED / "conformance" / "onnx-pytorch-converted"
+MAX_IR = 13
+
+ort.set_default_logger_severity(3)
+
+
+def runnable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy onnxruntime accepts (IR version capped)."""
+    if model.ir_version > MAX_IR:
+        model = copy.deepcopy(model)
+        model.ir_version = MAX_IR
+    return model
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(runnable(model).SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def feeds_for(model: onnx.ModelProto, seed: int = 0, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Seeded random inputs; symbolic dims from `dims` (default 1 for the first axis, else 16)."""
+    rng = np.random.default_rng(seed)
+    inits = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        shape = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                shape.append(d.dim_value)
+            else:
+                shape.append((dims or {}).get(d.dim_param, 1 if i == 0 else 16))
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if dtype.kind == "f":
+            feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind in "iu":
+            feeds[vi.name] = rng.integers(0, 8, size=shape).astype(dtype)
+        else:
+            feeds[vi.name] = rng.integers(0, 2, size=shape).astype(dtype)
+    return feeds
+
+
+def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    sess = session(model)
+    names = [o.name for o in sess.get_outputs()]
+    wanted = {i.name for i in sess.get_inputs()}
+    return dict(zip(names, sess.run(None, {k: v for k, v in feeds.items() if k in wanted})))
+
+
+def assert_same_outputs(
+    original: onnx.ModelProto,
+    rewritten: onnx.ModelProto,
+    feeds: dict[str, np.ndarray] | None = None,
+    atol: float = 1e-5,
+    rtol: float = 0.0,
+) -> dict[str, float]:
+    """Run both on the same inputs; outputs must keep names/shapes/dtypes and agree within atol + rtol*|ref|.
+
+    Returns the max abs error per output (0.0 means bit-exact).
+    """
+    feeds = feeds if feeds is not None else feeds_for(original)
+    a, b = run(original, feeds), run(rewritten, feeds)
+    assert list(a) == list(b), f"output names differ: {list(a)} vs {list(b)}"
+    errors = {}
+    for name in a:
+        assert a[name].shape == b[name].shape, f"{name}: shape {a[name].shape} vs {b[name].shape}"
+        assert a[name].dtype == b[name].dtype, f"{name}: dtype {a[name].dtype} vs {b[name].dtype}"
+        diff = np.abs(a[name].astype(np.float64) - b[name].astype(np.float64))
+        bound = atol + rtol * np.abs(a[name].astype(np.float64))
+        worst = float(diff.max()) if diff.size else 0.0
+        assert np.all(diff <= bound), f"{name}: max abs error {worst:.3g} beyond atol {atol} rtol {rtol}"
+        errors[name] = worst
+    return errors
+
+
+def op_types(model: onnx.ModelProto, graph: onnx.GraphProto | None = None) -> list[str]:
+    g = graph if graph is not None else model.graph
+    return [n.op_type for n in g.node]
+
+
+def count_ops(model: onnx.ModelProto, op: str) -> int:
+    return op_types(model).count(op)
+
+
+def make_model(nodes, inputs, outputs, initializers=(), opset: int = 13, ir_version: int = 8, **kw) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version, **kw)
+    onnx.checker.check_model(model)
+    return model
+
+
+def init(name: str, array) -> TensorProto:
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def vi(name: str, shape, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
