@@ -44,16 +44,33 @@ def infer(model: onnx.ModelProto) -> dict[str, Shape]:
     return shapes
 
 
-def _skeleton_bytes(model: onnx.ModelProto) -> bytes:
-    from .io import all_tensors
+def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model whose large main-graph initializers keep their dims but no data."""
+    sk = onnx.ModelProto()
+    _copy_fields(model, sk, skip="graph")
+    graph = model.graph
+    _copy_fields(graph, sk.graph, skip="initializer")
+    for t in graph.initializer:
+        if t.HasField("raw_data") and len(t.raw_data) >= SKELETON_MIN_BYTES:
+            stub = sk.graph.initializer.add()
+            stub.name, stub.data_type = t.name, t.data_type
+            stub.dims.extend(t.dims)
+        else:
+            sk.graph.initializer.append(t)
+    return sk
 
-    swapped: list[tuple[TensorProto, bytes]] = []
-    try:
-        for t in all_tensors(model):
-            if t.HasField("raw_data") and len(t.raw_data) >= SKELETON_MIN_BYTES:
-                swapped.append((t, t.raw_data))
-                t.ClearField("raw_data")
-        return model.SerializeToString()
-    finally:
-        for t, raw in swapped:
-            t.raw_data = raw
+
+def _copy_fields(src, dst, skip: str) -> None:
+    for desc, value in src.ListFields():
+        if desc.name == skip:
+            continue
+        if isinstance(value, (list, tuple)) or hasattr(value, "extend"):
+            getattr(dst, desc.name).extend(value)
+        elif desc.message_type:
+            getattr(dst, desc.name).CopyFrom(value)
+        else:
+            setattr(dst, desc.name, value)
+
+
+def _skeleton_bytes(model: onnx.ModelProto) -> bytes:
+    return skeleton(model).SerializeToString()
