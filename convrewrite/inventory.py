@@ -220,6 +220,8 @@ def _is_causal(view, node, attrs, explicit, pad, trim) -> bool:
     if axis is None or explicit.auto_pad != "NOTSET":
         return False
     begin, end = explicit.pads_begin[axis], explicit.pads_end[axis]
+    if pad is not None and (attr(pad, "mode", "constant") or "constant") != "constant":
+        return False  # reflect/edge/wrap padding reads future samples into the past
     if pad is not None:
         extra = _pad_amount_on_conv_axis(view, pad, node, axis, attrs.rank)
         if extra is not None:
