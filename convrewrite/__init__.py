@@ -26,6 +26,11 @@ __all__ = [
     "rewrite",
     "check",
     "bisect",
+    "CheckReport",
+    "BisectResult",
+    "make_inputs",
+    "compare_arrays",
+    "default_tolerance",
     "ConvAttrs",
     "Record",
     "RewriteResult",
@@ -37,9 +42,14 @@ __all__ = [
 ]
 
 
+_CHECKER_NAMES = (
+    "check", "bisect", "CheckReport", "BisectResult", "make_inputs", "compare_arrays", "default_tolerance", "render_text",
+)
+
+
 def __getattr__(name: str):
     # The checker pulls in onnxruntime: import it only when asked for.
-    if name in ("check", "bisect", "CheckReport", "BisectResult"):
+    if name in _CHECKER_NAMES:
         from . import verify
 
         return getattr(verify, name)

@@ -98,7 +98,7 @@ def session_options(opt_level: str = "disabled", verbose: bool = False):
         raise ValueError(f"unknown graph optimization level {opt_level!r} (use {', '.join(OPT_LEVELS)})")
     so = ort.SessionOptions()
     so.graph_optimization_level = levels[opt_level]
-    so.log_severity_level = 1 if verbose else 3
+    so.log_severity_level = 2 if verbose else 3  # warnings with --verbose; errors only otherwise
     return so
 
 

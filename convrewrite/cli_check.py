@@ -1,0 +1,281 @@
+"""`convrewrite check`: run two models (or one model and reference outputs) and compare.
+
+Parses options, calls `verify.check`, renders. Exit 0 equivalent; 1 not
+equivalent or a required provider unavailable; 2 usage error or unreadable
+model (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import click
+import onnx
+
+from . import runtime
+from .verify import BisectResult, CheckInputError, bisect, check, render_text
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`cli.guarded` (ConvRewriteError -> one line + exit 2), looked up when the command runs:
+    cli imports this module while it loads, so it cannot be imported here at load time."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .cli import guarded
+
+        return guarded(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+# ------------------------------------------------------------------- parsing
+
+
+def _split_named(text: str, option: str, example: str) -> tuple[str, str]:
+    name, sep, value = text.rpartition("=")
+    if not sep or not name:
+        raise CheckInputError(f"{option} {text!r}: expected {example}")
+    return name, value
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """`x=1x64x128` -> ('x', (1, 64, 128)); `x=` is a scalar."""
+    example = "NAME=DxDxD (e.g. x=1x64x128)"
+    name, value = _split_named(text, "--shape", example)
+    if not value.strip():
+        return name, ()
+    dims = []
+    for part in value.replace(",", "x").split("x"):
+        part = part.strip()
+        if not part.isdigit():
+            raise CheckInputError(f"--shape {text!r}: expected {example}")
+        dims.append(int(part))
+    return name, tuple(dims)
+
+
+def parse_range(text: str) -> tuple[str, tuple[float, float]]:
+    """`x=-1,1` -> ('x', (-1.0, 1.0))."""
+    example = "NAME=LO,HI (e.g. x=-1,1)"
+    name, value = _split_named(text, "--range", example)
+    try:
+        lo, hi = (float(p) for p in value.split(","))
+    except ValueError:
+        raise CheckInputError(f"--range {text!r}: expected {example}") from None
+    return name, (lo, hi)  # bounds are validated by verify.check
+
+
+def parse_tolerances(values: tuple[str, ...], option: str) -> dict[str, float] | None:
+    """`1e-4` sets the global value (key ''), `OUT=1e-3` one output's."""
+    if not values:
+        return None
+    out: dict[str, float] = {}
+    for text in values:
+        name, sep, value = text.rpartition("=")
+        if not sep:
+            name, value = "", text
+        elif not name:
+            raise CheckInputError(f"{option} {text!r}: expected VALUE or OUTPUT=VALUE")
+        try:
+            out[name] = float(value)  # the range (finite, >= 0) is validated by verify.check
+        except ValueError:
+            raise CheckInputError(f"{option} {text!r}: {value!r} is not a number") from None
+    return out
+
+
+def _parse_int(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise CheckInputError(f"{option}: {text!r} is not an integer") from None
+
+
+def _named(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]], option: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for text in values:
+        name, value = parse(text)
+        if name in out:
+            raise CheckInputError(f"{option}: {name!r} given twice")
+        out[name] = value
+    return out
+
+
+def _json_target(path: str | None) -> Path | None:
+    """Refuse an unwritable --json target before spending time on the check."""
+    if path is None or path == "-":
+        return None
+    target = Path(path)
+    if target.is_dir():
+        raise CheckInputError(f"--json {path}: is a folder; give a file name")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise CheckInputError(f"--json {path}: folder {str(folder)!r} does not exist")
+    return target
+
+
+def check_options(
+    *,
+    providers: str | None = None,
+    required: str | Iterable[str] | None = None,
+    seed: int = 0,
+    trials: int = 1,
+    shapes: Iterable[str] = (),
+    ranges: Iterable[str] = (),
+    inputs_path: str | None = None,
+    atols: Iterable[str] = (),
+    rtols: Iterable[str] = (),
+    ort_opt: str = "disabled",
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """The keyword arguments of `verify.check` from option strings as typed (shared with `rewrite --check`)."""
+    if isinstance(required, str):
+        required = [required]
+    return dict(
+        inputs=inputs_path,
+        seed=seed,
+        trials=trials,
+        shapes=_named(tuple(shapes), parse_shape, "--shape") or None,
+        ranges=_named(tuple(ranges), parse_range, "--range") or None,
+        atol=parse_tolerances(tuple(atols), "--atol"),
+        rtol=parse_tolerances(tuple(rtols), "--rtol"),
+        providers=providers,
+        require=list(required or []) or None,
+        ort_opt=ort_opt,
+        verbose=verbose,
+    )
+
+
+def check_and_render(
+    original: onnx.ModelProto,
+    candidate: onnx.ModelProto,
+    *,
+    quiet: bool = False,
+    verbose: bool = False,
+    **options: Any,
+) -> bool:
+    """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return ok.
+
+    `options` are those of `check_options` (option strings as typed).
+    """
+    report = check(
+        original, candidate, original_label="original", candidate_label="rewritten",
+        **check_options(verbose=verbose, **options),
+    )
+    click.echo(report.summary if quiet else render_text(report, verbose=verbose))
+    return report.ok
+
+
+def bisect_and_render(
+    original: onnx.ModelProto,
+    order: list[str],
+    rewrite_options: dict[str, Any],
+    result: Any,
+    *,
+    quiet: bool = False,
+    verbose: bool = False,
+    **options: Any,
+) -> BisectResult:
+    """`rewrite --check --bisect`: find the rewrite records that make the outputs differ and name them.
+
+    Re-runs the passes `order` with `only=` subsets of the keys `result` rewrote.
+    """
+    from .api import rewrite
+
+    def rewrite_fn(only: set[str] | None = None) -> Any:
+        return rewrite(original, order, only=only, **rewrite_options)
+
+    keys = [r.key for r in result.records if r.status == "rewritten"]
+    found = bisect(original, rewrite_fn, keys, **check_options(verbose=verbose, **options))
+    click.echo(found.describe())
+    if found.culprits and not quiet:
+        click.echo(render_text(found.report, verbose=verbose))
+    return found
+
+
+# ------------------------------------------------------------------- command
+
+
+@click.command("check")
+@click.argument("original", metavar="ORIGINAL")
+@click.argument("candidate", metavar="[CANDIDATE]", required=False)
+@click.option("--inputs", "inputs_path", metavar="FILE.npz|DIR",
+              help="Inputs to use instead of random ones: an .npz keyed by input name, or a folder of input_N.pb "
+                   "(optionally in test_data_set_N/). Other keys are ignored.")
+@click.option("--expected", "expected_path", metavar="FILE.npz|DIR",
+              help="Reference outputs (keyed by output name) to compare ORIGINAL against, instead of a CANDIDATE. "
+                   "Inputs default to the same file.")
+@click.option("--seed", default="0", metavar="N", help="Seed of the random inputs (trial k uses N+k). Default 0.")
+@click.option("--trials", default="1", metavar="N", help="Number of random input sets. Default 1.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=1x64x128",
+              help="Shape of an input with dynamic dimensions (repeatable). Default: 1 for the first dim, 16 else.")
+@click.option("--range", "ranges", multiple=True, metavar="NAME=LO,HI",
+              help="Draw this input uniformly from [LO, HI] instead of a standard normal (repeatable).")
+@click.option("--atol", "atols", multiple=True, metavar="[OUT=]VALUE",
+              help="Absolute tolerance, for every output or one (repeatable). Default by dtype.")
+@click.option("--rtol", "rtols", multiple=True, metavar="[OUT=]VALUE",
+              help="Relative tolerance, for every output or one (repeatable). Default by dtype.")
+@click.option("--providers", metavar="LIST",
+              help="Comma list: cpu, cuda, tensorrt or full names. Default: every provider that really runs "
+                   "(TensorRT only when named).")
+@click.option("--require", "require", multiple=True, metavar="LIST",
+              help="Providers that must run: unavailable is a failure (exit 1).")
+@click.option("--ort-opt", "ort_opt", default="disabled", metavar="LEVEL",
+              help="onnxruntime graph optimizations: disabled (default), basic, extended, all.")
+@click.option("--json", "json_path", metavar="FILE", help="Also write the report as JSON ('-': stdout, no table).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
+@click.option("-v", "--verbose", is_flag=True, help="Details for every output and onnxruntime's own log lines.")
+@_guarded
+def check_command(
+    original: str,
+    candidate: str | None,
+    inputs_path: str | None,
+    expected_path: str | None,
+    seed: str,
+    trials: str,
+    shapes: tuple[str, ...],
+    ranges: tuple[str, ...],
+    atols: tuple[str, ...],
+    rtols: tuple[str, ...],
+    providers: str | None,
+    require: tuple[str, ...],
+    ort_opt: str,
+    json_path: str | None,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Run ORIGINAL and CANDIDATE on the same inputs and compare every output.
+
+    With --expected, compare ORIGINAL against reference outputs (from the
+    framework it was exported from) instead. Exit 0 equivalent, 1 not
+    equivalent (or a --require'd provider unavailable), 2 bad usage or model.
+    """
+    from .cli import settings
+
+    quiet = quiet or settings().quiet
+    verbose = verbose or settings().verbose
+    if not verbose:
+        runtime.quiet_onnxruntime()
+    if candidate is None and expected_path is None:
+        raise CheckInputError("give CANDIDATE, or --expected FILE to compare ORIGINAL with reference outputs")
+    if candidate is not None and expected_path is not None:
+        raise CheckInputError("give either CANDIDATE or --expected, not both")
+    json_target = _json_target(json_path)
+    options = check_options(
+        providers=providers, required=require, seed=_parse_int(seed, "--seed"),
+        trials=_parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
+        atols=atols, rtols=rtols, ort_opt=ort_opt, verbose=verbose,
+    )
+    report = check(original, candidate, expected=expected_path, **options)
+    if json_path == "-":
+        click.echo(report.to_json())
+    else:
+        if json_target is not None:
+            try:
+                json_target.write_text(report.to_json() + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise CheckInputError(f"--json {json_path}: cannot write: {exc.strerror or exc}") from None
+        click.echo(report.summary if quiet else render_text(report, verbose=verbose))
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,294 @@
+"""`convrewrite check` on the command line: exit codes, one-line errors, quiet output, no onnxruntime noise."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper
+
+from convrewrite import runtime
+from convrewrite.cli_check import check_command
+from convrewrite.verify import make_inputs
+from util import init, make_model, vi
+
+F = TensorProto.FLOAT
+RNG = np.random.default_rng(99)
+W = RNG.standard_normal((4, 3, 3)).astype(np.float32)
+W2 = RNG.standard_normal((4, 3, 3)).astype(np.float32)
+B = RNG.standard_normal(4).astype(np.float32)
+from util import SAMPLES  # noqa: E402  (../shared beside the checkout)
+
+
+def build_model(nodes, inputs, outputs, initializers=None):
+    """tests/util.make_model from (name, elem type, shape) tuples and a name -> array mapping."""
+    return make_model(
+        nodes,
+        [vi(n, s, t) for n, t, s in inputs],
+        [vi(n, s, t) for n, t, s in outputs],
+        [init(k, v) for k, v in (initializers or {}).items()],
+    )
+
+
+def conv1d(w=W, b=B, pads=(1, 1), shape=(1, 3, 16)):
+    inits = {"w": w}
+    ins = ["x", "w"]
+    if b is not None:
+        inits["b"], ins = b, ins + ["b"]
+    out = [shape[0], 4, shape[2]]
+    return build_model([helper.make_node("Conv", ins, ["y"], pads=list(pads))], [("x", F, list(shape))], [("y", F, out)], inits)
+
+
+def lifted(unsqueeze_axis=2, squeeze_axis=2, out_shape=(1, 4, 16)):
+    inits = {
+        "au": np.array([unsqueeze_axis], np.int64),
+        "as": np.array([squeeze_axis], np.int64),
+        "w4": W.reshape(4, 3, 1, 3),
+        "b": B,
+    }
+    nodes = [
+        helper.make_node("Unsqueeze", ["x", "au"], ["x4"]),
+        helper.make_node("Conv", ["x4", "w4", "b"], ["y4"], pads=[0, 1, 0, 1]),
+        helper.make_node("Squeeze", ["y4", "as"], ["y"]),
+    ]
+    return build_model(nodes, [("x", F, [1, 3, 16])], [("y", F, list(out_shape))], inits)
+
+
+def two_outputs(order=("y1", "y2"), swap=False):
+    wa, wb = (W2, W) if swap else (W, W2)
+    nodes = [
+        helper.make_node("Conv", ["x", "wa", "b"], ["y1"], pads=[1, 1]),
+        helper.make_node("Conv", ["x", "wb", "b"], ["y2"], pads=[1, 1]),
+    ]
+    return build_model(nodes, [("x", F, [1, 3, 16])], [(n, F, [1, 4, 16]) for n in order], {"wa": wa, "wb": wb, "b": B})
+
+
+def weight_changed():
+    w = W.copy()
+    w[2, 0, 1] += np.float32(1e-2)
+    return conv1d(w=w)
+
+
+FAULTS = {
+    "weight": (conv1d, weight_changed, "y"),
+    "pads": (conv1d, lambda: conv1d(pads=(2, 0)), "y"),
+    "bias": (conv1d, lambda: conv1d(b=None), "y"),
+    "lift-layout": (conv1d, lambda: lifted(unsqueeze_axis=3, squeeze_axis=3), "y"),
+    "squeeze-axis": (conv1d, lambda: lifted(squeeze_axis=0, out_shape=(4, 1, 16)), "y"),
+    "swapped-order": (two_outputs, lambda: two_outputs(order=("y2", "y1")), "y2"),
+    "swapped-values": (two_outputs, lambda: two_outputs(swap=True), "y1"),
+}
+
+
+def save(tmp_path, name, model):
+    path = tmp_path / name
+    onnx.save(model, path)
+    return str(path)
+
+
+def invoke(*args):
+    return CliRunner().invoke(check_command, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convrewrite: error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_planted_fault_exits_1_and_names_the_output(tmp_path, fault):
+    make_original, make_candidate, output = FAULTS[fault]
+    a = save(tmp_path, "a.onnx", make_original())
+    b = save(tmp_path, "b.onnx", make_candidate())
+    result = invoke(a, b, "--providers", "cpu")
+    assert result.exit_code == 1, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("NOT EQUIVALENT") and output in last
+
+
+def test_identical_models_exit_0_bit_exact(tmp_path):
+    a = save(tmp_path, "a.onnx", conv1d())
+    result = invoke(a, a)
+    assert result.exit_code == 0, result.output
+    assert "bit-exact" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("EQUIVALENT (bit-exact)")
+    correct = save(tmp_path, "lift.onnx", lifted())
+    assert invoke(a, correct, "--trials", "3").exit_code == 0
+
+
+def test_cuda_unavailable_is_reported_and_required_fails(tmp_path):
+    if runtime.probe_provider("CUDAExecutionProvider", runtime.DEFAULT_CUDA_OPTIONS)[0]:
+        pytest.skip("a CUDA device is present")
+    a = save(tmp_path, "a.onnx", conv1d())
+    result = invoke(a, a, "--providers", "cpu,cuda")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("cuda"))
+    assert "unavailable" in row and "PASS" not in row
+    assert "fell back to CPUExecutionProvider" in result.stdout
+    required = invoke(a, a, "--providers", "cpu,cuda", "--require", "cuda")
+    assert required.exit_code == 1
+    assert "required provider cuda unavailable" in required.stdout
+    assert invoke(a, a, "--providers", "CPUExecutionProvider,CUDAExecutionProvider").exit_code == 0
+
+
+def test_quiet_prints_only_the_verdict(tmp_path):
+    a = save(tmp_path, "a.onnx", conv1d())
+    b = save(tmp_path, "b.onnx", weight_changed())
+    result = invoke(a, b, "-q")
+    assert result.exit_code == 1
+    assert len(result.stdout.strip().splitlines()) == 1 and result.stderr == ""
+    assert invoke(a, a, "-q").stdout.strip().startswith("EQUIVALENT")
+
+
+def test_json_report(tmp_path):
+    a = save(tmp_path, "a.onnx", conv1d())
+    b = save(tmp_path, "b.onnx", weight_changed())
+    out = tmp_path / "report.json"
+    result = invoke(a, b, "--json", out, "--seed", "7", "--trials", "2", "--atol", "1e-4", "--rtol", "y=1e-3")
+    assert result.exit_code == 1
+    data = json.loads(out.read_text())
+    assert data["schema"] == "convrewrite.check/1" and data["ok"] is False
+    row = next(r for r in data["results"] if r["output"] == "y")
+    assert (row["atol"], row["rtol"]) == (1e-4, 1e-3)
+    assert [t["seed"] for t in data["trials"]] == [7, 8]
+    to_stdout = invoke(a, a, "--json", "-")
+    assert to_stdout.exit_code == 0 and json.loads(to_stdout.stdout)["ok"] is True
+
+
+def test_shape_and_range_options(tmp_path):
+    a = save(tmp_path, "a.onnx", conv1d(shape=("N", 3, "T")))
+    result = invoke(a, a, "--shape", "x=2x3x40", "--range", "x=-1,1", "-v")
+    assert result.exit_code == 0, result.output
+    assert "x: float32 [2x3x40] uniform[-1, 1)" in result.stdout and "N=2, T=40" in result.stdout
+    defaults = invoke(a, a)
+    assert "N=1, T=16" in defaults.stdout and "defaults used" in defaults.stdout
+
+
+@pytest.mark.parametrize("onnx_path", sorted(glob.glob(str(SAMPLES / "*.onnx"))), ids=os.path.basename)
+def test_expected_outputs_from_the_framework(onnx_path):
+    npz = onnx_path[:-5] + ".npz"
+    result = invoke(onnx_path, "--inputs", npz, "--expected", npz, "--providers", "cpu")
+    assert result.exit_code == 0, result.output
+    assert invoke(onnx_path, "--expected", npz, "-q").exit_code == 0  # inputs default to the same file
+
+
+def test_expected_mismatch_exits_1(tmp_path):
+    model = conv1d()
+    path = save(tmp_path, "m.onnx", model)
+    feed = make_inputs(model)
+    npz = tmp_path / "io.npz"
+    np.savez(npz, x=feed["x"], y=np.zeros((1, 4, 16), np.float32))
+    result = invoke(path, "--expected", npz)
+    assert result.exit_code == 1 and "'y'" in result.stdout.splitlines()[-1]
+
+
+def test_bad_inputs_are_one_line_exit_2(tmp_path):
+    a = save(tmp_path, "a.onnx", conv1d())
+    assert_one_line_error(invoke(tmp_path / "missing.onnx", a), "missing.onnx", "no such file")
+    assert_one_line_error(invoke(a, a, "--inputs", tmp_path / "missing.npz"), "missing.npz")
+    evil = tmp_path / "evil.npz"
+    np.savez(evil, x=np.array([object()], dtype=object))
+    assert_one_line_error(invoke(a, a, "--inputs", evil), "pickled")
+    raw = tmp_path / "raw.npz"
+    raw.write_bytes(pickle.dumps([1, 2, 3]))
+    assert_one_line_error(invoke(a, a, "--inputs", raw), "pickled")
+    assert_one_line_error(invoke(a, a, "--atol", "nope=1e-3"), "--atol", "'nope'")
+    assert_one_line_error(invoke(a, a, "--shape", "x=1xbadx16"), "--shape")
+    assert_one_line_error(invoke(a, a, "--shape", "1x3x16"), "--shape")
+    assert_one_line_error(invoke(a, a, "--shape", "x=1x3"), "--shape", "rank")
+    assert_one_line_error(invoke(a, a, "--range", "x=1"), "--range")
+    assert_one_line_error(invoke(a, a, "--providers", "quantum"), "quantum")
+    assert_one_line_error(invoke(a, a, "--seed", "x"), "--seed")
+    assert_one_line_error(invoke(a, a, "--ort-opt", "max"), "--ort-opt")
+    assert_one_line_error(invoke(a), "CANDIDATE")
+    assert_one_line_error(invoke(a, a, "--json", tmp_path / "no" / "r.json"), "--json")
+    not_onnx = tmp_path / "text.onnx"
+    not_onnx.write_text("hello")
+    assert_one_line_error(invoke(not_onnx, a), "text.onnx")
+
+
+def test_onnxruntime_log_lines_stay_out_unless_verbose(tmp_path):
+    # A fresh process: onnxruntime prints its CUDA fallback warning (C++ level, fd 2)
+    # only the first time a session asks for CUDA.
+    a = save(tmp_path, "a.onnx", conv1d())
+    code = (
+        "import sys; from convrewrite.cli_check import check_command; "
+        "check_command.main(sys.argv[1:], prog_name='convrewrite check')"
+    )
+    cmd = [sys.executable, "-c", code, a, a, "--providers", "cpu,cuda,tensorrt"]
+    quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert quiet.stderr == ""
+    for noise in ("[W:onnxruntime", "[E:onnxruntime", "EP Error", "Falling back"):
+        assert noise not in quiet.stdout
+    cuda_runs = runtime.probe_provider("CUDAExecutionProvider", runtime.DEFAULT_CUDA_OPTIONS)[0]
+    if not cuda_runs:
+        verbose = subprocess.run(cmd + ["-v"], capture_output=True, text=True, timeout=120)
+        assert verbose.returncode == 0
+        assert "onnxruntime" in verbose.stderr  # its own lines, passed through with --verbose
+
+
+# ------------------------------------------------ helpers `rewrite --check` calls
+
+
+def test_check_and_render_for_rewrite(capsys):
+    from convrewrite.cli_check import check_and_render
+
+    assert check_and_render(conv1d(), lifted(), providers="cpu", required=None, seed=0, trials=2,
+                            shapes=(), inputs_path=None, atols=(), rtols=(), quiet=False, verbose=False)
+    out = capsys.readouterr().out
+    assert "original vs rewritten" in out and out.strip().splitlines()[-1].startswith("EQUIVALENT")
+    assert not check_and_render(conv1d(), weight_changed(), providers="cpu", quiet=True, atols=("y=1e-6",))
+    assert capsys.readouterr().out.strip().startswith("NOT EQUIVALENT")
+
+
+def test_bisect_and_render_names_the_culprit(monkeypatch, capsys):
+    import convrewrite.api
+    from convrewrite.cli_check import bisect_and_render
+
+    class Rec:
+        def __init__(self, key, status):
+            self.key, self.status, self.node, self.op_type, self.pass_name = key, status, key, "Conv", "to-2d"
+
+    class Res:
+        def __init__(self, model, records):
+            self.model, self.records = model, records
+
+    keys = ["to-2d:main:c0", "to-2d:main:c1", "to-2d:main:c2"]
+
+    def fake_rewrite(model, order, only=None, **options):
+        only = set(keys) if only is None else only
+        bad = "to-2d:main:c1" in only
+        return Res(weight_changed() if bad else conv1d(), [Rec(k, "rewritten" if k in only else "skipped") for k in keys])
+
+    monkeypatch.setattr(convrewrite.api, "rewrite", fake_rewrite)
+    full = fake_rewrite(conv1d(), ["to-2d"])
+    found = bisect_and_render(conv1d(), ["to-2d"], {}, full, providers="cpu", seed=0, trials=1,
+                              shapes=(), inputs_path=None, atols=(), rtols=())
+    assert found.culprits == ["to-2d:main:c1"]
+    out = capsys.readouterr().out
+    assert "to-2d:main:c1 (Conv 'to-2d:main:c1', pass to-2d)" in out and "NOT EQUIVALENT" in out
+
+
+def test_wired_into_the_convrewrite_group(tmp_path):
+    from convrewrite.cli import main
+
+    a = save(tmp_path, "a.onnx", conv1d())
+    b = save(tmp_path, "b.onnx", weight_changed())
+    result = CliRunner().invoke(main, ["-q", "check", a, b])
+    assert result.exit_code == 1 and len(result.stdout.strip().splitlines()) == 1
+    result = CliRunner().invoke(main, ["check", a, b, "--atol", "zz=1"])
+    assert result.exit_code == 2 and result.stderr.startswith("convrewrite: error: --atol")
