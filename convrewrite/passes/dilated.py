@@ -1,0 +1,2056 @@
+"""dilated: one Conv with `dilations` for SpaceToBatch/BatchToSpace lowerings and zero-inserted kernels.
+
+TensorFlow runs a dilated convolution as `SpaceToBatchND -> Conv -> BatchToSpaceND`
+and, with a dynamic spatial size, tf2onnx leaves that lowering in the ONNX
+graph: Pad, Reshape/Transpose (or SpaceToDepth/DepthToSpace) around an
+undilated conv, their shapes computed from `Shape(x)` by dozens of nodes. This
+pass folds such a chain into the one Conv it stands for, and turns a kernel
+stored with zeros between its taps into the compact kernel with `dilations`
+(or, with `expand_dilations`, the other way round).
+
+## The index algebra of a space-to-batch chain
+
+One spatial axis of the chain input `x` (size W), block b. Pad gives
+`xp[u] = x[u - A]` (zero outside `0 <= u - A < W`), length `P = W + A + B`, a
+multiple of b. SpaceToBatch splits `u = t*b + j` (`t < P/b`, `j < b`) and
+moves the offset j to the batch axis: sub-sequence j is `x_j[t] = xp[t*b + j]`.
+An undilated conv with kernel k, dilation d and pads (pb, pe) on each
+sub-sequence gives
+    z_j[t] = sum_i w[i] x_j[t + i*d - pb] = sum_i w[i] xp[t*b + j + i*(b*d) - pb*b],
+and BatchToSpace interleaves them back, `y[t*b + j] = z_j[t]`, so with
+`u = t*b + j`:
+    y[u] = sum_i w[i] xp[u + i*(b*d) - pb*b],
+a dilation-(b*d) conv over xp with pads (pb*b, pe*b) added at its ends. The
+crop drops cb outputs at the front and ce at the end, which is the same conv
+with cb fewer zeros in front and ce fewer at the end. On x itself that is ONE
+Conv with
+    dilation = b*d,  pads = (A + b*pb - cb,  B + b*pe - ce),
+required constant and >= 0. Its output length `W + pads - b*d*(k-1)` equals the
+chain's `(P/b + pb + pe - d*(k-1))*b - cb - ce` by the same algebra. The
+other axes (batch, channels, unblocked spatial axes with b = 1) pass through
+unchanged; channels are never mixed, so grouped and depthwise convs fold too.
+
+## How a chain is recognised: factor tracking
+
+The pass does not match fixed node sequences. It walks the layout ops around
+the conv (Pad, Reshape, Transpose, Unsqueeze, Squeeze, Identity, SpaceToDepth
+before it; Reshape, Transpose, Unsqueeze, Squeeze, Identity, DepthToSpace,
+Slice after it) and tracks, for every axis of every tensor, which *factors* it
+holds, outer to inner: an axis of x ("x"), a padded spatial axis ("p"), its
+block index t ("q", size P/b) and offset j ("j", size b), a conv output
+position ("o"), the output channels ("m"), a cropped output axis ("y"). A
+Reshape is followed exactly (row-major): it may merge adjacent factors, drop
+or add unit axes, and split a padded spatial axis into (q, j) with a
+constant block b (nothing else may be split); SpaceToDepth and DepthToSpace
+(DCR or CRD) are the same splits and merges. At the conv the batch axis must
+hold only the batch factor and the block offsets j, the channel axis only
+the channel factor, each spatial axis one q (or an unblocked p/x); after it
+every output spatial axis must come back as (o, j) in that order (position
+`t*b + j`) or as y after a crop, next to the batch and channel axes. That is
+exactly the algebra above, whatever order of Transposes and Reshapes (1-D
+tf2onnx generic `Reshape([-1, P/b, b, C]) -> Transpose([2,0,1,3]) -> Reshape`,
+2-D `Transpose([3,0,1,2]) -> SpaceToDepth -> Transpose([1,0,2,3])`, a
+Transpose turned into a Reshape on a unit axis, the 6-D form of a [1, d]
+block) got there. A constant Add after the conv with one value per output
+channel (Keras' bias, which tf2onnx leaves between the crop and the last
+Transpose) is carried along: it commutes with the layout moves. The chain is
+replaced by the conv with the new attributes between a Transpose/Squeeze/
+Unsqueeze adapter from x's layout and one to the chain output's layout
+(emitted only when not identities), the carried Adds right after the conv.
+Every tensor inside the chain must be read by the next op only (Shape/Size
+readers aside, which must die with the chain); x stays.
+
+## Why the computed operands are proven, not sampled
+
+Every operand of the chain (pads, Reshape shapes, Slice bounds, axes) is
+evaluated by a small abstract interpreter over the shape subgraph; its only
+non-constant leaves may be the shapes of x and of the chain's own tensors
+(whose dims the factor tracking knows as forms). Each dynamic dim of x is a
+variable, split into residue classes `W = L*q + r` (q >= 0, W >= 1; L starts
+at 1), and every integer in the subgraph is kept as an exact affine form
+`c + sum k_v*q_v`. Add/Sub/Neg and Mul by a constant keep forms affine; Div
+and Mod by a constant d are exact on a class when d divides every
+q-coefficient (floor and C truncation agree because the dividend is shown
+non-negative there), and otherwise the period L is refined (L *= d, all
+classes evaluated again); comparisons, Max/Min/Abs/Where are allowed only
+when their outcome is the same for every q of the class (the form's
+coefficients and its value at the smallest q decide that); anything else (a
+product of two sizes, a value that is not a shape of x or of the chain, a
+data-dependent op) makes the chain unprovable and it is left alone. Constants
+of the graph enter as constants; an op whose inputs are all constants is
+evaluated by onnx's reference evaluator. So for each class the interpreter
+computes the operands for all input sizes of the class at once, and the
+classes cover every size: the fold is exact for every input size at which the
+chain's inner conv has a non-empty output (smaller sizes make the original
+model fail, and are excluded by raising the smallest q).
+
+The only assumptions are that dims stay below 2**31 (an end bound of
+INT32_MAX/INT64_MAX means "to the end", and int32 shape arithmetic does not
+wrap), that the static dims of x that shape inference reports are right, and
+that the graph is valid. When shape inference lost x's rank, as it does after
+a shape-computed Reshape, the dims come from the fold of the lowering before
+it, broadcast through elementwise ops such as the bias Add and the activation.
+
+The resulting pads must be the same constant in every class. They are
+reported as TF's SAME split (`total = d*(k-1)`, `begin = total // 2`) when they
+are, but any proven constant pads are exact and accepted. The nodes that
+become dead are removed: starting from the nodes the interpreter visited and
+the Shape/Size readers of chain tensors, following the producers of whatever
+dies (a worklist, linear).
+
+## Zero-inserted kernels
+
+A Conv/ConvTranspose kernel that on some spatial axis has length K,
+`(K-1) % d == 0`, and is exactly 0.0 on every tap whose index is not a
+multiple of d (over all other axes and channels) is the compact kernel
+`W[..., ::d, ...]` with that axis' dilation multiplied by d: the span
+`d*(k-1)+1` is unchanged, so pads, auto_pad and output sizes are too. The
+largest such d (the gcd of K-1 and the non-zero tap indices) is used, so a
+second run finds nothing. Exact for finite inputs (a removed 0.0 tap no longer
+turns an inf/NaN input into NaN). SAME auto_pad is made explicit when
+dilations appear (onnxruntime refuses SAME with dilations), or the kernel is
+left alone when the pads depend on a dynamic size. `expand_dilations` does
+the inverse for targets without dilation support: every dilated conv gets
+the zero-inserted kernel and dilations 1 (a folded chain is folded first,
+then expanded). The weight is changed in place when only this conv reads it,
+else copied; before IR version 4 weights are graph inputs, so they are left
+alone there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+import onnx
+from onnx import NodeProto, TensorProto, helper, numpy_helper
+
+from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
+from ..graph import INT32_MAX, GraphView, attr, make_squeeze, make_unsqueeze
+from . import PassContext, Record, register
+
+PASS_NAME = "dilated"
+COUNTERS = ("s2b_folded", "kernels_compacted", "kernels_expanded", "shape_nodes_removed")
+NO_PATTERN = "no dilation pattern"
+
+LAYOUT_OPS = {"Reshape", "Transpose", "Unsqueeze", "Squeeze", "Identity"}
+BEFORE_CONV_OPS = LAYOUT_OPS | {"Pad", "SpaceToDepth"}
+AFTER_CONV_OPS = LAYOUT_OPS | {"Slice", "DepthToSpace", "Add"}  # Add: a per-channel constant (the bias)
+SHAPE_READERS = {"Shape", "Size"}
+MAX_CHAIN = 64  # layout ops followed on each side of a conv
+MAX_SHAPE_NODES = 4000  # nodes the shape interpreter may visit for one chain
+MAX_PERIOD = 64  # residue-class period per dynamic dim
+MAX_CLASSES = 1024  # residue classes per chain
+MAX_VALUE_ELEMENTS = 4096  # shape tensors only
+FLOAT_TYPES = (np.float16, np.float32, np.float64)
+MALFORMED = (IndexError, ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError)
+
+
+class Unprovable(Exception):
+    """A step whose exactness cannot be shown; the message says why."""
+
+
+class NeedPeriod(Exception):
+    """A Div/Mod needs a longer residue period on one dynamic dim."""
+
+    def __init__(self, var: int, factor: int) -> None:
+        super().__init__(f"period of variable {var} x{factor}")
+        self.var = var
+        self.factor = factor
+
+
+# ------------------------------------------------------------------ affine forms over residue classes
+
+
+@dataclass(frozen=True)
+class Lin:
+    """`c + sum(k[v] * q[v])`: an integer (or a float constant) exact on one residue class."""
+
+    c: int | float
+    k: tuple[int, ...]
+
+    def is_const(self) -> bool:
+        return not any(self.k)
+
+    def __add__(self, other: "Lin") -> "Lin":
+        return Lin(self.c + other.c, tuple(a + b for a, b in zip(self.k, other.k)))
+
+    def __sub__(self, other: "Lin") -> "Lin":
+        return Lin(self.c - other.c, tuple(a - b for a, b in zip(self.k, other.k)))
+
+    def __neg__(self) -> "Lin":
+        return Lin(-self.c, tuple(-a for a in self.k))
+
+    def scale(self, n: int) -> "Lin":
+        return Lin(self.c * n, tuple(a * n for a in self.k))
+
+
+@dataclass
+class Domain:
+    """The input sizes one evaluation covers: dim v = period[v]*q_v + residue[v], q_v >= qmin[v].
+
+    Period 0 pins a dim to one size (residue). Decisions made on a domain stay
+    valid when qmin is raised later (they hold on a superset).
+    """
+
+    period: tuple[int, ...]
+    residue: tuple[int, ...]
+    qmin: list[int]
+
+    @property
+    def nvars(self) -> int:
+        return len(self.period)
+
+    def const(self, c: int | float) -> Lin:
+        return Lin(c, (0,) * self.nvars)
+
+    def var(self, v: int) -> Lin:
+        k = [0] * self.nvars
+        k[v] = self.period[v]
+        return Lin(self.residue[v], tuple(k))
+
+    def bounds(self, x: Lin) -> tuple[int | None, int | None]:
+        """(min, max) of x over the domain; None where unbounded."""
+        at_min = x.c + sum(k * q for k, q in zip(x.k, self.qmin))
+        lo = at_min if all(k >= 0 for k in x.k) else None
+        hi = at_min if all(k <= 0 for k in x.k) else None
+        return lo, hi
+
+    def ge(self, a: Lin, b: Lin, what: str = "a comparison") -> bool:
+        """Whether a >= b, when the answer is the same on the whole domain."""
+        lo, hi = self.bounds(a - b)
+        if lo is not None and lo >= 0:
+            return True
+        if hi is not None and hi < 0:
+            return False
+        raise Unprovable(f"{what} depends on the input size")
+
+    def eq(self, a: Lin, b: Lin, what: str = "a comparison") -> bool:
+        d = a - b
+        if d.is_const():
+            return d.c == 0
+        lo, hi = self.bounds(d)
+        if (lo is not None and lo > 0) or (hi is not None and hi < 0):
+            return False
+        raise Unprovable(f"{what} depends on the input size")
+
+    def nonneg(self, x: Lin) -> bool:
+        lo, _ = self.bounds(x)
+        return lo is not None and lo >= 0
+
+    def require_positive(self, x: Lin, what: str) -> None:
+        """Restrict the domain to the sizes where x >= 1 (the original model fails elsewhere)."""
+        if x.is_const():
+            if x.c < 1:
+                raise Unprovable(f"{what} is empty")
+            return
+        used = [v for v, k in enumerate(x.k) if k]
+        if len(used) == 1 and x.k[used[0]] > 0:
+            v = used[0]
+            need = -(-(1 - x.c) // x.k[v])
+            self.qmin[v] = max(self.qmin[v], need)
+            return
+        lo, _ = self.bounds(x)
+        if lo is None or lo < 1:
+            raise Unprovable(f"{what} may be empty")
+
+
+def _check_divisible(x: Lin, d: int) -> None:
+    for v, k in enumerate(x.k):
+        if k % d:
+            raise NeedPeriod(v, d // math.gcd(k, d))
+
+
+def _trunc_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _exact_quotient(a: Lin, b: Lin) -> Lin | None:
+    """a / b when it is an exact affine form (b constant dividing every term, or a = n*b)."""
+    if b.is_const():
+        if b.c == 0 or any(k % b.c for k in a.k) or a.c % b.c:
+            return None
+        return Lin(a.c // b.c, tuple(k // b.c for k in a.k))
+    ratio = None
+    for ak, bk in zip((a.c,) + a.k, (b.c,) + b.k):
+        if bk == 0:
+            if ak != 0:
+                return None
+            continue
+        if ak % bk:
+            return None
+        r = ak // bk
+        if ratio is None:
+            ratio = r
+        elif r != ratio:
+            return None
+    return None if ratio is None else Lin(ratio, (0,) * len(a.k))
+
+
+# ------------------------------------------------------------------ the shape interpreter
+
+
+@dataclass
+class Sym:
+    """A small tensor of affine forms: kind "int", "bool" or "float" (floats only as constants)."""
+
+    kind: str
+    data: np.ndarray  # dtype object, elements Lin
+
+    def ints(self, what: str) -> list[int]:
+        out = []
+        for x in self.data.reshape(-1):
+            if not x.is_const() or self.kind == "float":
+                raise Unprovable(f"{what} is not a constant")
+            out.append(int(x.c))
+        return out
+
+    def is_const(self) -> bool:
+        return all(x.is_const() for x in self.data.reshape(-1))
+
+
+def _sym_from_array(value: np.ndarray, domain: Domain) -> Sym:
+    value = np.asarray(value)
+    if value.size > MAX_VALUE_ELEMENTS:
+        raise Unprovable("a shape operand is a large tensor")
+    if value.dtype == np.bool_:
+        kind, conv = "bool", int
+    elif value.dtype.kind in "iu":
+        kind, conv = "int", int
+    elif value.dtype.kind == "f":
+        kind, conv = "float", float
+    else:
+        raise Unprovable(f"a shape operand has dtype {value.dtype}")
+    data = np.empty(value.shape, dtype=object)
+    flat = data.reshape(-1)
+    for i, v in enumerate(value.reshape(-1)):
+        flat[i] = domain.const(conv(v))
+    return Sym(kind, data)
+
+
+def _lins(values: Sequence[Lin]) -> np.ndarray:
+    data = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        data[i] = v
+    return data
+
+
+def _elementwise(fn: Callable, *arrays: np.ndarray) -> np.ndarray:
+    out = np.frompyfunc(fn, len(arrays), 1)(*arrays)
+    return np.asarray(out, dtype=object) if isinstance(out, np.ndarray) else _scalar(out)
+
+
+def _scalar(value: Lin) -> np.ndarray:
+    data = np.empty((), dtype=object)
+    data[()] = value
+    return data
+
+
+INT_TYPES = {TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,
+             TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64}
+FLOAT_ONNX_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+
+
+class ShapeInterpreter:
+    """Evaluates the integer subgraph that computes a chain's operands, exactly, on one Domain.
+
+    `shape_of(name)` gives the dims of chain tensors and of x (forms), or None
+    for other tensors (then a static inferred shape, or the value's own shape,
+    is used).
+    """
+
+    def __init__(self, view: GraphView, domain: Domain, shape_of: Callable[[str], list[Lin] | None],
+                 shared: dict[str, Sym] | None = None) -> None:
+        self.view = view
+        self.domain = domain
+        self.shape_of = shape_of
+        self.memo: dict[str, Sym] = {}
+        # values that do not depend on the input size, shared by the residue classes of one chain
+        self.shared = shared if shared is not None else {}
+        self.visited: list[NodeProto] = []
+        self._pushed: set[int] = set()
+
+    # ------------------------------------------------------------ driving
+
+    def value(self, name: str) -> Sym:
+        if name in self.memo:
+            return self.memo[name]
+        stack = [name]
+        while stack:
+            current = stack[-1]
+            if current in self.memo:
+                stack.pop()
+                continue
+            if current in self.shared:  # computed (and visited) by an earlier residue class
+                self.memo[current] = self.shared[current]
+                stack.pop()
+                continue
+            leaf = self._leaf(current)
+            if leaf is not None:
+                self.memo[current] = self.shared[current] = leaf
+                stack.pop()
+                continue
+            node = self.view.producer_of(current)
+            if node is None:
+                raise Unprovable(f"{current} is neither a constant nor computed from shapes")
+            missing = [d for d in self._deps(node) if d not in self.memo]
+            if missing:
+                if id(node) in self._pushed:
+                    raise Unprovable("cycle in the shape subgraph")
+                self._pushed.add(id(node))
+                stack.extend(missing)
+                continue
+            if len(self.visited) >= MAX_SHAPE_NODES:
+                raise Unprovable("the shape subgraph is too large")
+            self.visited.append(node)
+            outs = self._eval(node)
+            constant = node.op_type not in SHAPE_READERS and all(i in self.shared for i in node.input if i)
+            for out_name, sym in zip(node.output, outs):
+                if out_name:
+                    if sym.data.size > MAX_VALUE_ELEMENTS:
+                        raise Unprovable("a shape value is a large tensor")
+                    self.memo[out_name] = sym
+                    if constant:
+                        self.shared[out_name] = sym
+            if current not in self.memo:
+                raise Unprovable(f"{node.op_type} gave no value for {current}")
+            stack.pop()
+        return self.memo[name]
+
+    def _leaf(self, name: str) -> Sym | None:
+        view = self.view
+        t = view.initializer(name)
+        if t is not None:
+            if int(np.prod(t.dims)) > MAX_VALUE_ELEMENTS:
+                raise Unprovable(f"{name} is a large initializer")
+            return _sym_from_array(numpy_helper.to_array(t), self.domain)
+        if view.producer_of(name) is None:
+            value = view.const_value(name)
+            if value is None:
+                raise Unprovable(f"{name} is neither a constant nor computed from shapes")
+            return _sym_from_array(value, self.domain)
+        return None
+
+    def _deps(self, node: NodeProto) -> list[str]:
+        if node.domain not in ("", "ai.onnx"):
+            raise Unprovable(f"{node.op_type} from domain {node.domain} in the shape subgraph")
+        if node.op_type in SHAPE_READERS:
+            return [] if self._dims(node.input[0]) is not None else [node.input[0]]
+        if node.op_type == "Constant":
+            return []
+        return [i for i in node.input if i]
+
+    def _dims(self, name: str) -> list[Lin] | None:
+        dims = self.shape_of(name)
+        if dims is not None:
+            return dims
+        s = self.view.shape(name)
+        if s is not None and s.dims is not None and all(isinstance(d, int) for d in s.dims):
+            return [self.domain.const(int(d)) for d in s.dims]
+        return None
+
+    # ------------------------------------------------------------ ops
+
+    def _eval(self, node: NodeProto) -> list[Sym]:
+        handler = getattr(self, f"_op_{node.op_type}", None)
+        if handler is None:
+            return self._fallback(node)
+        try:
+            out = handler(node)
+        except MALFORMED as exc:
+            raise Unprovable(f"{node.op_type} {node.name} in the shape subgraph: {exc}") from None
+        return out if isinstance(out, list) else [out]
+
+    def _in(self, node: NodeProto, i: int) -> Sym | None:
+        if len(node.input) <= i or not node.input[i]:
+            return None
+        return self.memo[node.input[i]]
+
+    def _fallback(self, node: NodeProto) -> list[Sym]:
+        """Any other op: computed by onnx's reference evaluator when every input is a constant."""
+        inputs = [self._in(node, i) for i in range(len(node.input))]
+        if not all(s is None or s.is_const() for s in inputs):
+            raise Unprovable(f"{node.op_type} on a size-dependent value")
+        arrays = []
+        for s in inputs:
+            if s is None:
+                arrays.append(None)
+            else:
+                arrays.append(_to_numpy(s))
+        try:
+            from onnx.reference import ReferenceEvaluator
+
+            feeds = {f"i{i}": a for i, a in enumerate(arrays) if a is not None}
+            ins = [f"i{i}" if a is not None else "" for i, a in enumerate(arrays)]
+            outs = [f"o{i}" for i in range(len(node.output))]
+            clone = helper.make_node(node.op_type, ins, outs, domain=node.domain)
+            clone.attribute.extend(node.attribute)
+            graph = helper.make_graph(
+                [clone], "fold",
+                [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                 for k, v in feeds.items()],
+                [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs],
+            )
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.view.opset)])
+            results = ReferenceEvaluator(model).run(None, feeds)
+        except Exception as exc:  # noqa: BLE001 - an op we cannot evaluate makes the chain unprovable
+            raise Unprovable(f"{node.op_type} in the shape subgraph cannot be evaluated ({exc})") from None
+        return [_sym_from_array(np.asarray(r), self.domain) for r in results]
+
+    def _op_Constant(self, node: NodeProto) -> Sym:
+        for a in node.attribute:
+            if a.name == "value":
+                return _sym_from_array(numpy_helper.to_array(a.t), self.domain)
+            if a.name == "value_int":
+                return _sym_from_array(np.array(a.i, np.int64), self.domain)
+            if a.name == "value_ints":
+                return _sym_from_array(np.array(list(a.ints), np.int64), self.domain)
+            if a.name == "value_float":
+                return _sym_from_array(np.array(a.f, np.float32), self.domain)
+            if a.name == "value_floats":
+                return _sym_from_array(np.array(list(a.floats), np.float32), self.domain)
+        raise Unprovable("Constant without a numeric value")
+
+    def _op_Identity(self, node: NodeProto) -> Sym:
+        return self._in(node, 0)
+
+    def _op_Shape(self, node: NodeProto) -> Sym:
+        dims = self._dims(node.input[0])
+        if dims is None:
+            dims = [self.domain.const(int(d)) for d in self.memo[node.input[0]].data.shape]
+        start, end = attr(node, "start", 0), attr(node, "end", None)
+        r = len(dims)
+        start = min(max(start + r if start < 0 else start, 0), r)
+        end = r if end is None else min(max(end + r if end < 0 else end, 0), r)
+        return Sym("int", _lins(dims[start:end]))
+
+    def _op_Size(self, node: NodeProto) -> Sym:
+        dims = self._dims(node.input[0])
+        if dims is None:
+            dims = [self.domain.const(int(d)) for d in self.memo[node.input[0]].data.shape]
+        return Sym("int", _scalar(_product(dims, self.domain, "a Size")))
+
+    def _op_Cast(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        to = attr(node, "to")
+        if to in INT_TYPES:
+            if x.kind == "float":
+                return Sym("int", _elementwise(lambda v: Lin(int(v.c), v.k), x.data))
+            if x.is_const():
+                dtype = helper.tensor_dtype_to_np_dtype(to)
+                vals = np.array([int(v.c) for v in x.data.reshape(-1)], dtype=np.int64).astype(dtype)
+                return _sym_from_array(vals.reshape(x.data.shape), self.domain)
+            unsigned = helper.tensor_dtype_to_np_dtype(to).kind == "u"
+            if unsigned and not all(self.domain.nonneg(v) for v in x.data.reshape(-1)):
+                raise Unprovable("Cast of a value that may be negative to an unsigned type")
+            return Sym("int", x.data)  # sizes stay below 2**31: no wrap-around
+        if to == TensorProto.BOOL:
+            if not x.is_const():
+                raise Unprovable("Cast of a size to bool")
+            return Sym("bool", _elementwise(lambda v: self.domain.const(int(v.c != 0)), x.data))
+        if to in FLOAT_ONNX_TYPES:
+            if not x.is_const():
+                raise Unprovable("Cast of a size to float")
+            return Sym("float", _elementwise(lambda v: self.domain.const(float(v.c)), x.data))
+        raise Unprovable(f"Cast to type {to}")
+
+    def _binary(self, node: NodeProto, fn: Callable[[Lin, Lin], Lin], kind: str | None = None) -> Sym:
+        a, b = self._in(node, 0), self._in(node, 1)
+        if a.kind != b.kind:
+            raise Unprovable(f"{node.op_type} of {a.kind} and {b.kind}")
+        return Sym(kind or a.kind, _elementwise(fn, a.data, b.data))
+
+    def _op_Add(self, node: NodeProto) -> Sym:
+        return self._binary(node, lambda x, y: x + y)
+
+    def _op_Sub(self, node: NodeProto) -> Sym:
+        return self._binary(node, lambda x, y: x - y)
+
+    def _op_Neg(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        return Sym(x.kind, _elementwise(lambda v: -v, x.data))
+
+    def _op_Mul(self, node: NodeProto) -> Sym:
+        def mul(x: Lin, y: Lin) -> Lin:
+            if x.is_const():
+                return y.scale(x.c) if not y.is_const() else Lin(x.c * y.c, y.k)
+            if y.is_const():
+                return x.scale(y.c)
+            raise Unprovable("a product of two sizes")
+
+        return self._binary(node, mul)
+
+    def _op_Div(self, node: NodeProto) -> Sym:
+        if self._in(node, 0).kind != "int":
+            return self._const_only(node)
+        domain = self.domain
+
+        def div(x: Lin, y: Lin) -> Lin:
+            if not y.is_const() or y.c == 0:
+                raise Unprovable("Div by a size or by zero")
+            if x.is_const():
+                return domain.const(_trunc_div(int(x.c), int(y.c)))
+            d = int(y.c)
+            if d < 0:
+                raise Unprovable("Div of a size by a negative constant")
+            _check_divisible(x, d)
+            if not domain.nonneg(x):
+                raise Unprovable("Div of a value that may be negative")
+            return Lin(x.c // d, tuple(k // d for k in x.k))
+
+        return self._binary(node, div)
+
+    def _op_Mod(self, node: NodeProto) -> Sym:
+        fmod = attr(node, "fmod", 0)
+        domain = self.domain
+
+        def mod(x: Lin, y: Lin) -> Lin:
+            if not y.is_const() or y.c == 0:
+                raise Unprovable("Mod by a size or by zero")
+            d = int(y.c)
+            if x.is_const():
+                a = int(x.c)
+                return domain.const(a - d * _trunc_div(a, d) if fmod else a % d)
+            if d < 0:
+                raise Unprovable("Mod of a size by a negative constant")
+            _check_divisible(x, d)
+            if fmod and not domain.nonneg(x):
+                raise Unprovable("fmod of a value that may be negative")
+            return domain.const(int(x.c) % d)
+
+        if self._in(node, 0).kind != "int":
+            return self._const_only(node)
+        return self._binary(node, mod)
+
+    def _const_only(self, node: NodeProto) -> Sym:
+        return self._fallback(node)[0]
+
+    def _op_Abs(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        zero = self.domain.const(0)
+        return Sym(x.kind, _elementwise(lambda v: v if self.domain.ge(v, zero, "Abs") else -v, x.data))
+
+    def _minmax(self, node: NodeProto, want_max: bool) -> Sym:
+        args = [self._in(node, i) for i in range(len(node.input)) if node.input[i]]
+        out = args[0]
+        for other in args[1:]:
+            def pick(x: Lin, y: Lin) -> Lin:
+                x_ge = self.domain.ge(x, y, node.op_type)
+                return x if x_ge == want_max else y
+
+            out = Sym(out.kind, _elementwise(pick, out.data, other.data))
+        return out
+
+    def _op_Max(self, node: NodeProto) -> Sym:
+        return self._minmax(node, True)
+
+    def _op_Min(self, node: NodeProto) -> Sym:
+        return self._minmax(node, False)
+
+    def _compare(self, node: NodeProto, fn: Callable[[Lin, Lin], bool]) -> Sym:
+        return self._binary(node, lambda x, y: self.domain.const(int(fn(x, y))), kind="bool")
+
+    def _op_Equal(self, node: NodeProto) -> Sym:
+        return self._compare(node, lambda x, y: self.domain.eq(x, y, "Equal"))
+
+    def _op_Greater(self, node: NodeProto) -> Sym:
+        return self._compare(node, lambda x, y: not self.domain.ge(y, x, "Greater"))
+
+    def _op_Less(self, node: NodeProto) -> Sym:
+        return self._compare(node, lambda x, y: not self.domain.ge(x, y, "Less"))
+
+    def _op_GreaterOrEqual(self, node: NodeProto) -> Sym:
+        return self._compare(node, lambda x, y: self.domain.ge(x, y, "GreaterOrEqual"))
+
+    def _op_LessOrEqual(self, node: NodeProto) -> Sym:
+        return self._compare(node, lambda x, y: self.domain.ge(y, x, "LessOrEqual"))
+
+    def _op_Not(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        return Sym("bool", _elementwise(lambda v: self.domain.const(1 - int(v.c)), x.data))
+
+    def _op_And(self, node: NodeProto) -> Sym:
+        return self._binary(node, lambda x, y: self.domain.const(int(x.c and y.c)))
+
+    def _op_Or(self, node: NodeProto) -> Sym:
+        return self._binary(node, lambda x, y: self.domain.const(int(x.c or y.c)))
+
+    def _op_Where(self, node: NodeProto) -> Sym:
+        cond, a, b = self._in(node, 0), self._in(node, 1), self._in(node, 2)
+        if a.kind != b.kind:
+            raise Unprovable("Where of mixed types")
+        return Sym(a.kind, _elementwise(lambda c, x, y: x if c.c else y, cond.data, a.data, b.data))
+
+    # -- structure ops: their index operands must be constants
+
+    def _axes(self, node: NodeProto, input_index: int) -> list[int] | None:
+        if self.view.opset < 13:
+            value = attr(node, "axes")
+            return list(value) if value is not None else None
+        s = self._in(node, input_index)
+        return None if s is None else s.ints(f"{node.op_type} axes")
+
+    def _op_Unsqueeze(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        axes = self._axes(node, 1) or []
+        rank = x.data.ndim + len(axes)
+        data = x.data
+        for a in sorted(a + rank if a < 0 else a for a in axes):
+            data = np.expand_dims(data, a)
+        return Sym(x.kind, data)
+
+    def _op_Squeeze(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        axes = self._axes(node, 1)
+        if axes is None:
+            return Sym(x.kind, np.squeeze(x.data))
+        return Sym(x.kind, np.squeeze(x.data, axis=tuple(a + x.data.ndim if a < 0 else a for a in axes)))
+
+    def _op_Reshape(self, node: NodeProto) -> Sym:
+        x, shape = self._in(node, 0), self._in(node, 1).ints("Reshape shape")
+        if not attr(node, "allowzero", 0):
+            shape = [x.data.shape[i] if v == 0 else v for i, v in enumerate(shape)]
+        return Sym(x.kind, x.data.reshape(shape))
+
+    def _op_Flatten(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        axis = attr(node, "axis", 1)
+        axis = axis + x.data.ndim if axis < 0 else axis
+        return Sym(x.kind, x.data.reshape(int(np.prod(x.data.shape[:axis])), -1))
+
+    def _op_Transpose(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        perm = attr(node, "perm")
+        return Sym(x.kind, np.transpose(x.data, perm))
+
+    def _op_Concat(self, node: NodeProto) -> Sym:
+        parts = [self._in(node, i) for i in range(len(node.input)) if node.input[i]]
+        kinds = {p.kind for p in parts}
+        if len(kinds) != 1:
+            raise Unprovable("Concat of mixed types")
+        axis = attr(node, "axis", 0)
+        rank = parts[0].data.ndim
+        return Sym(parts[0].kind, np.concatenate([p.data for p in parts], axis=axis + rank if axis < 0 else axis))
+
+    def _op_Gather(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        idx_sym = self._in(node, 1)
+        axis = attr(node, "axis", 0)
+        axis = axis + x.data.ndim if axis < 0 else axis
+        idx = np.array(idx_sym.ints("Gather indices"), dtype=np.int64).reshape(idx_sym.data.shape)
+        idx = np.where(idx < 0, idx + x.data.shape[axis], idx)
+        return Sym(x.kind, np.take(x.data, idx, axis=axis))
+
+    def _op_Slice(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        if self.view.opset < 10:
+            starts, ends, axes, steps = attr(node, "starts"), attr(node, "ends"), attr(node, "axes"), None
+        else:
+            starts = self._in(node, 1).ints("Slice starts")
+            ends = self._in(node, 2).ints("Slice ends")
+            axes = self._in(node, 3).ints("Slice axes") if self._in(node, 3) is not None else None
+            steps = self._in(node, 4).ints("Slice steps") if self._in(node, 4) is not None else None
+        axes = list(range(len(starts))) if axes is None else list(axes)
+        steps = [1] * len(starts) if steps is None else steps
+        index = [slice(None)] * x.data.ndim
+        for s, e, a, st in zip(starts, ends, axes, steps):
+            a = a + x.data.ndim if a < 0 else a
+            index[a] = _python_slice(s, e, st, x.data.shape[a])
+        return Sym(x.kind, x.data[tuple(index)])
+
+    def _op_Split(self, node: NodeProto) -> list[Sym]:
+        x = self._in(node, 0)
+        axis = attr(node, "axis", 0)
+        axis = axis + x.data.ndim if axis < 0 else axis
+        if self.view.opset >= 13:
+            sizes = self._in(node, 1).ints("Split sizes") if self._in(node, 1) is not None else None
+        else:
+            sizes = attr(node, "split")
+        n = len(node.output)
+        dim = x.data.shape[axis]
+        if sizes is None:
+            chunk = -(-dim // n)
+            sizes = [min(chunk, dim - i * chunk) for i in range(n)]
+        bounds = np.cumsum([0] + list(sizes))
+        outs = []
+        for i in range(n):
+            index = [slice(None)] * x.data.ndim
+            index[axis] = slice(int(bounds[i]), int(bounds[i + 1]))
+            outs.append(Sym(x.kind, x.data[tuple(index)]))
+        return outs
+
+    def _op_Pad(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        if (attr(node, "mode", "constant") or "constant") != "constant":
+            raise Unprovable("non-constant Pad mode in the shape subgraph")
+        if self.view.opset < 11:
+            pads, fill = attr(node, "pads"), self.domain.const(attr(node, "value", 0.0))
+            axes = None
+        else:
+            pads = self._in(node, 1).ints("Pad pads")
+            value = self._in(node, 2)
+            fill = value.data.reshape(-1)[0] if value is not None else self.domain.const(0)
+            axes = self._in(node, 3).ints("Pad axes") if self._in(node, 3) is not None else None
+        rank = x.data.ndim
+        axes = list(range(rank)) if axes is None else [a + rank if a < 0 else a for a in axes]
+        n = len(axes)
+        begin, end = [0] * rank, [0] * rank
+        for i, a in enumerate(axes):
+            begin[a], end[a] = pads[i], pads[n + i]
+        shape = [x.data.shape[a] + begin[a] + end[a] for a in range(rank)]
+        out = np.empty(shape, dtype=object)
+        out.reshape(-1)[:] = [fill] * int(np.prod(shape))
+        src = tuple(slice(max(0, -begin[a]), x.data.shape[a] - max(0, -end[a])) for a in range(rank))
+        dst = tuple(slice(max(0, begin[a]), max(0, begin[a]) + (src[a].stop - src[a].start)) for a in range(rank))
+        out[dst] = x.data[src]
+        return Sym(x.kind, out)
+
+    def _op_ConstantOfShape(self, node: NodeProto) -> Sym:
+        shape = self._in(node, 0).ints("ConstantOfShape shape")
+        value = attr(node, "value")
+        fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
+        return _sym_from_array(np.full(shape, fill), self.domain)
+
+    def _op_Expand(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        shape = self._in(node, 1).ints("Expand shape")
+        target = np.broadcast_shapes(x.data.shape, tuple(shape))
+        return Sym(x.kind, np.array(np.broadcast_to(x.data, target), dtype=object))
+
+    def _op_Tile(self, node: NodeProto) -> Sym:
+        x = self._in(node, 0)
+        return Sym(x.kind, np.tile(x.data, self._in(node, 1).ints("Tile repeats")))
+
+    def _op_Range(self, node: NodeProto) -> Sym:
+        return self._const_only(node)
+
+
+def _to_numpy(s: Sym) -> np.ndarray:
+    flat = [v.c for v in s.data.reshape(-1)]
+    dtype = {"int": np.int64, "bool": np.bool_, "float": np.float32}[s.kind]
+    return np.array(flat, dtype=dtype).reshape(s.data.shape)
+
+
+def _python_slice(start: int, end: int, step: int, dim: int) -> slice:
+    if step == 0:
+        raise Unprovable("Slice step 0")
+    if start < 0:
+        start += dim
+    if end < 0:
+        end += dim
+    if step > 0:
+        return slice(min(max(start, 0), dim), min(max(end, 0), dim), step)
+    start = min(max(start, -1), dim - 1)
+    end = min(max(end, -1), dim - 1)
+    return slice(start, None if end < 0 else end, step)
+
+
+def _product(dims: Sequence[Lin], domain: Domain, what: str) -> Lin:
+    const, var = 1, None
+    for d in dims:
+        if d.is_const():
+            const *= d.c
+        elif var is None:
+            var = d
+        else:
+            raise Unprovable(f"{what} is a product of two sizes")
+    return domain.const(const) if var is None else var.scale(const)
+
+
+# ------------------------------------------------------------------ factor tracking along a chain
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One index of a tensor axis: kind x/p/q/j/o/m/y (see the module docstring), the input axis it comes from."""
+
+    kind: str
+    axis: int
+    size: Lin
+
+
+Axis = tuple  # tuple[Factor, ...], outer to inner; () is a unit axis
+
+
+class ChainTrace:
+    """Follows one chain on one Domain, keeping the factors of every axis and the exact operands."""
+
+    def __init__(self, view: GraphView, domain: Domain, x_name: str, x_dims: list[Lin], later: set[str],
+                 shared: dict[str, Sym] | None = None) -> None:
+        self.view = view
+        self.domain = domain
+        self.x_name = x_name
+        self.later = set(later)  # chain tensors not computed yet
+        self.state: list[Axis] = [() if _is_one(d) else (Factor("x", a, d),) for a, d in enumerate(x_dims)]
+        self.known: dict[str, list[Lin | None]] = {x_name: list(x_dims)}
+        self.pads: dict[int, tuple[Lin, Lin]] = {}
+        self.blocks: dict[int, int] = {}
+        self.crops: dict[int, tuple[Lin, Lin]] = {}
+        self.inner: dict[int, tuple[int, int, int, int]] = {}
+        self.conv_axes: list[int | None] = []
+        self.n_axis: int | None = None
+        self.c_axis: int | None = None
+        self.out_channels = 1
+        self.after_conv = False
+        self.current = x_name
+        self.moved: list[tuple[NodeProto, str, np.ndarray]] = []  # per-channel Adds, re-applied after the conv
+        self.saw_block = False
+        self.interp = ShapeInterpreter(view, domain, self._shape_of, shared)
+
+    def _shape_of(self, name: str) -> list[Lin] | None:
+        if name in self.known:
+            dims = self.known[name]
+            if any(d is None for d in dims):
+                raise Unprovable(f"the shape of {name} is a product of two sizes")
+            return dims  # type: ignore[return-value]
+        if name in self.later:
+            raise Unprovable(f"an operand depends on {name}, computed later in the chain")
+        return None
+
+    def _record(self, name: str) -> None:
+        self.current = name
+        self.later.discard(name)
+        self.known[name] = [_axis_size(ax, self.domain) for ax in self.state]
+
+    def operand(self, node: NodeProto, index: int) -> Sym | None:
+        if len(node.input) <= index or not node.input[index]:
+            return None
+        return self.interp.value(node.input[index])
+
+    # ------------------------------------------------------------ steps
+
+    def step(self, node: NodeProto) -> None:
+        if node.domain not in ("", "ai.onnx"):
+            raise Unprovable(f"{node.op_type} from domain {node.domain}")
+        try:
+            getattr(self, f"_{node.op_type}")(node)
+        except MALFORMED as exc:  # operands that do not fit the tensor: not a chain we understand
+            raise Unprovable(f"{node.op_type} {node.name}: {exc}") from None
+        self._record(node.output[0])
+
+    def _Identity(self, node: NodeProto) -> None:
+        pass
+
+    def _Add(self, node: NodeProto) -> None:
+        """A constant added per output channel (a bias) commutes with the layout moves: it moves after the conv."""
+        if not self.after_conv or self.current not in node.input:
+            raise Unprovable("Add inside the chain")
+        other = node.input[1] if node.input[0] == self.current else node.input[0]
+        value = _constant_operand(self.view, other)
+        if value is None or value.dtype.kind != "f" or value.ndim > len(self.state):
+            raise Unprovable("Add of a value that is not a constant")
+        shape = [1] * (len(self.state) - value.ndim) + list(value.shape)
+        for dim, ax in zip(shape, self.state):
+            if dim != 1 and not (len(ax) == 1 and ax[0].kind == "m" and dim == self.out_channels):
+                raise Unprovable("Add of a constant that is not one value per output channel")
+        self.moved.append((node, other, value.reshape(-1)))
+
+    def _Transpose(self, node: NodeProto) -> None:
+        perm = attr(node, "perm")
+        perm = list(range(len(self.state)))[::-1] if perm is None else list(perm)
+        if sorted(perm) != list(range(len(self.state))):
+            raise Unprovable("Transpose perm does not match the rank")
+        self.state = [self.state[p] for p in perm]
+
+    def _Unsqueeze(self, node: NodeProto) -> None:
+        axes = self._axes_of(node)
+        if axes is None:
+            raise Unprovable("Unsqueeze without axes")
+        rank = len(self.state) + len(axes)
+        for a in sorted(a + rank if a < 0 else a for a in axes):
+            self.state.insert(a, ())
+
+    def _Squeeze(self, node: NodeProto) -> None:
+        axes = self._axes_of(node)
+        rank = len(self.state)
+        if axes is None:
+            if any(not f.size.is_const() for ax in self.state for f in ax):
+                raise Unprovable("Squeeze without axes on a tensor with dynamic dims")
+            self.state = [ax for ax in self.state if ax]
+            return
+        axes = {a + rank if a < 0 else a for a in axes}
+        if any(self.state[a] for a in axes):
+            raise Unprovable("Squeeze of an axis that is not 1")
+        self.state = [ax for a, ax in enumerate(self.state) if a not in axes]
+
+    def _axes_of(self, node: NodeProto) -> list[int] | None:
+        if self.view.opset < 13:
+            value = attr(node, "axes")
+            return list(value) if value is not None else None
+        s = self.operand(node, 1)
+        return None if s is None else s.ints(f"{node.op_type} axes")
+
+    def _Pad(self, node: NodeProto) -> None:
+        if self.after_conv:
+            raise Unprovable("Pad after the conv")
+        mode = attr(node, "mode", "constant") or "constant"
+        if mode != "constant":
+            raise Unprovable(f"Pad mode is {mode}")
+        rank = len(self.state)
+        if self.view.opset < 11:
+            pads = [self.domain.const(int(p)) for p in attr(node, "pads")]
+            value = float(attr(node, "value", 0.0))
+            axes = None
+        else:
+            pads = list(self.operand(node, 1).data.reshape(-1))
+            v = self.operand(node, 2)
+            value = 0.0 if v is None else float(v.data.reshape(-1)[0].c) if v.is_const() else None
+            a = self.operand(node, 3)
+            axes = a.ints("Pad axes") if a is not None else None
+        if value != 0.0:
+            raise Unprovable(f"Pad value is {value}, not 0")
+        axes = list(range(rank)) if axes is None else [a + rank if a < 0 else a for a in axes]
+        if len(pads) != 2 * len(axes):
+            raise Unprovable("Pad pads do not match the rank")
+        n = len(axes)
+        zero = self.domain.const(0)
+        for i, a in enumerate(axes):
+            begin, end = pads[i], pads[n + i]
+            if begin == zero and end == zero:
+                continue
+            if not (self.domain.nonneg(begin) and self.domain.nonneg(end)):
+                raise Unprovable("Pad pads may be negative")
+            ax = self.state[a]
+            if not ax and node.input[0] == self.x_name:
+                x_axis, size, old = a, self.domain.const(1), (zero, zero)
+            elif len(ax) == 1 and ax[0].kind in ("x", "p"):
+                x_axis, size = ax[0].axis, ax[0].size
+                old = self.pads.get(x_axis, (zero, zero))
+            else:
+                raise Unprovable(f"Pad on axis {a}, which is not one spatial axis of the input")
+            self.pads[x_axis] = (old[0] + begin, old[1] + end)
+            self.state[a] = (Factor("p", x_axis, size + begin + end),)
+
+    def _split(self, f: Factor, outer: Lin, block: int) -> tuple[Factor, Factor]:
+        """Split a spatial factor into (block index q of size outer, offset j of size block)."""
+        if self.after_conv or f.kind not in ("x", "p"):
+            raise Unprovable("a reshape splits an axis that is not a padded spatial axis")
+        if f.axis in self.blocks:
+            raise Unprovable("a spatial axis is split twice")
+        self.blocks[f.axis] = block
+        self.saw_block = True
+        return Factor("q", f.axis, outer), Factor("j", f.axis, self.domain.const(block))
+
+    def _Reshape(self, node: NodeProto) -> None:
+        target = list(self.operand(node, 1).data.reshape(-1))
+        if self.operand(node, 1).kind != "int":
+            raise Unprovable("Reshape shape is not an integer tensor")
+        allowzero = attr(node, "allowzero", 0)
+        sizes = [_axis_size(ax, self.domain) for ax in self.state]
+        for i, t in enumerate(target):
+            if t.is_const() and t.c == 0:
+                if allowzero:
+                    raise Unprovable("Reshape to a zero-size dim")
+                if i >= len(sizes) or sizes[i] is None:
+                    raise Unprovable("Reshape copies a dim that is a product of two sizes")
+                target[i] = sizes[i]
+        minus = [i for i, t in enumerate(target) if t.is_const() and t.c == -1]
+        if len(minus) > 1 or any(t.is_const() and t.c < -1 for t in target):
+            raise Unprovable("Reshape shape has more than one -1")
+        factors = [f for ax in self.state for f in ax]
+        stop = minus[0] if minus else len(target)
+        out: list[Axis] = [()] * len(target)
+        for i in range(stop):
+            out[i], factors = self._take(factors, target[i], front=True)
+        if minus:
+            for i in range(len(target) - 1, stop, -1):
+                out[i], factors = self._take(factors, target[i], front=False)
+            out[stop], factors = tuple(factors), []
+        if factors:
+            raise Unprovable("Reshape sizes do not match its input")
+        self.state = out
+
+    def _take(self, factors: list[Factor], size: Lin, front: bool) -> tuple[Axis, list[Factor]]:
+        """The factors that make up one target dim of `size`, from the front or the back."""
+        if size.is_const() and size.c == 1:
+            return (), factors
+        if size.is_const() and size.c < 1:
+            raise Unprovable("Reshape to a dim below 1")
+        factors = list(factors)
+        taken: list[Factor] = []
+        rem = size
+        while True:
+            if not factors:
+                raise Unprovable("Reshape sizes do not match its input")
+            f = factors[0] if front else factors[-1]
+            if f.size == rem:
+                taken.append(f)
+                factors.pop(0 if front else -1)
+                break
+            quotient = _exact_quotient(rem, f.size)
+            if quotient is not None and not (quotient.is_const() and quotient.c < 2):
+                taken.append(f)
+                factors.pop(0 if front else -1)
+                rem = quotient
+                continue
+            if front:  # rem is the outer part: f = rem * block
+                inner = _exact_quotient(f.size, rem)
+                if inner is None or not inner.is_const() or inner.c < 2:
+                    raise Unprovable("a reshape splits an axis into parts that are not a block split")
+                hi, lo = self._split(f, rem, int(inner.c))
+                taken.append(hi)
+                factors[0] = lo
+            else:  # rem is the inner part: f = outer * rem
+                if rem.is_const() and rem.c >= 2:
+                    _check_divisible(f.size, int(rem.c))
+                outer = _exact_quotient(f.size, rem)
+                if outer is None or not rem.is_const() or rem.c < 2:
+                    raise Unprovable("a reshape splits an axis into parts that are not a block split")
+                hi, lo = self._split(f, outer, int(rem.c))
+                taken.append(lo)
+                factors[-1] = hi
+            break
+        return tuple(taken if front else taken[::-1]), factors
+
+    def _SpaceToDepth(self, node: NodeProto) -> None:
+        b = int(attr(node, "blocksize"))
+        if len(self.state) != 4:
+            raise Unprovable("SpaceToDepth on a tensor that is not 4-D")
+        parts = []
+        for a in (2, 3):
+            ax = self.state[a]
+            if len(ax) != 1:
+                raise Unprovable("SpaceToDepth on an axis that is not one spatial axis")
+            _check_divisible(ax[0].size, b)
+            outer = _exact_quotient(ax[0].size, self.domain.const(b))
+            if outer is None:
+                raise Unprovable("SpaceToDepth on a size that is not a multiple of the block")
+            parts.append(self._split(ax[0], outer, b))
+        (qh, jh), (qw, jw) = parts
+        self.state = [self.state[0], (jh, jw) + self.state[1], (qh,), (qw,)]
+
+    def _DepthToSpace(self, node: NodeProto) -> None:
+        b = int(attr(node, "blocksize"))
+        mode = attr(node, "mode", "DCR") or "DCR"
+        if len(self.state) != 4:
+            raise Unprovable("DepthToSpace on a tensor that is not 4-D")
+        chan = list(self.state[1])
+        block = self.domain.const(b)
+        if len(chan) < 2:
+            raise Unprovable("DepthToSpace channels do not hold two block offsets")
+        if mode == "DCR":
+            fh, fw, rest = chan[0], chan[1], tuple(chan[2:])
+        else:
+            fh, fw, rest = chan[-2], chan[-1], tuple(chan[:-2])
+        if fh.size != block or fw.size != block:
+            raise Unprovable(f"DepthToSpace block {b} does not match the block offsets")
+        self.state = [self.state[0], rest, self.state[2] + (fh,), self.state[3] + (fw,)]
+
+    def _Slice(self, node: NodeProto) -> None:
+        rank = len(self.state)
+        if self.view.opset < 10:
+            starts = [self.domain.const(v) for v in attr(node, "starts")]
+            ends = [self.domain.const(v) for v in attr(node, "ends")]
+            axes = attr(node, "axes")
+            steps = None
+        else:
+            starts = list(self.operand(node, 1).data.reshape(-1))
+            ends = list(self.operand(node, 2).data.reshape(-1))
+            a = self.operand(node, 3)
+            axes = a.ints("Slice axes") if a is not None else None
+            s = self.operand(node, 4)
+            steps = s.ints("Slice steps") if s is not None else None
+        axes = list(range(len(starts))) if axes is None else [a + rank if a < 0 else a for a in axes]
+        if steps is not None and any(st != 1 for st in steps):
+            raise Unprovable("Slice with a step other than 1")
+        for start, end, a in zip(starts, ends, axes):
+            ax = self.state[a]
+            size = _axis_size(ax, self.domain)
+            if size is None:
+                raise Unprovable("Slice of an axis whose size is a product of two sizes")
+            begin, stop = self._slice_bounds(start, end, size)
+            zero = self.domain.const(0)
+            dropped_front, dropped_end = begin, size - stop
+            if dropped_front == zero and dropped_end == zero:
+                continue
+            spatial = self._output_axis(ax)
+            if spatial is None:
+                raise Unprovable(f"Slice crops axis {a}, which is not an output spatial axis")
+            old = self.crops.get(spatial, (zero, zero))
+            self.crops[spatial] = (old[0] + dropped_front, old[1] + dropped_end)
+            self.state[a] = (Factor("y", spatial, stop - begin),)
+
+    def _slice_bounds(self, start: Lin, end: Lin, size: Lin) -> tuple[Lin, Lin]:
+        """(first kept, one past the last kept) of a step-1 Slice on an axis of `size`."""
+        d = self.domain
+        zero = d.const(0)
+        if start.is_const() and start.c < 0:
+            start = size + start
+        if not (d.ge(start, zero, "a Slice start") and d.ge(size, start, "a Slice start")):
+            raise Unprovable("Slice start is clamped")
+        if end.is_const() and end.c >= INT32_MAX:
+            end = size  # dims stay below 2**31: "to the end"
+        elif end.is_const() and end.c < 0:
+            end = size + end
+        if not d.ge(end, start, "a Slice end"):
+            raise Unprovable("Slice keeps nothing")
+        if not d.ge(size, end, "a Slice end"):
+            end = size
+        return start, end
+
+    def _output_axis(self, ax: Axis) -> int | None:
+        """The input spatial axis this tensor axis is the complete output of, if it is one."""
+        if len(ax) == 2 and ax[0].kind == "o" and ax[1].kind == "j" and ax[0].axis == ax[1].axis:
+            return ax[0].axis
+        if len(ax) == 1 and ax[0].kind == "y":
+            return ax[0].axis
+        if len(ax) == 1 and ax[0].kind == "o" and self.blocks.get(ax[0].axis, 1) == 1:
+            return ax[0].axis
+        return None
+
+    # ------------------------------------------------------------ the conv
+
+    def conv(self, node: NodeProto, weight_shape: Sequence[int]) -> None:
+        if node.op_type != "Conv":
+            raise Unprovable(f"{node.op_type} inside a space-to-batch chain")
+        try:
+            attrs = ConvAttrs.from_node(node, weight_shape).resolved(None)
+        except ConvAttrError as exc:
+            raise Unprovable(str(exc)) from None
+        if attrs is None:
+            raise Unprovable("the inner conv's SAME pads depend on the input size")
+        if len(self.state) != attrs.rank + 2:
+            raise Unprovable("the conv input's rank does not match its kernel")
+        batch, chan, *spatial = self.state
+        if any(f.kind not in ("x", "j") for f in batch) or sum(f.kind == "x" for f in batch) > 1:
+            raise Unprovable("the conv's batch axis holds more than the batch and the block offsets")
+        if chan and not (len(chan) == 1 and chan[0].kind == "x"):
+            raise Unprovable("the conv's channel axis is not the input's channel axis")
+        self.n_axis = next((f.axis for f in batch if f.kind == "x"), None)
+        self.c_axis = chan[0].axis if chan else None
+        blocked: set[int] = set()
+        out_spatial: list[Axis] = []
+        for k, ax in enumerate(spatial):
+            kk, s, d = attrs.kernel_shape[k], attrs.strides[k], attrs.dilations[k]
+            pb, pe = attrs.pads_begin[k], attrs.pads_end[k]
+            if not ax:
+                if kk != 1 or pb or pe:
+                    raise Unprovable(f"kernel {kk} or pads on the conv's unit spatial axis {k}")
+                self.conv_axes.append(None)
+                out_spatial.append(())
+                continue
+            if len(ax) != 1 or ax[0].kind not in ("q", "p", "x"):
+                raise Unprovable(f"the conv's spatial axis {k} is not one spatial axis of the input")
+            f = ax[0]
+            if s != 1:
+                raise Unprovable(f"stride {s} on the conv's spatial axis {k}")
+            if f.kind == "q":
+                blocked.add(f.axis)
+            size = f.size + self.domain.const(pb + pe - d * (kk - 1))
+            self.domain.require_positive(size, "the inner conv's output")
+            if size.is_const() and size.c == 1:
+                raise Unprovable(f"the inner conv has a single output position on its spatial axis {k}")
+            self.inner[f.axis] = (kk, d, pb, pe)
+            self.conv_axes.append(f.axis)
+            out_spatial.append((Factor("o", f.axis, size),))
+        offsets = [f.axis for f in batch if f.kind == "j"]
+        if sorted(offsets) != sorted(blocked):
+            raise Unprovable("the block offsets on the batch axis do not match the blocked spatial axes")
+        self.out_channels = int(weight_shape[0])
+        m = (Factor("m", -1, self.domain.const(self.out_channels)),) if self.out_channels != 1 else ()
+        self.state = [batch, m, *out_spatial]
+        self.after_conv = True
+        self._record(node.output[0])
+
+    def roles(self) -> list | None:
+        """Roles of the current axes if the chain is back in a plain layout: 'n', 'm', ('s', axis) or None (unit)."""
+        roles: list = []
+        for ax in self.state:
+            if not ax:
+                roles.append(None)
+                continue
+            if len(ax) == 1 and ax[0].kind == "x" and ax[0].axis == self.n_axis:
+                role = "n"
+            elif len(ax) == 1 and ax[0].kind == "m":
+                role = "m"
+            else:
+                a = self._output_axis(ax)
+                if a is None:
+                    return None
+                role = ("s", a)
+            if role in roles:
+                return None
+            roles.append(role)
+        wanted = {("s", a) for a in self.conv_axes if a is not None}
+        if self.n_axis is not None:
+            wanted.add("n")
+        if self.out_channels != 1:
+            wanted.add("m")
+        return roles if set(r for r in roles if r is not None) == wanted else None
+
+    def result(self) -> tuple[dict[int, tuple[int, int, int]], list[int | None]]:
+        """Per blocked/convolved input axis: (dilation, pad begin, pad end), proven constant."""
+        out: dict[int, tuple[int, int, int]] = {}
+        zero = self.domain.const(0)
+        for a in self.conv_axes:
+            if a is None:
+                continue
+            kk, d, pb, pe = self.inner[a]
+            b = self.blocks.get(a, 1)
+            begin_pad, end_pad = self.pads.get(a, (zero, zero))
+            crop_begin, crop_end = self.crops.get(a, (zero, zero))
+            begin = begin_pad + self.domain.const(b * pb) - crop_begin
+            end = end_pad + self.domain.const(b * pe) - crop_end
+            if not (begin.is_const() and end.is_const()):
+                raise Unprovable("the folded pads depend on the input size")
+            if begin.c < 0 or end.c < 0:
+                raise Unprovable(f"the folded pads ({begin.c}, {end.c}) are negative")
+            out[a] = (b * d, int(begin.c), int(end.c))
+        return out, list(self.conv_axes)
+
+
+def _is_one(d: Lin) -> bool:
+    return d.is_const() and d.c == 1
+
+
+def _axis_size(ax: Axis, domain: Domain) -> Lin | None:
+    try:
+        return _product([f.size for f in ax], domain, "an axis")
+    except Unprovable:
+        return None
+
+
+# ------------------------------------------------------------------ finding a chain around a conv
+
+
+def _data_consumers(view: GraphView, name: str) -> list[NodeProto]:
+    return [n for n in view.consumers_of(name) if n.op_type not in SHAPE_READERS]
+
+
+def _walk_back(view: GraphView, conv: NodeProto) -> tuple[list[NodeProto], str | None]:
+    """The layout ops feeding the conv, in graph order (each output read by the next one only).
+
+    Also says why the walk stopped (a tensor read elsewhere, an op that is not a layout op), if it did.
+    """
+    nodes: list[NodeProto] = []
+    name = conv.input[0]
+    stop = None
+    while len(nodes) < MAX_CHAIN:
+        node = view.producer_of(name)
+        if node is None:
+            break
+        if node.op_type not in BEFORE_CONV_OPS or node.domain not in ("", "ai.onnx"):
+            stop = f"{node.op_type} {node.name} sits between the lowering and the conv (only layout ops may)"
+            break
+        stop = _shared_reason(view, name)
+        if stop or not node.input:
+            break
+        nodes.append(node)
+        name = node.input[0]
+    nodes.reverse()
+    for i, node in enumerate(nodes):  # start at the first Pad, else the first blocking op
+        if node.op_type == "Pad":
+            return nodes[i:], stop
+    for i, node in enumerate(nodes):
+        if node.op_type in ("SpaceToDepth", "Reshape"):
+            return nodes[i:], stop
+    return nodes, stop
+
+
+def _walk_forward(view: GraphView, conv: NodeProto) -> tuple[list[NodeProto], str | None]:
+    nodes: list[NodeProto] = []
+    name = conv.output[0]
+    while len(nodes) < MAX_CHAIN:
+        users = _data_consumers(view, name)
+        if any(u.op_type in AFTER_CONV_OPS for u in users):
+            stop = _shared_reason(view, name)
+            if stop:
+                return nodes, stop
+        if len(users) != 1 or view.is_graph_output(name):
+            break
+        node = users[0]
+        if node.op_type not in AFTER_CONV_OPS or node.domain not in ("", "ai.onnx"):
+            break
+        if node.op_type == "Add":
+            if view.ctx.ir_version < 4:  # moving a bias needs a new initializer, a graph input before IR 4
+                break
+            others = [i for i in node.input if i != name]
+            if len(others) != 1 or _constant_operand(view, others[0]) is None:
+                break
+        elif node.input[0] != name or name in list(node.input)[1:]:
+            break
+        nodes.append(node)
+        name = node.output[0]
+    return nodes, None
+
+
+def _shared_reason(view: GraphView, name: str) -> str | None:
+    """Why a tensor cannot be absorbed into a chain (read by more than the next op), or None."""
+    if view.is_graph_output(name):
+        return f"{name} is a graph output"
+    users = _data_consumers(view, name)
+    if len(users) > 1:
+        return f"{name} has another consumer ({users[1].op_type} {users[1].name})".replace(" )", ")")
+    return None
+
+
+def _is_candidate(back: list[NodeProto], forward: list[NodeProto]) -> bool:
+    ops_back = {n.op_type for n in back}
+    ops_fwd = {n.op_type for n in forward}
+    if "SpaceToDepth" in ops_back or "DepthToSpace" in ops_fwd:
+        return True
+    return "Reshape" in ops_back and "Reshape" in ops_fwd
+
+
+def _constant_operand(view: GraphView, name: str) -> np.ndarray | None:
+    """A small constant (initializer or Constant node), or None."""
+    t = view.initializer(name)
+    if t is not None:
+        return numpy_helper.to_array(t) if int(np.prod(t.dims)) <= MAX_VALUE_ELEMENTS else None
+    producer = view.producer_of(name)
+    if producer is not None and producer.op_type == "Constant":
+        return view.const_value(name)
+    return None
+
+
+@dataclass
+class FoldPlan:
+    """Everything needed to replace one chain by one dilated conv."""
+
+    x: str
+    y: str
+    chain: list[NodeProto]
+    dead: list[NodeProto]
+    axes: dict[int, tuple[int, int, int]]  # input axis -> (dilation, pad begin, pad end)
+    conv_axes: list[int | None]
+    x_roles: list
+    conv_in_roles: list
+    conv_out_roles: list
+    y_roles: list
+    details: dict = field(default_factory=dict)
+    moved: list = field(default_factory=list)  # (Add node, per-channel values) to apply after the new conv
+
+
+ELEMENTWISE = {
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign", "HardSigmoid",
+    "HardSwish", "Gelu", "Mish", "Clip", "Identity", "Neg", "Abs", "Exp", "Log", "Sqrt", "Erf", "Cast",
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "PRelu", "Where",
+}
+MAX_SHAPE_WALK = 32
+
+
+def _static_dims(view: GraphView, name: str, derived: dict[str, list[int | None]]) -> list[int | None] | None:
+    """Dims of a tensor (int, or None where dynamic): from shape inference, from an earlier fold in this
+    pass, or by broadcasting through elementwise ops (shape inference loses the rank after a
+    shape-computed Reshape, so a second chain in a stack needs this)."""
+    todo, order = [name], []
+    seen: set[str] = set()
+    while todo and len(order) <= MAX_SHAPE_WALK:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        order.append(current)
+        if _known_dims(view, current, derived) is not None:
+            continue
+        node = view.producer_of(current)
+        if node is None or node.op_type not in ELEMENTWISE or node.domain not in ("", "ai.onnx"):
+            return None
+        todo.extend(i for i in node.input if i)
+    if todo:
+        return None
+    for current in reversed(order):
+        if _known_dims(view, current, derived) is not None:
+            continue
+        node = view.producer_of(current)
+        shapes = [derived.get(i) or _known_dims(view, i, derived) for i in node.input if i]
+        if any(sh is None for sh in shapes):
+            return None
+        derived[current] = _broadcast(shapes)
+    return _known_dims(view, name, derived)
+
+
+def _known_dims(view: GraphView, name: str, derived: dict[str, list[int | None]]) -> list[int | None] | None:
+    if name in derived:
+        return derived[name]
+    s = view.shape(name)
+    if s is None or s.dims is None:
+        return None
+    return [d if isinstance(d, int) and d >= 0 else None for d in s.dims]
+
+
+def _broadcast(shapes: list[list[int | None]]) -> list[int | None]:
+    rank = max(len(sh) for sh in shapes)
+    out: list[int | None] = []
+    for i in range(rank):
+        dims = [sh[i - rank + len(sh)] for sh in shapes if i - rank + len(sh) >= 0]
+        static = {d for d in dims if d is not None and d != 1}
+        if static:
+            out.append(static.pop() if len(static) == 1 else None)
+        elif any(d is None for d in dims):
+            out.append(None)
+        else:
+            out.append(1)
+    return out
+
+
+def _x_dims(view: GraphView, x: str, derived: dict[str, list[int | None]]) -> tuple[list[int | None], list[int]]:
+    """Static dims of x (None where dynamic) and the indices of its dynamic dims."""
+    dims = _static_dims(view, x, derived)
+    if dims is None:
+        raise Unprovable(f"the rank of {x} is unknown")
+    return dims, [i for i, d in enumerate(dims) if d is None]
+
+
+def _run_trace(view, domain, x, static_dims, dynamic, back, conv, weight_shape, later, shared) -> ChainTrace:
+    """Follow the chain from x through the conv on one domain."""
+    dims = [domain.const(d) if d is not None else domain.var(dynamic.index(a)) for a, d in enumerate(static_dims)]
+    trace = ChainTrace(view, domain, x, dims, later, shared)
+    for node in back:
+        trace.step(node)
+    if not trace.saw_block:
+        raise Unprovable(NO_PATTERN)
+    trace.conv(conv, weight_shape)
+    return trace
+
+
+def _plan_fold(view: GraphView, conv: NodeProto, back: list[NodeProto], forward: list[NodeProto],
+               derived: dict[str, list[int | None]]) -> FoldPlan:
+    """Prove the chain around `conv` is one dilated conv on every residue class; raise Unprovable if not."""
+    weight_shape = _weight_shape(view, conv.input[1]) if len(conv.input) > 1 else None
+    if weight_shape is None:
+        raise Unprovable("the conv weight's shape is unknown")
+    x = back[0].input[0] if back else conv.input[0]
+    static_dims, dynamic = _x_dims(view, x, derived)
+    later = {n.output[0] for n in back} | {conv.output[0]} | {n.output[0] for n in forward}
+    periods = [1] * len(dynamic)
+    traces: list[ChainTrace] = []
+    end = None
+    for _ in range(64):
+        try:
+            traces, end = _trace_all_classes(view, x, static_dims, dynamic, periods, back, conv, weight_shape,
+                                             forward, later)
+            break
+        except NeedPeriod as need:
+            periods[need.var] *= need.factor
+            if periods[need.var] > MAX_PERIOD or math.prod(periods) > MAX_CLASSES:
+                raise Unprovable("the shape arithmetic needs too many residue classes") from None
+    if not traces:
+        raise Unprovable("the shape arithmetic needs too many residue classes")
+    first = traces[0]
+    results = [t.result() for t in traces]
+    axes, conv_axes = results[0]
+    if any(r != results[0] for r in results[1:]):
+        raise Unprovable("the folded pads differ between input sizes")
+    used = forward[: end + 1]
+    y = used[-1].output[0] if used else conv.output[0]
+    dead = _dead_shape_nodes(view, back + used, traces, x)
+    _check_other_consumers(view, back, conv, used, dead)
+    n_role = "n" if first.n_axis is not None else None
+    spatial = [("s", a) if a is not None else None for a in conv_axes]
+    conv_in = [n_role, "c" if first.c_axis is not None else None] + spatial
+    conv_out = [n_role, "m" if first.out_channels != 1 else None] + spatial
+    x_roles: list = []
+    for a, d in enumerate(static_dims):
+        if d == 1:
+            x_roles.append(None)
+        elif a == first.n_axis:
+            x_roles.append("n")
+        elif a == first.c_axis:
+            x_roles.append("c")
+        elif a in conv_axes:
+            x_roles.append(("s", a))
+        else:
+            raise Unprovable(f"axis {a} of the chain input does not reach the conv")
+    details = {
+        "pattern": "space_to_batch",
+        "dynamic": bool(dynamic),
+        "blocks": [first.blocks.get(a, 1) if a is not None else 1 for a in conv_axes],
+        "residue_classes": len(traces),
+        "chain_nodes_removed": len(back) + len(used),
+        "shape_nodes_removed": len(dead),
+    }
+    y_roles = first.roles()
+    y_dims = []
+    for role in y_roles:
+        if role is None:
+            y_dims.append(1)
+        elif role == "n":
+            y_dims.append(static_dims[first.n_axis])
+        elif role == "m":
+            y_dims.append(first.out_channels)
+        else:
+            a = role[1]
+            dilation, begin, end_pad = axes[a]
+            kk = first.inner[a][0]
+            size = static_dims[a]
+            y_dims.append(None if size is None else size + begin + end_pad - dilation * (kk - 1))
+    derived[y] = y_dims
+    return FoldPlan(x, y, back + used, dead, axes, conv_axes, x_roles, conv_in, conv_out, y_roles, details,
+                    first.moved)
+
+
+def _trace_all_classes(view, x, static_dims, dynamic, periods, back, conv, weight_shape, forward, later):
+    """Run the chain on every residue class; the first class decides where the chain ends."""
+    traces: list[ChainTrace] = []
+    shared: dict[str, Sym] = {}
+    end = None
+    for combo in itertools.product(*[range(p) for p in periods]):
+        def fresh() -> ChainTrace:
+            domain = Domain(tuple(periods), tuple(combo), [1 if r == 0 else 0 for r in combo])
+            return _run_trace(view, domain, x, static_dims, dynamic, back, conv, weight_shape, later, shared)
+
+        trace = fresh()
+        if end is None:
+            end = _find_end(trace, forward)
+            trace = fresh()
+        for node in forward[: end + 1]:
+            trace.step(node)
+        if trace.roles() is None:
+            raise Unprovable("the chain does not come back to a plain layout for every input size")
+        traces.append(trace)
+    return traces, end
+
+
+def _find_end(trace: ChainTrace, forward: list[NodeProto]) -> int:
+    """Index of the last forward node after which the layout is plain again."""
+    end = None
+    error: Unprovable | None = None
+    for i, node in enumerate(forward):
+        try:
+            trace.step(node)
+        except Unprovable as exc:
+            error = exc
+            break
+        if trace.roles() is not None:
+            end = i
+    if end is None:
+        raise error or Unprovable("the conv output is not brought back to the input's layout")
+    return end
+
+
+def _dead_shape_nodes(view: GraphView, chain: list[NodeProto], traces: list[ChainTrace], keep: str) -> list[NodeProto]:
+    """Nodes left without a reader once the chain is gone (iterative dead-code removal, linear).
+
+    It starts from the nodes the shape interpreter visited and the Shape/Size
+    readers of chain tensors, and follows producers of whatever dies; `keep`
+    (the chain input, read by the folded conv) stays.
+    """
+    removed = {id(n) for n in chain}
+    work: list[NodeProto] = []
+    seen: set[int] = set()
+    for trace in traces:
+        for node in trace.interp.visited:
+            if id(node) not in seen:
+                seen.add(id(node))
+                work.append(node)
+    for node in chain:
+        for o in node.output:
+            for user in view.consumers_of(o):
+                if user.op_type in SHAPE_READERS and id(user) not in seen:
+                    seen.add(id(user))
+                    work.append(user)
+
+    def unused(node: NodeProto) -> bool:
+        for o in node.output:
+            if not o:
+                continue
+            if o == keep or view.is_graph_output(o):
+                return False
+            if any(id(u) not in removed for u in view.consumers_of(o)):
+                return False
+        return True
+
+    dead: list[NodeProto] = []
+    work.reverse()
+    while work:
+        node = work.pop()
+        if id(node) in removed or not unused(node):
+            continue
+        removed.add(id(node))
+        dead.append(node)
+        for i in node.input:
+            p = view.producer_of(i) if i else None
+            if p is not None and id(p) not in removed:
+                work.append(p)
+    order = {id(n): i for i, n in enumerate(view.nodes)}
+    dead.sort(key=lambda n: order.get(id(n), 0))
+    return dead
+
+
+def _check_other_consumers(view, back, conv, forward, dead) -> None:
+    gone = {id(n) for n in back} | {id(n) for n in forward} | {id(n) for n in dead} | {id(conv)}
+    tensors = [n.output[0] for n in back] + [conv.output[0]] + [n.output[0] for n in forward[:-1]]
+    if not forward:
+        tensors = tensors[:-1]
+    for name in tensors:
+        if view.is_graph_output(name):
+            raise Unprovable(f"{name} is a graph output")
+        for user in view.consumers_of(name):
+            if id(user) not in gone:
+                raise Unprovable(f"{name} has another consumer ({user.op_type} {user.name})")
+
+
+# ------------------------------------------------------------------ rewriting a chain
+
+
+def _adapter(view: GraphView, src: str, src_roles: list, dst_roles: list, base: str, out: str | None):
+    """Squeeze/Transpose/Unsqueeze nodes taking a tensor laid out as src_roles to dst_roles."""
+    if {r for r in src_roles if r is not None} != {r for r in dst_roles if r is not None}:
+        raise Unprovable("internal: layouts do not hold the same axes")
+    su = [i for i, r in enumerate(src_roles) if r is None]
+    du = [i for i, r in enumerate(dst_roles) if r is None]
+    pair = min(len(su), len(du))
+    squeeze_axes, unsqueeze_axes = su[pair:], du[pair:]
+    mid_src = [r for i, r in enumerate(src_roles) if i not in squeeze_axes]
+    mid_dst = [r for i, r in enumerate(dst_roles) if i not in unsqueeze_axes]
+    units = iter([i for i, r in enumerate(mid_src) if r is None])
+    where = {r: i for i, r in enumerate(mid_src) if r is not None}
+    perm = [next(units) if r is None else where[r] for r in mid_dst]
+    steps = []
+    if squeeze_axes:
+        steps.append(("Squeeze", squeeze_axes))
+    if perm != list(range(len(perm))):
+        steps.append(("Transpose", perm))
+    if unsqueeze_axes:
+        steps.append(("Unsqueeze", unsqueeze_axes))
+    nodes: list[NodeProto] = []
+    current = src
+    for i, (op, arg) in enumerate(steps):
+        last = i == len(steps) - 1
+        name = view.ctx.fresh(f"{base}_{op.lower()}")
+        output = out if (last and out is not None) else view.ctx.fresh(f"{base}_{op.lower()}_out")
+        if op == "Squeeze":
+            node = make_squeeze(view, current, output, arg, name)
+        elif op == "Unsqueeze":
+            node = make_unsqueeze(view, current, output, arg, name)
+        else:
+            node = helper.make_node("Transpose", [current], [output], name=name, perm=arg)
+        nodes.append(node)
+        current = output
+    return nodes, current
+
+
+def _relaid_constant(view: GraphView, user: NodeProto, name: str, value: np.ndarray,
+                     reshaped: dict[str, list[int]]) -> str:
+    """`value` as a constant: the initializer `name` reshaped in place (dims only) when `user`, now removed,
+    was its only reader, else a new initializer."""
+    t = view.initializers.get(name)
+    if t is not None and view.initializer(name) is t and not view.consumers_of(name) and not view.is_graph_output(name):
+        del t.dims[:]
+        t.dims.extend(value.shape)
+        reshaped[name] = list(value.shape)
+        return name
+    return view.add_initializer(numpy_helper.from_array(value, view.ctx.fresh(f"{user.name or 'add'}_value")))
+
+
+def _apply_fold(view: GraphView, conv: NodeProto, plan: FoldPlan, before: ConvAttrs,
+                removed_names: set[str], reshaped: dict[str, list[int]]) -> ConvAttrs:
+    base = conv.name or "conv"
+    for node in plan.chain + plan.dead:
+        view.remove(node)
+        removed_names.update(o for o in node.output if o)
+    pre, pre_out = _adapter(view, plan.x, plan.x_roles, plan.conv_in_roles, f"{base}/dilated_in", None)
+    if pre:
+        view.insert_before(conv, pre)
+    view.replace_input(conv, 0, pre_out)
+    if conv.output[0] != plan.y:
+        removed_names.add(conv.output[0])
+    conv_out = view.ctx.fresh(f"{base}/dilated_out")
+    moved = []
+    current = conv_out
+    rank = len(plan.conv_out_roles)
+    for add, operand, values in plan.moved:  # per-channel constants, laid out for the conv output
+        shape = [1] * rank
+        if values.size > 1:
+            shape[1] = values.size
+        const = _relaid_constant(view, add, operand, values.reshape(shape), reshaped)
+        out = view.ctx.fresh(f"{add.name or 'add'}_out")
+        moved.append(helper.make_node("Add", [current, const], [out], name=view.ctx.fresh(add.name or "add")))
+        current = out
+    post, _ = _adapter(view, current, plan.conv_out_roles, plan.y_roles, f"{base}/dilated_out", plan.y)
+    if not post:
+        if moved:
+            moved[-1].output[0] = plan.y
+        else:
+            conv_out = plan.y
+    conv.output[0] = conv_out
+    view.producer[conv_out] = conv
+    if moved or post:
+        view.insert_after(conv, moved + post)
+    dilations, begins, ends = list(before.dilations), list(before.pads_begin), list(before.pads_end)
+    for k, a in enumerate(plan.conv_axes):
+        if a is None:
+            continue
+        dilations[k], begins[k], ends[k] = plan.axes[a]
+    after = replace(before, dilations=tuple(dilations), pads_begin=tuple(begins), pads_end=tuple(ends),
+                    auto_pad="NOTSET")
+    after.apply(conv)
+    return after
+
+
+# ------------------------------------------------------------------ zero-inserted kernels
+
+
+def _weight_shape(view: GraphView, name: str) -> list[int] | None:
+    s = view.shape(name)
+    if s is not None and s.dims is not None and all(isinstance(d, int) for d in s.dims):
+        return list(s.dims)
+    producer = view.producer_of(name)
+    if producer is not None and producer.op_type == "Constant":
+        value = view.const_value(name)
+        return None if value is None else list(value.shape)
+    return None
+
+
+def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
+    t = view.initializer(name)
+    if t is not None:
+        if t.data_location == TensorProto.EXTERNAL:
+            return None
+        return numpy_helper.to_array(t)
+    producer = view.producer_of(name)
+    if producer is not None and producer.op_type == "Constant":
+        return view.const_value(name)
+    return None
+
+
+def _store_weight(view: GraphView, node: NodeProto, array: np.ndarray, dropped: set[str],
+                  reshaped: dict[str, list[int]]) -> None:
+    """Put the new kernel in place: in the initializer when only this node reads it, else in a copy."""
+    name = node.input[1]
+    t = view.initializers.get(name)
+    sole = (
+        t is not None
+        and view.initializer(name) is t
+        and [id(u) for u in view.consumers_of(name)] == [id(node)]
+        and not view.is_graph_output(name)
+    )
+    if sole:
+        t.CopyFrom(numpy_helper.from_array(array, name))
+        view._const_cache.pop(name, None)
+        reshaped[name] = list(array.shape)
+        return
+    new_name = view.ctx.fresh(f"{name}_dilated")
+    view.add_initializer(numpy_helper.from_array(array, new_name))
+    view.replace_input(node, 1, new_name)
+    producer = view.producer_of(name)
+    if producer is not None and producer.op_type == "Constant" and not view.consumers_of(name) \
+            and not view.is_graph_output(name):
+        view.remove(producer)
+    dropped.add(name)
+
+
+@dataclass
+class KernelChange:
+    after: ConvAttrs
+    array: np.ndarray
+    details: dict
+    counter: str
+
+
+def _input_sizes(view: GraphView, node: NodeProto, rank: int) -> list[int | None]:
+    s = view.shape(node.input[0])
+    if s is None or s.dims is None or len(s.dims) != rank + 2:
+        return [None] * rank
+    return [d if isinstance(d, int) else None for d in s.dims[2:]]
+
+
+def _compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelChange | None, str | None]:
+    """The compact kernel of a zero-inserted one, or (None, reason or None)."""
+    if all(k < 3 for k in attrs.kernel_shape):
+        return None, None
+    w = _weight_array(view, node.input[1])
+    if w is None or w.dtype.type not in FLOAT_TYPES or w.ndim != attrs.rank + 2:
+        return None, None
+    factors = []
+    for a, K in enumerate(attrs.kernel_shape):
+        if K < 3:
+            factors.append(1)
+            continue
+        if np.any(np.take(w, 1, axis=a + 2)):  # tap 1 must be zero for any d >= 2 (the usual early exit)
+            factors.append(1)
+            continue
+        other = tuple(i for i in range(w.ndim) if i != a + 2)
+        nonzero = np.flatnonzero(np.any(w != 0, axis=other))
+        if nonzero.size == 0:
+            factors.append(1)
+            continue
+        g = K - 1
+        for i in nonzero:
+            g = math.gcd(g, int(i))
+        factors.append(g)
+    if all(f == 1 for f in factors):
+        return None, None
+    index = (slice(None), slice(None)) + tuple(slice(None, None, f) for f in factors)
+    compact = np.ascontiguousarray(w[index])
+    after = replace(
+        attrs,
+        kernel_shape=tuple((K - 1) // f + 1 for K, f in zip(attrs.kernel_shape, factors)),
+        dilations=tuple(d * f for d, f in zip(attrs.dilations, factors)),
+    )
+    if after.auto_pad != "NOTSET" or after.output_shape is not None:
+        resolved = after.resolved(_input_sizes(view, node, attrs.rank))
+        if resolved is None:
+            return None, (f"zero-inserted kernel (taps every {factors}), but auto_pad {attrs.auto_pad} pads depend "
+                          "on a dynamic input size and onnxruntime refuses SAME with dilations")
+        after = resolved
+    details = {"pattern": "zero_inserted_kernel", "factors": factors}
+    return KernelChange(after, compact, details, "kernels_compacted"), None
+
+
+def _expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelChange | None, str | None]:
+    """The zero-inserted kernel of a dilated conv (dilations reset to 1)."""
+    if all(d == 1 for d in attrs.dilations):
+        return None, "no dilations to expand"
+    w = _weight_array(view, node.input[1])
+    if w is None or w.ndim != attrs.rank + 2:
+        return None, "the weight is not a constant"
+    shape = list(w.shape[:2]) + [d * (k - 1) + 1 for d, k in zip(attrs.dilations, attrs.kernel_shape)]
+    expanded = np.zeros(shape, dtype=w.dtype)
+    index = (slice(None), slice(None)) + tuple(slice(None, None, d) for d in attrs.dilations)
+    expanded[index] = w
+    after = replace(attrs, kernel_shape=tuple(shape[2:]), dilations=(1,) * attrs.rank)
+    details = {"pattern": "expanded_dilations", "factors": list(attrs.dilations)}
+    return KernelChange(after, expanded, details, "kernels_expanded"), None
+
+
+# ------------------------------------------------------------------ the pass
+
+
+def _labels(view: GraphView) -> dict[int, str]:
+    """node_label for every node of a view, in one pass (same names as passes.node_label)."""
+    counts: dict[str, int] = {}
+    out: dict[int, str] = {}
+    for node in view.nodes:
+        i = counts.get(node.op_type, 0)
+        counts[node.op_type] = i + 1
+        out[id(node)] = node.name or f"{node.op_type}_{i}"
+    return out
+
+
+@register
+class DilatedPass:
+    name = PASS_NAME
+    description = ("fold SpaceToBatch/BatchToSpace lowerings (static or shape-computed) and zero-inserted "
+                   "kernels into one Conv with dilations; expand_dilations does the inverse for kernels")
+
+    def run(self, ctx: PassContext) -> None:
+        for counter in COUNTERS:
+            ctx.count(counter, 0)
+        for view in ctx.views():
+            _run_view(ctx, view)
+
+
+def _run_view(ctx: PassContext, view: GraphView) -> None:
+    labels = _labels(view)
+    removed_names: set[str] = set()
+    dropped: set[str] = set()
+    derived: dict[str, list[int | None]] = {}  # dims of tensors shape inference lost, learnt on the way
+    reshaped: dict[str, list[int]] = {}  # initializers whose dims changed in place
+    for node in list(view.nodes):
+        if node.op_type not in CONV_OPS or node.domain not in ("", "ai.onnx") or view.is_removed(node):
+            continue
+        _visit(ctx, view, node, labels[id(node)], removed_names, dropped, derived, reshaped)
+    if removed_names or dropped:
+        view.drop_unused_initializers(dropped | _inputs_of_removed(view))
+    if not view.is_function and (removed_names or reshaped):
+        _fix_declared_shapes(view.body, removed_names | set(reshaped))
+
+
+def _inputs_of_removed(view: GraphView) -> set[str]:
+    names: set[str] = set()
+    for node in view.nodes:
+        if view.is_removed(node):
+            names.update(i for i in node.input if i)
+    return names
+
+
+def _fix_declared_shapes(graph: onnx.GraphProto, stale: set[str]) -> None:
+    """Drop the value_info of tensors that are gone or whose shape changed (one sweep per graph body)."""
+    keep = [vi for vi in graph.value_info if vi.name not in stale]
+    if len(keep) != len(graph.value_info):
+        del graph.value_info[:]
+        graph.value_info.extend(keep)
+
+
+def _visit(ctx: PassContext, view: GraphView, node: NodeProto, label: str, removed_names: set[str],
+           dropped: set[str], derived: dict[str, list[int | None]], reshaped: dict[str, list[int]]) -> None:
+    def record(status: str, reason: str = "", before=None, after=None, details=None) -> None:
+        ctx.record(Record(PASS_NAME, label, node.op_type, view.path, status, reason,
+                          before.to_dict() if before is not None else None,
+                          after.to_dict() if after is not None else None, details or {}))
+
+    if node.op_type not in ("Conv", "ConvTranspose"):
+        record("skipped", f"{NO_PATTERN} (quantized convolutions are not handled)")
+        return
+    weight_shape = _weight_shape(view, node.input[1]) if len(node.input) > 1 else None
+    try:
+        before = ConvAttrs.from_node(node, weight_shape)
+    except ConvAttrError as exc:
+        record("skipped", str(exc))
+        return
+    if not ctx.allowed(PASS_NAME, view.path, label):
+        record("skipped", "excluded by selection", before)
+        return
+
+    plan, chain_reason = None, None
+    if node.op_type == "Conv":
+        (back, back_stop), (forward, forward_stop) = _walk_back(view, node), _walk_forward(view, node)
+        if _is_candidate(back, forward):
+            plan, chain_reason = _try_plan(view, node, back, forward, derived)
+            stop = back_stop or forward_stop
+            if plan is None and chain_reason == NO_PATTERN and stop:
+                chain_reason = stop
+
+    current = before
+    details: dict = {}
+    if plan is not None:
+        current = _apply_fold(view, node, plan, before, removed_names, reshaped)
+        ctx.count("s2b_folded")
+        ctx.count("shape_nodes_removed", len(plan.dead))
+        details.update(plan.details)
+        details["formula"] = _formula(plan, current)
+
+    change, kernel_reason = (_expand if ctx.options.expand_dilations else _compact)(view, node, current)
+    if change is not None and view.ctx.ir_version < 4 and view.initializer(node.input[1]) is not None:
+        change, kernel_reason = None, (f"{change.details['pattern'].replace('_', ' ')}, but IR version "
+                                       f"{view.ctx.ir_version} lists weights as graph inputs: a new kernel "
+                                       "would change the graph's inputs")
+    if change is not None:
+        _store_weight(view, node, change.array, dropped, reshaped)
+        change.after.apply(node)
+        current = change.after
+        ctx.count(change.counter)
+        details["kernel"] = change.details
+        if chain_reason and chain_reason != NO_PATTERN:
+            details["space_to_batch"] = f"not folded: {chain_reason}"
+
+    if plan is None and change is None:
+        if chain_reason and chain_reason != NO_PATTERN:
+            reason = f"space-to-batch chain not folded: {chain_reason}"
+        elif kernel_reason and kernel_reason != "no dilations to expand":
+            reason = kernel_reason
+        else:
+            reason = kernel_reason or NO_PATTERN
+        record("skipped", reason, before)
+        return
+    record("rewritten", "", before, current, details)
+
+
+def _try_plan(view, node, back, forward, derived) -> tuple[FoldPlan | None, str | None]:
+    try:
+        return _plan_fold(view, node, back, forward, derived), None
+    except Unprovable as exc:
+        return None, str(exc)
+
+
+def _formula(plan: FoldPlan, after: ConvAttrs) -> str:
+    """'tf_same' when the folded pads are TF's SAME split of d*(k-1), 'valid' when zero, else 'explicit'."""
+    kinds = set()
+    for k, a in enumerate(plan.conv_axes):
+        if a is None:
+            continue
+        total = after.dilations[k] * (after.kernel_shape[k] - 1)
+        pads = (after.pads_begin[k], after.pads_end[k])
+        if pads == (0, 0):
+            kinds.add("valid")
+        elif pads == (total // 2, total - total // 2):
+            kinds.add("tf_same")
+        else:
+            kinds.add("explicit")
+    return kinds.pop() if len(kinds) == 1 else "explicit"
