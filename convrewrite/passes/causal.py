@@ -1,0 +1,1021 @@
+"""causal: fold padding into its convolution.
+
+Causal convolutions reach ONNX as a zero `Pad` before the conv (TorchScript
+`F.pad`, Keras `padding="causal"`), as a `Slice` after it that drops the
+outputs the symmetric padding made (the TCN "chomp"), or as a trimmed
+`ConvTranspose`. Each extra op costs a memory pass and breaks NPU fusions;
+one Conv with explicit pads (`[d*(k-1), 0]` on the time axis) says the same
+thing. This pass, for every convolution:
+
+1. turns `auto_pad` into explicit pads when they do not depend on a dynamic
+   size (this also makes `SAME_*` + dilation runnable on onnxruntime);
+2. folds a zero constant `Pad` (directly before the conv, or behind
+   `Unsqueeze`/`Transpose`/`Identity` wrappers, NWC layouts included) into the
+   conv's pads;
+3. folds a step-1 `Slice` of the conv's output on spatial axes into the pads
+   (a conv loses begin/end padding, a ConvTranspose crops more);
+4. optionally (`causal_target="CausalConvWithState"`) replaces
+   `Concat(state, x) -> depthwise Conv -> Slice(new state)` with opset 27's
+   `CausalConvWithState`.
+
+Every rewrite is exact; whatever cannot be proven so is left alone with the
+reason in its record. Every convolution gets exactly one record.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import NodeProto, helper
+
+from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs, effective_kernel
+from ..graph import (
+    INT32_MAX, INT64_MAX, GraphView, attr, remove_attr, slice_kept_range, slice_operands, subgraphs,
+    unsqueeze_axes,
+)
+from . import PassContext, Record, register
+
+PASS = "causal"
+STD_DOMAINS = ("", "ai.onnx")
+# Layout-only ops allowed between a Pad and its conv (tf2onnx wraps Keras convs in them).
+WRAPPERS = ("Unsqueeze", "Transpose", "Identity")
+MAX_WRAPPERS = 4
+# Ops that only compute small operands: removed once nothing reads them any more.
+OPERAND_OPS = {
+    "Constant", "Identity", "Cast", "Reshape", "Concat", "Slice", "Transpose", "ConstantOfShape",
+    "Unsqueeze", "Squeeze", "Gather", "Add", "Sub", "Mul", "Div", "Neg", "Shape", "Size", "Range",
+    "Flatten", "Expand", "Abs", "Max", "Min",
+}
+STATE_OP = "CausalConvWithState"
+STATE_OPSET = 27
+STATE_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+# Depth of the run-time slice-end expressions we try to prove (Shape -> Gather -> Sub -> Unsqueeze is 4).
+SYMBOLIC_DEPTH = 12
+
+
+@register
+class CausalPass:
+    name = PASS
+    description = (
+        "fold a zero Pad before a conv and a Slice after it (TCN chomp, trimmed ConvTranspose) into the "
+        "conv's pads; make auto_pad explicit where static"
+    )
+
+    def run(self, ctx: PassContext) -> None:
+        for view in ctx.views():
+            _ViewFolder(ctx, view).run()
+
+
+# ----------------------------------------------------------------- per conv
+
+
+@dataclass
+class _Plan:
+    """What will be done to one conv: new attributes and the graph edits that go with them."""
+
+    attrs: ConvAttrs
+    source: str  # the conv's data input as the graph had it (its static sizes are known)
+    spatial: list[int | None] | None = None  # sizes at the conv's data input, computed when first needed
+    pad_shift: list[int] | None = None  # what a folded Pad took away from those sizes
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    pads: "list[_PadFold]" = field(default_factory=list)  # nearest to the conv first
+    slices: "list[_SliceFold]" = field(default_factory=list)  # nearest to the conv first
+
+
+@dataclass
+class _PadFold:
+    pad: NodeProto
+    first_reader: NodeProto  # the node that read the Pad's output (a wrapper or the conv)
+    wrappers: list[NodeProto]
+
+
+@dataclass
+class _SliceFold:
+    slice: NodeProto
+    operand_nodes: list[NodeProto]  # run-time end computation that dies with the Slice
+
+
+class _ViewFolder:
+    """Folds every convolution of one graph body; edits are committed by the pipeline."""
+
+    def __init__(self, ctx: PassContext, view: GraphView) -> None:
+        self.ctx = ctx
+        self.view = view
+        self.stale_value_info: set[str] = set()
+        self.dead_candidates: list[str] = []
+        self.labels = _labels(view)
+        self.amounts_cache: dict[tuple, tuple] = {}
+
+    def run(self) -> None:
+        for node in self.view.nodes:
+            if node.op_type in CONV_OPS and node.domain in STD_DOMAINS and not self.view.is_removed(node):
+                self.fold(node)
+        self._sweep_dead()
+        if self.stale_value_info:
+            _drop_value_info(self.view.body, self.stale_value_info)
+
+    # ------------------------------------------------------------ one conv
+
+    def fold(self, conv: NodeProto) -> None:
+        view, label = self.view, self.labels[id(conv)]
+        if not self.ctx.allowed(PASS, view.path, label):
+            self._record(conv, "skipped", "excluded by selection")
+            return
+        weight = conv.input[WEIGHT_INPUT[conv.op_type]] if len(conv.input) > WEIGHT_INPUT[conv.op_type] else ""
+        wshape = view.shape(weight) if weight else None
+        try:
+            attrs = ConvAttrs.from_node(conv, wshape.dims if wshape is not None and wshape.dims is not None else None)
+        except ConvAttrError as exc:
+            self._record(conv, "skipped", f"attributes cannot be read: {exc}")
+            return
+        before = attrs
+        plan = _Plan(attrs, conv.input[0])
+
+        if self.ctx.options.causal_target == STATE_OP and self._try_state(conv, attrs, plan):
+            return
+        self._resolve_auto_pad(attrs, plan)
+        self._plan_pad(conv, plan)
+        self._plan_slice(conv, plan)
+
+        if not plan.done:
+            reason = "; ".join(plan.skipped) or "no Pad before or Slice after it"
+            self._record(conv, "skipped", reason, before=before.to_dict(), details=plan.details)
+            return
+        self._apply(conv, before, plan)
+        if plan.skipped:
+            plan.details["not_done"] = list(plan.skipped)
+        self._record(conv, "rewritten", "; ".join(plan.done), before=before.to_dict(),
+                     after=plan.attrs.to_dict(), details=plan.details)
+
+    def _record(self, conv: NodeProto, status: str, reason: str, **kw) -> None:
+        self.ctx.record(Record(PASS, self.labels[id(conv)], conv.op_type, self.view.path, status, reason, **kw))
+
+    def _sizes(self, plan: _Plan) -> list[int | None]:
+        """Static spatial sizes at the conv's data input (after a planned Pad fold), None where dynamic."""
+        if plan.spatial is None:
+            rank = plan.attrs.rank
+            shape = self.view.shape(plan.source)
+            if shape is None or shape.dims is None or len(shape.dims) != rank + 2:
+                sizes: list[int | None] = [None] * rank
+            else:
+                sizes = [shape.static(2 + j) for j in range(rank)]
+            if plan.pad_shift is not None:
+                sizes = [None if d is None else d - t for d, t in zip(sizes, plan.pad_shift)]
+            plan.spatial = sizes
+        return plan.spatial
+
+    # ------------------------------------------------------------ auto_pad
+
+    def _resolve_auto_pad(self, attrs: ConvAttrs, plan: _Plan) -> None:
+        if attrs.auto_pad == "NOTSET":
+            return
+        if attrs.output_shape is not None:
+            plan.skipped.append(
+                f"auto_pad {attrs.auto_pad} kept: an explicit output_shape decides the pads, and the ONNX spec "
+                "text and its reference implementation place them differently"
+            )
+            return
+        resolved = attrs.resolved(self._sizes(plan))
+        if resolved is None:
+            plan.skipped.append(f"auto_pad {attrs.auto_pad} kept: {_unresolvable_reason(attrs, self._sizes(plan))}")
+            return
+        plan.attrs = resolved
+        plan.done.append(f"auto_pad {attrs.auto_pad} made explicit pads {list(resolved.pads)}")
+        plan.details["auto_pad"] = attrs.auto_pad
+        self.ctx.count("auto_pads_resolved")
+
+    # ----------------------------------------------------------------- Pad
+
+    def _plan_pad(self, conv: NodeProto, plan: _Plan) -> None:
+        """Fold the Pads before the conv, nearest first (stacked Pads all go, so a second run has nothing left)."""
+        view = self.view
+        wrappers: list[NodeProto] = []  # every wrapper between the conv and the Pad looked at, conv side first
+        name = conv.input[0]
+        while True:
+            node = view.producer_of(name)
+            while (node is not None and node.op_type in WRAPPERS and node.domain in STD_DOMAINS
+                   and len(wrappers) < MAX_WRAPPERS):
+                wrappers.append(node)
+                node = view.producer_of(node.input[0])
+            if node is None or node.op_type != "Pad" or node.domain not in STD_DOMAINS:
+                return
+            plan.details.setdefault("pad", []).append(self.labels.get(id(node), node.name or "Pad"))
+            reason = self._pad_reason(conv, node, wrappers, plan)
+            if reason is not None:
+                plan.skipped.append(reason)
+                return
+            name = node.input[0]
+
+    def _pad_reason(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan) -> str | None:
+        """Check the Pad before `conv`; fill the plan and return None when it folds, else say why not."""
+        view, attrs = self.view, plan.attrs
+        if attrs.transposed:
+            return ("Pad before a ConvTranspose is not its pads "
+                    "(padding a transposed conv's input is not cropping its output)")
+        readers = list(reversed(wrappers)) + [conv]  # from the Pad towards the conv
+        tensor, producer_op = pad.output[0], "Pad"
+        for reader in readers:
+            reason = _exclusive_reason(view, tensor, producer_op)
+            if reason:
+                return reason
+            producer_op, tensor = reader.op_type, reader.output[0]
+        mode = attr(pad, "mode", "constant")
+        if mode != "constant":
+            return f"Pad mode is {mode}"
+        value, reason = _pad_value(view, pad)
+        if reason:
+            return reason
+        if value != 0:
+            return f"Pad value is {value}, not 0"
+        if conv.op_type in ("QLinearConv", "ConvInteger"):
+            reason = _zero_point_reason(view, conv)
+            if reason:
+                return reason
+        axis_map, pad_rank, reason = _axis_map(view, wrappers, attrs.rank + 2)
+        if reason:
+            return reason
+        amounts, reason = self._pad_amounts(pad, pad_rank)
+        if reason:
+            return reason
+        begins, ends = [0] * attrs.rank, [0] * attrs.rank
+        for pad_axis, (b, e) in enumerate(amounts):
+            if not (b or e):
+                continue
+            if pad_axis not in axis_map:
+                return "cannot map the Pad's axes onto the conv's"
+            conv_axis = axis_map.index(pad_axis)
+            if conv_axis < 2:
+                return f"Pad pads the {'batch' if conv_axis == 0 else 'channel'} axis"
+            begins[conv_axis - 2], ends[conv_axis - 2] = b, e
+        if attrs.auto_pad != "NOTSET":
+            return (f"{conv.op_type} keeps auto_pad {attrs.auto_pad} (its pads depend on a dynamic size), "
+                    "so the Pad cannot join them")
+        plan.attrs = replace(
+            attrs,
+            pads_begin=tuple(p + b for p, b in zip(attrs.pads_begin, begins)),
+            pads_end=tuple(p + e for p, e in zip(attrs.pads_end, ends)),
+        )
+        shift = [b + e for b, e in zip(begins, ends)]
+        if plan.spatial is not None:
+            plan.spatial = [None if d is None else d - t for d, t in zip(plan.spatial, shift)]
+        else:
+            plan.pad_shift = shift if plan.pad_shift is None else [a + b for a, b in zip(plan.pad_shift, shift)]
+        # Earlier folds leave readers[0] reading this Pad's output by the time this one is applied.
+        plan.pads.append(_PadFold(pad, readers[0], list(wrappers)))
+        plan.done.append(f"folded Pad {plan.details['pad'][-1]} ({_describe(begins, ends)}) into the pads")
+        plan.details.setdefault("pad_added", []).append({"begin": begins, "end": ends})
+        self.ctx.count("pads_folded")
+        return None
+
+    def _pad_amounts(self, pad: NodeProto, rank: int):
+        """`_pad_amounts`, remembered per operand names (exporters share one pads constant among many Pads)."""
+        if self.view.opset < 11:
+            return _pad_amounts(self.view, pad, rank)
+        key = (tuple(pad.input[1:2]) + tuple(pad.input[3:4]), rank)
+        if key not in self.amounts_cache:
+            self.amounts_cache[key] = _pad_amounts(self.view, pad, rank)
+        return self.amounts_cache[key]
+
+    # --------------------------------------------------------------- Slice
+
+    def _plan_slice(self, conv: NodeProto, plan: _Plan) -> None:
+        """Fold the Slices after the conv, nearest first (chained Slices all go)."""
+        view = self.view
+        out = conv.output[0]
+        while True:
+            users = view.consumers_of(out)
+            slices = [u for u in users if u.op_type == "Slice" and u.domain in STD_DOMAINS and u.input[0] == out]
+            if not slices:
+                return
+            plan.details.setdefault("slice", []).append(self.labels.get(id(slices[0]), slices[0].name or "Slice"))
+            reason = self._slice_reason(conv, out, slices, users, plan)
+            if reason is not None:
+                plan.skipped.append(reason)
+                return
+            out = plan.slices[-1].slice.output[0]
+
+    def _slice_reason(self, conv: NodeProto, out: str, slices: list[NodeProto], users: list[NodeProto],
+                      plan: _Plan) -> str | None:
+        """Check a Slice of `out` (the conv's output, or what folded Slices left); fill the plan or say why not."""
+        view, attrs = self.view, plan.attrs
+        if len(slices) > 1:
+            return f"{conv.op_type} output feeds {len(slices)} Slices"
+        slc = slices[0]
+        if view.is_graph_output(out):
+            return f"{conv.op_type} output is also a graph output"
+        if attrs.auto_pad != "NOTSET":
+            return f"{conv.op_type} keeps auto_pad {attrs.auto_pad}, so a Slice cannot be folded into its pads"
+        if attrs.output_shape is not None:
+            return "ConvTranspose has an output_shape, which overrides its pads"
+        rank = attrs.rank + 2
+        data_in = plan.pads[-1].pad.input[0] if plan.pads else conv.input[0]
+        sizes = self._sizes(plan)
+        bounds, operand_nodes, reason = self._slice_bounds(out, slc, attrs, sizes, data_in, rank)
+        if reason:
+            return reason
+        others = [u for u in users if u is not slc and u not in operand_nodes]
+        if others:
+            return f"{conv.op_type} output has {len(users)} consumers"
+        begins, ends = list(attrs.pads_begin), list(attrs.pads_end)
+        dropped_b, dropped_e = [0] * attrs.rank, [0] * attrs.rank
+        for j, (q0, q1) in bounds.items():
+            reason = _fold_axis(attrs, j, q0, q1, sizes[j], begins, ends)
+            if reason:
+                return reason
+            dropped_b[j], dropped_e[j] = q0, q1
+        new_attrs = replace(attrs, pads_begin=tuple(begins), pads_end=tuple(ends))
+        for j, (q0, q1) in bounds.items():
+            size = sizes[j]
+            if size is not None and new_attrs.output_length(j, size) != attrs.output_length(j, size) - q0 - q1:
+                return f"cannot prove the folded output length on spatial axis {j}"
+        plan.attrs = new_attrs
+        plan.slices.append(_SliceFold(slc, operand_nodes))
+        dropped = _describe(dropped_b, dropped_e)
+        plan.done.append(f"folded Slice {plan.details['slice'][-1]} (drops {dropped}) into the pads")
+        plan.details.setdefault("slice_dropped", []).append({"begin": dropped_b, "end": dropped_e})
+        self.ctx.count("slices_folded")
+        return None
+
+    def _slice_bounds(self, out, slc, attrs, spatial, data_in, rank):
+        """{spatial axis: (dropped at front, dropped at end)}, the run-time end nodes, or a reason."""
+        view = self.view
+        operands = slice_operands(view, slc)
+        operand_nodes: list[NodeProto] = []
+        if operands is None:
+            starts, axes, steps, reason = _static_operands(view, slc)
+            if reason:
+                return None, [], reason
+            ends_name = slc.input[2]
+        else:
+            starts, ends, axes, steps = operands
+        if axes is None:
+            axes = list(range(len(starts)))
+        steps = steps if steps is not None else [1] * len(starts)
+        if not len(starts) == len(axes) == len(steps):
+            return None, [], "Slice operands have different lengths"
+        out_shape = view.shape(out)
+        bounds: dict[int, tuple[int, int]] = {}
+        for i, (start, axis, step) in enumerate(zip(starts, axes, steps)):
+            axis = axis + rank if axis < 0 else axis
+            if not 0 <= axis < rank:
+                return None, [], f"Slice axis {axes[i]} is outside rank {rank}"
+            if step != 1:
+                return None, [], f"Slice step is {step}, not 1"
+            if operands is None:
+                end, nodes, reason = self._run_time_end(out, slc, ends_name, i, axis, attrs, data_in)
+                if reason:
+                    return None, [], reason
+                operand_nodes.extend(n for n in nodes if n not in operand_nodes)
+            else:
+                end = ends[i]
+            if axis < 2:
+                dim = out_shape.static(axis) if out_shape is not None else None
+                kept = slice_kept_range(start, end, dim)
+                if kept != (0, 0):
+                    return None, [], f"Slice crops the {'batch' if axis == 0 else 'channel'} axis"
+                continue
+            j = axis - 2
+            length = attrs.output_length(j, spatial[j]) if spatial[j] is not None else None
+            kept = slice_kept_range(start, end, length)
+            if kept is None:
+                return None, [], f"Slice bounds on spatial axis {j} depend on the dynamic length"
+            if length is not None and length - kept[0] - kept[1] < 1:
+                return None, [], f"Slice keeps no output on spatial axis {j}"
+            bounds[j] = kept
+        return bounds, operand_nodes, None
+
+    def _run_time_end(self, out, slc, ends_name, index, axis, attrs, data_in):
+        """Prove a computed `ends[index]` equals L_out - c for every input length; (c-based end, nodes, reason)."""
+        view = self.view
+        if axis < 2:
+            return None, [], "slice end is computed at run time"
+        j = axis - 2
+        lout = _output_affine(attrs, j)
+        if lout is None:
+            return None, [], "slice end is computed at run time"
+        symbols = {
+            data_in: _shape_symbols(view.shape(data_in), axis, _Affine(1, 0)),
+            out: _shape_symbols(view.shape(out), axis, lout),
+        }
+        visited: list[NodeProto] = []
+        try:
+            value = _symbolic(view, ends_name, symbols, visited, SYMBOLIC_DEPTH)
+        except (_NotAffine, TypeError, ValueError, IndexError, np.exceptions.AxisError):
+            value = None  # not an expression we can prove anything about
+        if value is None:
+            return None, [], "slice end is computed at run time"
+        flat = value.reshape(-1)
+        if index >= flat.size or not isinstance(flat[index], _Affine):
+            return None, [], "slice end is computed at run time"
+        end = flat[index]
+        if end.a != lout.a or end.a <= 0 or lout.b - end.b < 0 or end.a + end.b < 0:
+            return None, [], "slice end is computed at run time"
+        # Every reader of the conv output other than the Slice must die with it (TorchScript's Shape chain).
+        dying = _exclusive_nodes(view, visited, slc)
+        dropped = lout.b - end.b
+        # As a constant end this is "-dropped" (or "to the end" when nothing is dropped).
+        return (-dropped if dropped else INT64_MAX), dying, None
+
+    # ------------------------------------------------ CausalConvWithState
+
+    def _try_state(self, conv: NodeProto, attrs: ConvAttrs, plan: _Plan) -> bool:
+        """Replace Concat(state, x) -> depthwise Conv -> Slice(new state) when asked; True if done."""
+        view = self.view
+        concat = view.producer_of(conv.input[0])
+        if concat is None or concat.op_type != "Concat" or concat.domain not in STD_DOMAINS:
+            return False
+        match, reason = _state_match(view, conv, concat, attrs)
+        if reason:
+            plan.skipped.append(f"{STATE_OP}: {reason}")
+            return False
+        if view.opset < STATE_OPSET:
+            plan.skipped.append(f"{STATE_OP} needs opset {STATE_OPSET}; the model imports opset {view.opset}")
+            return False
+        if not _has_schema(STATE_OP):
+            plan.skipped.append(f"{STATE_OP} is not in the installed onnx {onnx.__version__}")
+            return False
+        state, x, slc = match
+        bias = conv.input[2] if len(conv.input) > 2 else ""
+        new = helper.make_node(
+            STATE_OP,
+            [x, conv.input[1], bias, state],
+            # present_state is a required output: name it even when nothing reads it.
+            [conv.output[0], slc.output[0] if slc is not None else view.ctx.fresh(conv.output[0] + "_present_state")],
+            name=view.ctx.fresh((conv.name or "conv") + "_state"),
+        )
+        view.insert_before(conv, [new])
+        view.remove(conv)
+        view.remove(concat)
+        if slc is not None:
+            view.remove(slc)
+            self._remove_dead(slc.input[1:])
+        self.stale_value_info.add(concat.output[0])
+        self.ctx.count("causal_convs_with_state")
+        runtime = _state_runtime_note()
+        reason = f"Concat {concat.name or 'Concat'} + {conv.op_type} + Slice became {STATE_OP}"
+        self._record(conv, "rewritten", f"{reason} ({runtime})" if runtime else reason,
+                     before=attrs.to_dict(), after={"op_type": STATE_OP},
+                     details={"runtime": runtime} if runtime else {})
+        return True
+
+    # --------------------------------------------------------------- edits
+
+    def _apply(self, conv: NodeProto, before: ConvAttrs, plan: _Plan) -> None:
+        view = self.view
+        if plan.attrs.auto_pad == before.auto_pad:
+            _set_ints(conv, "pads", plan.attrs.pads)  # only the pads changed: same result as apply(), cheaper
+        else:
+            plan.attrs.apply(conv)
+        for fold in plan.pads:  # nearest first: each leaves the next Pad's output read by its first reader
+            view.replace_input(fold.first_reader, 0, fold.pad.input[0])
+            view.remove(fold.pad)
+            self.stale_value_info.add(fold.pad.output[0])
+            self.stale_value_info.update(w.output[0] for w in fold.wrappers)
+            self._remove_dead(fold.pad.input[1:])
+        for fold in plan.slices:  # nearest first: the conv ends up writing the last Slice's output
+            slc = fold.slice
+            old, new = conv.output[0], slc.output[0]
+            view.remove(slc)
+            conv.output[0] = new
+            view.producer[new] = conv
+            self.stale_value_info.add(old)
+            self._remove_dead(slc.input[1:])
+
+    def _remove_dead(self, names: Sequence[str]) -> None:
+        """Queue operand names whose producers may have lost their last reader (swept once per body)."""
+        self.dead_candidates.extend(n for n in names if n)
+
+    def _sweep_dead(self) -> None:
+        """Remove operand-computing nodes nobody reads any more, walking back from the candidates.
+
+        Live-reader counts are taken once per name and decremented as readers go,
+        so a constant shared by thousands of Pads costs its reader count once.
+        """
+        view = self.view
+        live: dict[str, int] = {}
+
+        def readers(name: str) -> int:
+            if name not in live:
+                live[name] = len(view.consumers_of(name))
+            return live[name]
+
+        unused: dict[str, None] = {}
+        stack = list(reversed(self.dead_candidates))
+        while stack:
+            name = stack.pop()
+            if view.is_graph_output(name) or readers(name):
+                continue
+            if name in view.initializers:
+                unused[name] = None
+                continue
+            node = view.producer_of(name)
+            if node is None or node.op_type not in OPERAND_OPS or node.domain not in STD_DOMAINS:
+                continue
+            if any(True for _ in subgraphs(node)):
+                continue
+            if any(o and (view.is_graph_output(o) or readers(o)) for o in node.output):
+                continue
+            view.remove(node)
+            self.stale_value_info.update(o for o in node.output if o)
+            for i in dict.fromkeys(i for i in node.input if i):
+                if i in live:
+                    live[i] -= 1
+                stack.append(i)
+        if unused:
+            view.drop_unused_initializers(list(unused))
+
+
+# --------------------------------------------------------- auto_pad helpers
+
+
+def _unresolvable_reason(attrs: ConvAttrs, spatial: Sequence[int | None]) -> str:
+    """Why `attrs.resolved(spatial)` found no explicit pads."""
+    for j, size in enumerate(spatial):
+        if attrs.strides[j] != 1 and size is None:
+            return f"its pads depend on the dynamic size of spatial axis {j} (stride {attrs.strides[j]})"
+    if attrs.transposed:
+        for j, s in enumerate(attrs.strides):
+            span = effective_kernel(attrs.kernel_shape[j], attrs.dilations[j])
+            if span + attrs.output_padding[j] < s:
+                # Seen with onnx 1.23 / onnxruntime 1.31: the reference grows the output to D*s (an extra
+                # bias-only step at the front for SAME_UPPER, at the end for SAME_LOWER); onnxruntime does not.
+                return (f"kernel span {span} is shorter than stride {s} on spatial axis {j}, so SAME needs "
+                        "negative pads, which explicit pads cannot express (the ONNX reference and onnxruntime "
+                        "also disagree on this case)")
+    return "no explicit pads give the same output"
+
+
+# -------------------------------------------------------------- Pad helpers
+
+
+def _exclusive_reason(view: GraphView, tensor: str, op: str) -> str | None:
+    """Why `tensor` (written by `op`) is read by more than the next node of the pattern, or None."""
+    if view.is_graph_output(tensor):
+        return f"{op} output is a graph output"
+    n = len(view.consumers_of(tensor))
+    if n != 1:
+        return f"{op} output has {n} consumers"
+    return None
+
+
+def _pad_value(view: GraphView, pad: NodeProto):
+    """(the Pad's constant value as a Python number, None) or (None, reason)."""
+    if view.opset < 11:
+        return attr(pad, "value", 0.0), None
+    if len(pad.input) < 3 or not pad.input[2]:
+        return 0, None
+    value = view.const_value(pad.input[2])
+    if value is None:
+        return None, "Pad value is computed at run time"
+    if value.size != 1:
+        return None, f"Pad value has {value.size} elements"
+    return value.reshape(-1)[0].item(), None  # NaN compares unequal to 0 and is reported as such
+
+
+def _zero_point_reason(view: GraphView, conv: NodeProto) -> str | None:
+    """A quantized conv pads with its input zero point: a zero Pad matches only when that is 0."""
+    name = conv.input[2] if len(conv.input) > 2 else ""
+    if not name:
+        return None
+    zp = view.const_value(name)
+    if zp is None:
+        return "x_zero_point is computed at run time, so a zero Pad may differ from the conv's own padding"
+    if np.any(zp != 0):
+        return f"x_zero_point is {zp.reshape(-1)[0].item()}, not 0, so a zero Pad differs from the conv's own padding"
+    return None
+
+
+def _axis_map(view: GraphView, wrappers: list[NodeProto], conv_rank: int):
+    """For each conv input axis, the Pad output axis it comes from (None for inserted axes).
+
+    Returns (map, the Pad's rank, None) or (None, None, reason).
+    """
+    current: list[int | None] = list(range(conv_rank))
+    rank = conv_rank
+    for node in wrappers:  # from the conv back towards the Pad
+        if node.op_type == "Identity":
+            continue
+        if node.op_type == "Transpose":
+            perm = attr(node, "perm")
+            perm = list(perm) if perm is not None else list(reversed(range(rank)))
+            if sorted(perm) != list(range(rank)):
+                return None, None, "Transpose perm does not match the tensor's rank"
+            current = [None if c is None else perm[c] for c in current]
+            continue
+        axes = unsqueeze_axes(view, node)
+        if axes is None:
+            return None, None, "Unsqueeze axes between the Pad and the conv are computed at run time"
+        inserted = sorted(a + rank if a < 0 else a for a in axes)
+        if len(set(inserted)) != len(inserted) or any(not 0 <= a < rank for a in inserted):
+            return None, None, "Unsqueeze axes do not match the tensor's rank"
+        inserted_set = set(inserted)
+        current = [
+            None if c is None or c in inserted_set else c - sum(1 for a in inserted if a < c) for c in current
+        ]
+        rank -= len(inserted)
+    return current, rank, None
+
+
+def _pad_amounts(view: GraphView, pad: NodeProto, rank: int):
+    """[(begin, end)] per axis of the Pad's input, or (None, reason)."""
+    if view.opset < 11:
+        pads = attr(pad, "pads", attr(pad, "paddings"))
+        pads = list(pads) if pads is not None else None
+    else:
+        pads = view.const_ints(pad.input[1]) if len(pad.input) > 1 and pad.input[1] else None
+    if pads is None:
+        return None, "Pad amounts are computed at run time"
+    axes = list(range(rank))
+    if view.opset >= 18 and len(pad.input) > 3 and pad.input[3]:
+        given = view.const_ints(pad.input[3])
+        if given is None:
+            return None, "Pad axes are computed at run time"
+        axes = [a + rank if a < 0 else a for a in given]
+        if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+            return None, f"Pad axes {given} do not fit rank {rank}"
+    if len(pads) != 2 * len(axes):
+        return None, f"Pad has {len(pads)} amounts for {len(axes)} axes"
+    if any(p < 0 for p in pads):
+        return None, "Pad has negative amounts (it crops)"
+    amounts = [(0, 0)] * rank
+    for i, a in enumerate(axes):
+        amounts[a] = (pads[i], pads[len(axes) + i])
+    return amounts, None
+
+
+def _describe(begins: Sequence[int], ends: Sequence[int]) -> str:
+    parts = []
+    for j, (b, e) in enumerate(zip(begins, ends)):
+        if b or e:
+            parts.append(f"{b} at the front and {e} at the end of spatial axis {j}")
+    return ", ".join(parts) or "nothing"
+
+
+# ------------------------------------------------------------ Slice helpers
+
+
+def _static_operands(view: GraphView, slc: NodeProto):
+    """starts, axes, steps of an opset >= 10 Slice whose ends alone is computed; or a reason."""
+    if view.opset < 10:
+        return None, None, None, "Slice bounds are missing"
+    starts = view.const_ints(slc.input[1]) if len(slc.input) > 1 and slc.input[1] else None
+    if starts is None:
+        return None, None, None, "slice start is computed at run time"
+    axes = steps = None
+    if len(slc.input) > 3 and slc.input[3]:
+        axes = view.const_ints(slc.input[3])
+        if axes is None:
+            return None, None, None, "slice axes are computed at run time"
+    if len(slc.input) > 4 and slc.input[4]:
+        steps = view.const_ints(slc.input[4])
+        if steps is None:
+            return None, None, None, "slice steps are computed at run time"
+    return starts, axes, steps, None
+
+
+def _fold_axis(
+    attrs: ConvAttrs, j: int, q0: int, q1: int, size: int | None, begins: list[int], ends: list[int]
+) -> str | None:
+    """Adjust begins/ends[j] for a Slice dropping q0 outputs at the front and q1 at the end; or say why not."""
+    if attrs.transposed:
+        # A ConvTranspose's pads crop its full output: dropping more is more pads, at any stride.
+        begins[j] += q0
+        ends[j] += q1
+        return None
+    s, pb, pe = attrs.strides[j], begins[j], ends[j]
+    if q0:
+        if pb < q0 * s:
+            stride = f" (stride {s})" if s != 1 else ""
+            return f"slice drops {q0} outputs at the front{stride} but begin pad is {pb}"
+        begins[j] = pb - q0 * s
+    if q1:
+        if pe >= q1 * s:
+            ends[j] = pe - q1 * s  # exact for every input length
+        elif s == 1:
+            return f"slice drops {q1} outputs but end pad is {pe}"
+        elif size is None:
+            return (f"slice drops {q1} outputs at the end (stride {s}) but end pad is {pe} < {q1 * s}, "
+                    "and the length is dynamic")
+        else:
+            # floor division leaves slack r: any end reduction in [q1*s - s + r + 1, q1*s + r] keeps the length.
+            span = effective_kernel(attrs.kernel_shape[j], attrs.dilations[j])
+            slack = (size + pb + pe - span) % s
+            lowest = q1 * s - s + slack + 1
+            if pe < lowest:
+                return f"slice drops {q1} outputs at the end (stride {s}) but end pad is {pe}, needs {lowest}"
+            ends[j] = 0
+    return None
+
+
+@dataclass(frozen=True)
+class _Affine:
+    """a * L + b, L the conv input's (dynamic) length on the sliced axis."""
+
+    a: int
+    b: int
+
+    def _lift(self, other):
+        if isinstance(other, _Affine):
+            return other
+        if isinstance(other, (int, np.integer)):
+            return _Affine(0, int(other))
+        raise _NotAffine
+
+    def __add__(self, other):
+        o = self._lift(other)
+        return _Affine(self.a + o.a, self.b + o.b)
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        o = self._lift(other)
+        return _Affine(self.a - o.a, self.b - o.b)
+
+    def __rsub__(self, other):
+        return self._lift(other) - self
+
+    def __neg__(self):
+        return _Affine(-self.a, -self.b)
+
+    def __mul__(self, other):
+        o = self._lift(other)
+        if self.a and o.a:
+            raise _NotAffine
+        return _Affine(self.a * o.b + o.a * self.b, self.b * o.b)
+
+    __rmul__ = __mul__
+
+
+class _NotAffine(Exception):
+    """The expression is not a known affine function of the length."""
+
+
+def _output_affine(attrs: ConvAttrs, j: int) -> _Affine | None:
+    """The conv's output length on spatial axis j as a*L + b, when it is affine in L."""
+    k, s, d = attrs.kernel_shape[j], attrs.strides[j], attrs.dilations[j]
+    pb, pe, span = attrs.pads_begin[j], attrs.pads_end[j], effective_kernel(k, d)
+    if attrs.transposed:
+        return _Affine(s, attrs.output_padding[j] + span - s - pb - pe)
+    if s == 1:
+        return _Affine(1, pb + pe - span + 1)
+    return None
+
+
+def _shape_symbols(shape, axis: int, symbol: _Affine) -> np.ndarray | None:
+    """A Shape() result: static dims as constants, the sliced axis as `symbol`, other dynamic dims unknown."""
+    if shape is None or shape.dims is None:
+        return None
+    out = np.empty(len(shape.dims), dtype=object)
+    for i, d in enumerate(shape.dims):
+        out[i] = symbol if i == axis else (_Affine(0, d) if isinstance(d, int) else None)
+    return out
+
+
+def _symbolic(view: GraphView, name: str, symbols: dict, visited: list[NodeProto], depth: int):
+    """Evaluate a small int expression over Shape(conv input/output) as an object array of _Affine."""
+    if depth <= 0:
+        return None
+    const = view.const_value(name)
+    if const is not None:
+        if const.dtype.kind not in "iu":
+            return None
+        if not const.size:
+            return const.astype(object)
+        return np.vectorize(lambda v: _Affine(0, int(v)), otypes=[object])(const)
+    node = view.producer_of(name)
+    if node is None or node.domain not in STD_DOMAINS:
+        return None
+    visited.append(node)
+    op = node.op_type
+    if op == "Shape":
+        vec = symbols.get(node.input[0])
+        if vec is None:
+            return None
+        start, end = attr(node, "start", 0), attr(node, "end", None)
+        return vec[start:end] if end is not None else vec[start:]
+    args = []
+    for i in node.input:
+        if not i:
+            args.append(None)
+            continue
+        v = _symbolic(view, i, symbols, visited, depth - 1)
+        if v is None:
+            return None
+        args.append(v)
+    result = _symbolic_op(view, node, args)
+    return None if result is None else np.asarray(result, dtype=object)
+
+
+def _symbolic_op(view: GraphView, node: NodeProto, args: list):
+    op = node.op_type
+    if op in ("Identity",):
+        return args[0]
+    if op == "Cast":
+        to = attr(node, "to")
+        return args[0] if to in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) else None
+    if op in ("Add", "Sub", "Mul", "Neg"):
+        try:
+            if op == "Neg":
+                return -args[0]
+            fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op]
+            return fn(args[0], args[1])
+        except (TypeError, ValueError):
+            return None
+    if op == "Gather":
+        idx = _ints(args[1])
+        if idx is None:
+            return None
+        return np.take(args[0], idx.astype(np.int64), axis=attr(node, "axis", 0))
+    if op in ("Unsqueeze", "Squeeze"):
+        axes = attr(node, "axes") if view.opset < 13 else (
+            _ints(args[1]).reshape(-1).tolist() if len(args) > 1 and args[1] is not None else None)
+        a = args[0]
+        if op == "Squeeze":
+            if axes is None:
+                return np.squeeze(a)
+            return np.squeeze(a, axis=tuple(x + a.ndim if x < 0 else x for x in axes))
+        if axes is None:
+            return None
+        rank = a.ndim + len(axes)
+        for x in sorted(x + rank if x < 0 else x for x in axes):
+            a = np.expand_dims(a, x)
+        return a
+    if op == "Reshape":
+        shape = _ints(args[1])
+        if shape is None:
+            return None
+        shape = [args[0].shape[i] if v == 0 else int(v) for i, v in enumerate(shape.reshape(-1))]
+        return args[0].reshape(shape)
+    if op == "Concat":
+        return np.concatenate([a for a in args if a is not None], axis=attr(node, "axis"))
+    if op == "Slice" and view.opset >= 10:
+        starts, ends = _ints(args[1]), _ints(args[2])
+        axes = _ints(args[3]) if len(args) > 3 and args[3] is not None else None
+        steps = _ints(args[4]) if len(args) > 4 and args[4] is not None else None
+        if starts is None or ends is None or args[0].ndim != 1:
+            return None
+        if (axes is not None and axes.reshape(-1).tolist() not in ([0], [-1])) or starts.size != 1:
+            return None
+        step = int(steps.reshape(-1)[0]) if steps is not None else 1
+        return args[0][int(starts.reshape(-1)[0]):int(ends.reshape(-1)[0]):step]
+    return None
+
+
+def _ints(value) -> np.ndarray | None:
+    """An object array of constant _Affine as ints (None if any element depends on the length)."""
+    if value is None:
+        return None
+    flat = value.reshape(-1)
+    out = []
+    for v in flat:
+        if not isinstance(v, _Affine) or v.a != 0:
+            return None
+        out.append(v.b)
+    return np.asarray(out, dtype=np.int64).reshape(value.shape)
+
+
+def _exclusive_nodes(view: GraphView, nodes: list[NodeProto], sink: NodeProto) -> list[NodeProto]:
+    """The subset of `nodes` whose outputs are read only by that subset or by `sink` (they die with it)."""
+    alive = {id(n): n for n in nodes}
+    changed = True
+    while changed:
+        changed = False
+        for key, node in list(alive.items()):
+            for o in node.output:
+                if not o:
+                    continue
+                if view.is_graph_output(o) or any(
+                    u is not sink and id(u) not in alive for u in view.consumers_of(o)
+                ):
+                    del alive[key]
+                    changed = True
+                    break
+    return list(alive.values())
+
+
+# ------------------------------------------------- CausalConvWithState helpers
+
+
+def _state_match(view: GraphView, conv: NodeProto, concat: NodeProto, attrs: ConvAttrs):
+    """((state, x, new-state Slice or None), None) when Concat(state, x) -> Conv is a stateful causal conv."""
+    if conv.op_type != "Conv":
+        return None, f"{conv.op_type} is not a plain Conv"
+    if attrs.rank != 1:
+        return None, "only 1-D convolutions have a stateful form"
+    if len([i for i in concat.input if i]) != 2:
+        return None, "the Concat does not join exactly a state and an input"
+    axis = attr(concat, "axis")
+    if axis not in (2, -1):
+        return None, f"the Concat joins axis {axis}, not the time axis"
+    state, x = concat.input[0], concat.input[1]
+    k = attrs.kernel_shape[0]
+    wshape = view.shape(conv.input[1])
+    channels = wshape.static(0) if wshape is not None else None
+    if attrs.group != channels or (wshape is not None and wshape.static(1) != 1):
+        return None, "the conv is not depthwise with one output per channel"
+    if attrs.strides[0] != 1 or attrs.dilations[0] != 1:
+        return None, "the conv is strided or dilated"
+    if attrs.auto_pad not in ("NOTSET", "VALID") or (attrs.auto_pad == "NOTSET" and any(attrs.pads)):
+        return None, "the conv pads its input"
+    sshape = view.shape(state)
+    if sshape is None or sshape.static(2) != k - 1:
+        return None, f"the state is not k-1 = {k - 1} steps long"
+    if view.elem_type(x) not in STATE_TYPES:
+        return None, "the input type is not float, float16 or bfloat16"
+    if view.is_graph_output(concat.output[0]):
+        return None, "the Concat output is a graph output"
+    users = view.consumers_of(concat.output[0])
+    others = [u for u in users if u is not conv]
+    slc = None
+    if others:
+        if len(others) != 1 or others[0].op_type != "Slice" or others[0].input[0] != concat.output[0]:
+            return None, f"the Concat output has {len(users)} consumers"
+        slc = others[0]
+        operands = slice_operands(view, slc)
+        if operands is None:
+            return None, "the new-state Slice bounds are computed at run time"
+        starts, ends, axes, steps = operands
+        hshape = view.shape(concat.output[0])
+        length = hshape.static(2) if hshape is not None else None
+        keeps_tail = len(starts) == 1 and (
+            (starts[0] == -(k - 1) and (ends[0] >= INT32_MAX or (length is not None and ends[0] == length)))
+            or (length is not None and starts[0] == length - (k - 1) and ends[0] >= length)
+        )
+        # axes absent means axis 0, which is not the time axis.
+        if not (keeps_tail and axes in ([2], [-1]) and steps in (None, [1])):
+            return None, f"the Slice of the Concat does not keep exactly the last {k - 1} steps"
+    return (state, x, slc), None
+
+
+@functools.lru_cache(maxsize=None)
+def _has_schema(op: str) -> bool:
+    try:
+        onnx.defs.get_schema(op, STATE_OPSET)
+        return True
+    except Exception:  # noqa: BLE001 - absent in this onnx
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _state_runtime_note() -> str:
+    """Say whether the installed onnxruntime can run an opset-27 model at all."""
+    try:
+        import onnxruntime as ort
+
+        node = helper.make_node("Identity", ["x"], ["y"])
+        graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", STATE_OPSET)], ir_version=10)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 4
+        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except ImportError:
+        return "no onnxruntime is installed to run it"
+    except Exception:  # noqa: BLE001 - the runtime refuses the opset
+        return (f"onnxruntime {ort.__version__} cannot run it (it does not support ai.onnx opset {STATE_OPSET}); "
+                "onnx.reference.ReferenceEvaluator can")
+    return ""
+
+
+# ------------------------------------------------------------------- misc
+
+
+def _labels(view: GraphView) -> dict[int, str]:
+    """node_label for every node at once (unnamed nodes: op type and index among that type)."""
+    counts: dict[str, int] = {}
+    labels: dict[int, str] = {}
+    for node in view.nodes:
+        i = counts.get(node.op_type, 0)
+        counts[node.op_type] = i + 1
+        labels[id(node)] = node.name or f"{node.op_type}_{i}"
+    return labels
+
+
+def _set_ints(node: NodeProto, name: str, values: Sequence[int]) -> None:
+    """Set an INTS attribute in place (what helper.make_attribute builds, without its cost)."""
+    for a in node.attribute:
+        if a.name == name and a.type == onnx.AttributeProto.INTS:
+            del a.ints[:]
+            a.ints.extend(values)
+            return
+    remove_attr(node, name)
+    a = node.attribute.add()
+    a.name = name
+    a.type = onnx.AttributeProto.INTS
+    a.ints.extend(values)
+
+
+def _drop_value_info(body, names: set[str]) -> None:
+    """Forget declared shapes of tensors that changed shape or disappeared (one sweep)."""
+    if not hasattr(body, "value_info"):
+        return
+    kept = [vi for vi in body.value_info if vi.name not in names]
+    if len(kept) != len(body.value_info):
+        del body.value_info[:]
+        body.value_info.extend(kept)
