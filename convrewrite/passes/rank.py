@@ -1,0 +1,300 @@
+"""Change the rank of convolutions by one unit spatial axis, region by region.
+
+Passes (all exact by construction; see conv-semantics.md "1D -> 2D" and "2D -> 1D"):
+
+- `to-2d`: lift every 1D Conv/ConvTranspose/QLinearConv/ConvInteger (and QDQ
+  convs) to 2D. `layout="h"` gives `[N, C, 1, L]`, `layout="w"` `[N, C, L, 1]`.
+- `to-3d`: lift every 2D convolution to 3D (`h`: `[N, C, 1, H, W]`, `w`: `[N, C, H, W, 1]`).
+- `to-1d`: lower every 2D convolution with a unit spatial axis (known from
+  static shapes, or from the Unsqueeze that makes it) to 1D, removing the
+  Unsqueeze/Transpose/Squeeze wrappers exporters put around it (tf2onnx's
+  Keras Conv1D form included) and folding the bias Add that follows them.
+- `3d-to-2d`: lower every 3D convolution with a unit spatial axis to 2D by the same rules.
+  For the lowering passes `layout` only breaks ties (a 1x1 conv on `[N, C, 1, 1]`):
+  `h` drops the first unit spatial axis, `w` the last.
+- `channels-as-spatial` / `spatial-as-channels` (channels_spatial.py): the Keras
+  equivalence between a Conv1D and a one-channel Conv2D whose kernel spans C.
+
+Each pass works on regions, not single convs (see reshapes.py): a 1D network of
+convs, activations, norms, residual adds and pools gets one Unsqueeze per
+tensor entering it and one Squeeze per tensor leaving it.
+
+Every convolution in the model gets one record per pass: `rewritten` with the
+attributes before and after, or `skipped` with the reason (for a lifting pass,
+convolutions already of the target rank are recorded as "already 2D").
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+
+from onnx import NodeProto
+
+from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
+from ..graph import GraphView
+from . import PassContext, Record, register
+from .keras_lowering import fold_bias_adds, remove_transposes
+from .reshapes import Block, NodePlan, RegionEngine, Wait, drop_value_info, edit_spatial_attrs, unit_proven
+
+DATA_INPUT = 0
+
+
+def node_labels(view: GraphView) -> dict[int, str]:
+    """`node_label` for every node at once (linear; node_label itself scans the graph per call)."""
+    labels: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for node in view.nodes:
+        i = seen.get(node.op_type, 0)
+        seen[node.op_type] = i + 1
+        labels[id(node)] = node.name or f"{node.op_type}_{i}"
+    return labels
+
+
+@dataclass
+class Candidate:
+    """A convolution a pass considers, with what it needs to rewrite it."""
+
+    node: NodeProto
+    label: str
+    attrs: ConvAttrs
+    after: ConvAttrs | None = None
+
+
+def weight_shape(view: GraphView, node: NodeProto) -> list | None:
+    slot = WEIGHT_INPUT[node.op_type]
+    if len(node.input) <= slot or not node.input[slot]:
+        return None
+    s = view.shape(node.input[slot])
+    return None if s is None or s.dims is None else list(s.dims)
+
+
+def read_attrs(view: GraphView, node: NodeProto) -> ConvAttrs | str:
+    """The conv's normalized attributes, or why they cannot be read."""
+    try:
+        return ConvAttrs.from_node(node, weight_shape(view, node))
+    except ConvAttrError as exc:
+        return str(exc)
+
+
+def convolutions(view: GraphView) -> list[NodeProto]:
+    return [n for n in view.nodes if n.op_type in CONV_OPS and n.domain in ("", "ai.onnx")]
+
+
+class RankPass:
+    """What the four rank passes share: candidates, records, the region engine."""
+
+    name = ""
+    description = ""
+    lift = True
+    source_rank = 1  # spatial rank of the convolutions this pass rewrites
+
+    @property
+    def target_rank(self) -> int:
+        return self.source_rank + (1 if self.lift else -1)
+
+    def run(self, ctx: PassContext) -> None:
+        # The fill and rewrite allocate many small objects and free none of them in
+        # cycles: the cyclic GC would only rescan them, more often as the graph grows.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for view in ctx.views():
+                self.run_view(ctx, view)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def run_view(self, ctx: PassContext, view: GraphView) -> None:
+        convs = convolutions(view)
+        if not convs:
+            return
+        labels = node_labels(view)
+        candidates: dict[int, Candidate] = {}
+        for node in convs:
+            label = labels[id(node)]
+            attrs = read_attrs(view, node)
+            if isinstance(attrs, str):
+                self.skip(ctx, view, node, label, attrs)
+                continue
+            if attrs.rank != self.source_rank:
+                self.skip(ctx, view, node, label, self.wrong_rank_reason(attrs.rank), attrs)
+                continue
+            if not ctx.allowed(self.name, view.path, label):
+                self.skip(ctx, view, node, label, "excluded by selection", attrs)
+                continue
+            candidates[id(node)] = Candidate(node, label, attrs)
+        if not candidates:
+            return
+        small_rank = (self.source_rank if self.lift else self.target_rank) + 2
+        engine = RegionEngine(view, self.lift, small_rank, self.conv_rule(candidates), ctx.count)
+        reasons = self.fill(ctx, view, engine, candidates)
+        transposes = [p.node for p in engine.plans.values() if p.node.op_type == "Transpose"]
+        engine.rewrite()
+        for cand in candidates.values():
+            plan = engine.plans.get(id(cand.node))
+            if plan is None:
+                reason = reasons.get(id(cand.node)) or engine.blocked.get(id(cand.node)) or "not reached"
+                self.skip(ctx, view, cand.node, cand.label, reason, cand.attrs)
+                continue
+            details = {"unit_axis": plan.data[DATA_INPUT], "weight": engine.weight_notes.get(id(cand.node), "")}
+            if self.lift:
+                details["layout"] = ctx.options.layout
+            ctx.record(Record(self.name, cand.label, cand.node.op_type, view.path, "rewritten",
+                              before=cand.attrs.to_dict(), after=cand.after.to_dict(), details=details))
+        transpose_outputs = [t.output[0] for t in transposes]
+        view.commit()
+        drop_value_info(view, engine.dropped_value_info)
+        if not self.lift:
+            self.tidy(ctx, view, engine.cancelled_exits, transpose_outputs)
+
+    # --------------------------------------------------------- hooks
+
+    def wrong_rank_reason(self, rank: int) -> str:
+        if rank == self.target_rank:
+            return f"already {rank}D"
+        return f"{rank}D convolution; {self.name} rewrites {self.source_rank}D"
+
+    def fill(self, ctx: PassContext, view: GraphView, engine: RegionEngine, candidates: dict[int, Candidate]) -> dict[int, str]:
+        raise NotImplementedError
+
+    def tidy(self, ctx: PassContext, view: GraphView, cancelled: list[str], transposes: list[str]) -> None:
+        pass
+
+    def skip(self, ctx: PassContext, view: GraphView, node: NodeProto, label: str, reason: str, attrs: ConvAttrs | None = None) -> None:
+        ctx.record(Record(self.name, label, node.op_type, view.path, "skipped", reason,
+                          before=attrs.to_dict() if attrs is not None else None))
+
+    def conv_rule(self, candidates: dict[int, Candidate]):
+        lift = self.lift
+
+        def rule(engine: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
+            cand = candidates.get(id(node))
+            if cand is None:
+                return Block(f"{node.op_type} is not a candidate of this pass")
+            if side != "in" or slot != DATA_INPUT:
+                return Block("convolution reached through its weight or output")
+            j = a - 2
+            if lift:
+                after = cand.attrs.with_axis(j)
+            else:
+                reason = cand.attrs.droppable_axis_reason(j)
+                if reason:
+                    return Block(reason)
+                after = cand.attrs.without_axis(j)
+            plan = NodePlan(node)
+            result = engine.operand(node, DATA_INPUT, a, plan, enter=True, rank=engine.old_rank)
+            if result is not None:
+                return result if not isinstance(result, Wait) else Block(f"input is not known to be 1 on axis {a}")
+            plan.outs[0] = a
+            plan.weights[WEIGHT_INPUT[node.op_type]] = a
+            cand.after = after
+
+            def edit(_engine: RegionEngine) -> None:
+                edit_spatial_attrs(node, j, lift, cand.attrs.rank)
+
+            plan.edit = edit
+            return plan
+
+        return rule
+
+
+class LiftPass(RankPass):
+    lift = True
+
+    def fill(self, ctx, view, engine, candidates):
+        p = 0 if ctx.options.layout == "h" else self.source_rank
+        a = 2 + p
+        reasons = {}
+        for cand in candidates.values():
+            result = engine.seed(cand.node, a)
+            if isinstance(result, (Block, Wait)):
+                reasons[id(cand.node)] = getattr(result, "reason", "input not ready")
+        engine.settle()
+        return reasons
+
+
+class LowerPass(RankPass):
+    lift = False
+
+    def fill(self, ctx, view, engine, candidates):
+        big_rank = self.source_rank + 2
+        reasons: dict[int, str] = {}
+        choices: list[tuple[Candidate, list[int]]] = []
+        for cand in candidates.values():
+            valid, why = [], []
+            x = cand.node.input[DATA_INPUT]
+            for j in range(self.source_rank):
+                reason = self.unit_reason(view, x, j, big_rank) or cand.attrs.droppable_axis_reason(j)
+                if reason:
+                    why.append(reason)
+                else:
+                    valid.append(j)
+            if not valid:
+                reasons[id(cand.node)] = "; ".join(why)
+                continue
+            if ctx.options.layout == "w":
+                valid.reverse()
+            choices.append((cand, valid))
+        # Unambiguous convs first: their regions then decide the axis of 1x1 convs they reach.
+        choices.sort(key=lambda cv: len(cv[1]) > 1)
+        for cand, valid in choices:
+            result = None
+            for j in valid:
+                result = engine.seed(cand.node, 2 + j)
+                if isinstance(result, NodePlan):
+                    break
+            if not isinstance(result, NodePlan):
+                reasons[id(cand.node)] = getattr(result, "reason", "input is not known to be 1")
+        engine.settle()
+        return reasons
+
+    @staticmethod
+    def unit_reason(view: GraphView, x: str, j: int, big_rank: int) -> str:
+        if unit_proven(view, x, 2 + j, big_rank):
+            return ""
+        s = view.shape(x)
+        size = s.static(2 + j) if s is not None and s.rank == big_rank else None
+        if size is not None:
+            return f"spatial axis {j} has size {size}, not 1"
+        return f"spatial axis {j} has a size not known to be 1"
+
+    def tidy(self, ctx, view, cancelled, transposes):
+        removed = remove_transposes(view, transposes)
+        if removed:
+            ctx.count("transposes_removed", removed)
+        view.commit()
+        folded = fold_bias_adds(view, cancelled)
+        if folded:
+            ctx.count("bias_adds_folded", folded)
+
+
+@register
+class To2D(LiftPass):
+    name = "to-2d"
+    description = "Lift 1D convolutions (and the regions around them) to 2D; layout h: [N,C,1,L], w: [N,C,L,1]."
+    source_rank = 1
+
+
+@register
+class To3D(LiftPass):
+    name = "to-3d"
+    description = "Lift 2D convolutions (and the regions around them) to 3D; layout h: [N,C,1,H,W], w: [N,C,H,W,1]."
+    source_rank = 2
+
+
+@register
+class To1D(LowerPass):
+    name = "to-1d"
+    description = "Lower 2D convolutions with a unit spatial axis to 1D, removing exporter Unsqueeze/Transpose/Squeeze wrappers."
+    source_rank = 2
+
+
+@register
+class ThreeDTo2D(LowerPass):
+    name = "3d-to-2d"
+    description = "Lower 3D convolutions with a unit spatial axis to 2D."
+    source_rank = 3
+
+
+from . import channels_spatial as _channels_spatial  # noqa: E402,F401  (registers the Keras equivalence passes)
