@@ -364,6 +364,17 @@ class GraphView:
             self.consumers[new].append(node)
         self._const_cache.pop(new, None)
 
+    def drop_input(self, node: NodeProto, index: int) -> None:
+        """Remove a node's optional input `index` (with any empty inputs then trailing), keeping the index right."""
+        old = node.input[index]
+        node.input[index] = ""
+        while node.input and not node.input[-1]:
+            del node.input[-1]
+        users = self.consumers.get(old)
+        if old and users is not None and old not in node.input:
+            self.consumers[old] = [n for n in users if n is not node]
+        self._const_cache.pop(old, None)
+
     def rename_uses(self, old: str, new: str) -> None:
         """Make every reader of `old` read `new` (subgraph bodies included)."""
         for node in list(self.consumers.get(old, [])):

@@ -1,0 +1,765 @@
+"""separable: depthwise + pointwise pairs in one canonical form, optional fusion.
+
+A separable convolution is a depthwise Conv (`group == C`, weight
+`[C*m, 1, k...]`) whose only reader is a pointwise Conv (kernel 1, stride 1,
+no pads, group 1). Exporters spread it differently: PyTorch gives both convs a
+bias, tf_keras puts the one bias on the pointwise conv, Keras 3 writes it as an
+`Add([1, C, 1])` after the 1-D wrapper's Squeeze, tf2onnx with its optimizer
+off leaves a cancelling Transpose pair between the convs, and training-mode
+PyTorch exports keep a BatchNormalization between them. Runtimes recognise the
+pair in one shape only. This pass, for every convolution of every graph body:
+
+1. folds what follows a conv and is an exact per-output-channel affine map
+   into its weight and bias: an inference BatchNormalization, a constant
+   per-channel Add/Sub/Mul, also behind layout-only ops (Identity, Transpose,
+   Squeeze, Unsqueeze: the channel axis is tracked through them);
+2. for a depthwise conv whose output reaches a pointwise conv (through
+   layout ops that cancel), writes the canonical pair: the layout ops go, the
+   depthwise conv loses its bias, the pointwise bias becomes `Bp + P @ Bd`;
+3. with `fuse_separable`, replaces the pair by one dense Conv,
+   `W[o, c] = sum_j P[o, c*m + j] * D[c*m + j, 0]`, unless that costs more than
+   FUSE_COST_LIMIT times the pair's multiply-adds (then only with `force`).
+
+Every conv gets exactly one record; whatever cannot be proven exact is left
+alone with the reason in words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import NodeProto, TensorProto, numpy_helper
+
+from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
+from ..graph import (
+    FOLD_MAX_ELEMENTS, GraphView, Shape, attr, outer_names_used, set_attr, subgraphs, unsqueeze_axes,
+)
+from . import PassContext, Record, register
+
+PASS = "separable"
+STD_DOMAINS = ("", "ai.onnx")
+BIAS_SLOT = 2
+# Ops that move data without mixing channels: followed (channel axis tracked) between a conv and what it feeds.
+LAYOUT_OPS = ("Identity", "Transpose", "Squeeze", "Unsqueeze")
+MAX_LAYOUT_OPS = 8
+# Fusion that costs more than this many times the pair's multiply-adds needs `force`.
+FUSE_COST_LIMIT = 4.0
+FLOAT_TYPES = {
+    TensorProto.FLOAT: np.float32,
+    TensorProto.FLOAT16: np.float16,
+    TensorProto.DOUBLE: np.float64,
+}
+# Ops that only compute constants: removed once nothing reads them any more.
+OPERAND_OPS = {
+    "Constant", "Identity", "Cast", "Reshape", "Concat", "Slice", "Transpose", "ConstantOfShape",
+    "Unsqueeze", "Squeeze", "Gather", "Add", "Sub", "Mul", "Div", "Neg", "Flatten", "Expand",
+}
+COUNTERS = ("pairs_canonicalized", "pairs_fused", "batchnorms_folded", "bias_adds_folded", "scale_muls_folded")
+
+
+class _Skip(Exception):
+    """A value this rewrite needs is not available; the message says why."""
+
+
+@register
+class SeparablePass:
+    name = PASS
+    description = (
+        "depthwise + pointwise pairs in one canonical form (BatchNorm, bias Add and cancelling "
+        "Transposes folded; depthwise bias moved into the pointwise conv); optional fusion"
+    )
+
+    def run(self, ctx: PassContext) -> None:
+        for counter in COUNTERS:
+            ctx.count(counter, 0)
+        outer_dead: dict[int, tuple[onnx.GraphProto, set[str]]] = {}
+        for view in ctx.views():
+            _ViewRewriter(ctx, view, outer_dead).run()
+        for body, names in outer_dead.values():
+            _drop_unread_initializers(body, names)
+
+
+# --------------------------------------------------------------- conv state
+
+
+@dataclass
+class _Conv:
+    """One convolution's weight and bias as this pass changes them (float64, written back once)."""
+
+    node: NodeProto
+    label: str
+    attrs: ConvAttrs
+    wshape: list[int]
+    dtype: np.dtype
+    w: np.ndarray | None = None
+    b: np.ndarray | None = None
+    w_changed: bool = False
+    b_changed: bool = False
+    drop_bias: bool = False
+    done: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    folded: list[str] = field(default_factory=list)
+
+    @property
+    def out_channels(self) -> int:
+        if self.attrs.transposed:
+            return self.wshape[1] * self.attrs.group
+        return self.wshape[0]
+
+    @property
+    def has_bias(self) -> bool:
+        return len(self.node.input) > BIAS_SLOT and bool(self.node.input[BIAS_SLOT])
+
+    @property
+    def is_depthwise(self) -> bool:
+        return not self.attrs.transposed and self.attrs.group > 1 and self.wshape[1] == 1
+
+    @property
+    def kernel_size(self) -> int:
+        return int(np.prod(self.attrs.kernel_shape))
+
+
+@dataclass
+class _Path:
+    """Where a conv's output goes through layout-only ops (each read once, none a graph output)."""
+
+    layout: list[NodeProto]
+    name: str  # the tensor the next op reads
+    axes: list[int | None]  # axes[i]: which axis of the conv output sits at position i (None: inserted)
+    user: NodeProto | None  # the sole reader of `name`; None when the walk stopped
+    stop: str = ""  # why it stopped when `user` is None
+
+    @property
+    def channel_axis(self) -> int:
+        return self.axes.index(1)
+
+    @property
+    def same_layout(self) -> bool:
+        return self.axes == list(range(len(self.axes)))
+
+
+# ------------------------------------------------------------ per graph body
+
+
+class _ViewRewriter:
+    """Rewrites every convolution of one graph body; edits are committed by the pipeline."""
+
+    def __init__(self, ctx: PassContext, view: GraphView,
+                 outer_dead: dict[int, tuple[onnx.GraphProto, set[str]]]) -> None:
+        self.ctx = ctx
+        self.view = view
+        self.outer_dead = outer_dead  # initializers of enclosing graphs this body stopped reading
+        self.labels = _labels(view)
+        self.handled: set[int] = set()
+        self.dead: list[str] = []
+        self.stale: set[str] = set()
+
+    def run(self) -> None:
+        for node in self.view.nodes:
+            if id(node) in self.handled or self.view.is_removed(node):
+                continue
+            if node.op_type in CONV_OPS and node.domain in STD_DOMAINS:
+                self.visit(node)
+        self._sweep_dead()
+        if self.stale:
+            _drop_value_info(self.view.body, self.stale)
+
+    # ---------------------------------------------------------------- records
+
+    def _record(self, node: NodeProto, status: str, reason: str, **kw) -> None:
+        self.ctx.record(Record(PASS, self.labels[id(node)], node.op_type, self.view.path, status, reason, **kw))
+
+    def _state(self, node: NodeProto) -> _Conv | str:
+        """The conv's state, or why it cannot be handled at all."""
+        if node.op_type not in ("Conv", "ConvTranspose"):
+            return f"quantized convolution ({node.op_type}): its weights are not float"
+        view = self.view
+        weight = node.input[1] if len(node.input) > 1 else ""
+        shape = view.shape(weight) if weight else None
+        if shape is None or shape.dims is None or not all(isinstance(d, int) for d in shape.dims):
+            value = view.const_value(weight) if weight else None  # e.g. a Constant node in a function
+            if value is None or value.dtype.kind != "f":
+                return "the weight's shape is not known"
+            shape = Shape(onnx.helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
+        try:
+            attrs = ConvAttrs.from_node(node, shape.dims)
+        except ConvAttrError as exc:
+            return f"attributes cannot be read: {exc}"
+        dtype = FLOAT_TYPES.get(shape.elem_type)
+        if dtype is None:
+            return f"weights are {TensorProto.DataType.Name(shape.elem_type)}, not float16/float/double"
+        return _Conv(node, self.labels[id(node)], attrs, [int(d) for d in shape.dims], np.dtype(dtype))
+
+    # -------------------------------------------------------------- one conv
+
+    def visit(self, node: NodeProto) -> None:
+        view = self.view
+        label = self.labels[id(node)]
+        if not self.ctx.allowed(PASS, view.path, label):
+            self._record(node, "skipped", "excluded by selection")
+            return
+        conv = self._state(node)
+        if isinstance(conv, str):
+            self._record(node, "skipped", conv)
+            return
+        before = conv.attrs.to_dict()
+        self.fold_followers(conv)
+        if not conv.is_depthwise:
+            self._finish_single(conv, before, "not depthwise")
+            return
+        pw, why = self.find_pointwise(conv)
+        if pw is None:
+            self._finish_single(conv, before, why)
+            return
+        self.handled.add(id(pw.node))
+        self.rewrite_pair(conv, pw, before)
+
+    def _finish_single(self, conv: _Conv, before: dict, why: str) -> None:
+        """Write back and record a conv that is not (or cannot be) part of a pair."""
+        self._write_back(conv)
+        details: dict = {"folded": conv.folded} if conv.folded else {}
+        if conv.notes:
+            details["not_done"] = list(conv.notes)
+        if conv.done:
+            if conv.dtype != np.float64:
+                details["arithmetic"] = f"computed in float64, stored as {conv.dtype}"
+            reason = "; ".join(conv.done + [why])
+            self._record(conv.node, "rewritten", reason, before=before, after=conv.attrs.to_dict(), details=details)
+        else:
+            self._record(conv.node, "skipped", "; ".join([why] + conv.notes), before=before, details=details)
+
+    # -------------------------------------------------------------- followers
+
+    def walk(self, conv: _Conv) -> _Path:
+        """Follow the conv's output through layout-only ops to the first other reader."""
+        view = self.view
+        name = conv.node.output[0]
+        axes: list[int | None] = list(range(conv.attrs.rank + 2))
+        layout: list[NodeProto] = []
+        while True:
+            if view.is_graph_output(name):
+                return _Path(layout, name, axes, None, "is a graph output")
+            users = view.consumers_of(name)
+            if len(users) != 1:
+                kinds = ", ".join(u.op_type for u in users)
+                stop = f"has {len(users)} consumers ({kinds})" if users else "is not read"
+                return _Path(layout, name, axes, None, stop)
+            user = users[0]
+            if user.op_type not in LAYOUT_OPS or user.domain not in STD_DOMAINS or user.input[0] != name:
+                return _Path(layout, name, axes, user)
+            moved = _layout_axes(view, user, axes)
+            if moved is None or len(layout) >= MAX_LAYOUT_OPS:
+                return _Path(layout, name, axes, user)
+            layout.append(user)
+            axes = moved
+            name = user.output[0]
+
+    def fold_followers(self, conv: _Conv) -> None:
+        """Fold every per-channel affine op that follows the conv into its weight and bias."""
+        while True:
+            path = self.walk(conv)
+            user = path.user
+            if user is None or user.domain not in STD_DOMAINS:
+                return
+            affine = self._affine(conv, path, user)
+            if affine is None:
+                return
+            if isinstance(affine, str):
+                conv.notes.append(affine)
+                return
+            scale, shift = affine
+            try:
+                self._apply_affine(conv, scale, shift)
+            except _Skip as exc:
+                conv.notes.append(f"{user.op_type} {self._name(user)} kept: {exc}")
+                return
+            self._remove_follower(user, path.name)
+            what = f"{user.op_type} {self._name(user)}"
+            conv.folded.append(what)
+            if user.op_type == "BatchNormalization":
+                conv.done.append(f"folded {what} into the weights and bias")
+                self.ctx.count("batchnorms_folded")
+            elif user.op_type == "Mul":
+                conv.done.append(f"folded {what} into the weights and bias")
+                self.ctx.count("scale_muls_folded")
+            else:
+                conv.done.append(f"folded {what} into the bias")
+                self.ctx.count("bias_adds_folded")
+
+    def _affine(self, conv: _Conv, path: _Path, user: NodeProto):
+        """(scale or None, shift) per output channel of the follower; None: not a follower; str: why kept."""
+        view, m = self.view, conv.out_channels
+        what = f"{user.op_type} {self._name(user)}"
+        if user.op_type == "BatchNormalization":
+            if user.input[0] != path.name:
+                return None
+            return self._batchnorm_affine(user, path, m, what)
+        if user.op_type not in ("Add", "Sub", "Mul") or len(user.input) != 2:
+            return None
+        if user.input[0] == user.input[1]:
+            return None
+        data_first = user.input[0] == path.name
+        other = user.input[1] if data_first else user.input[0]
+        value = _value(view, other)
+        if value is None:
+            return None  # a residual or gate: not a constant, not ours
+        if value.dtype.kind != "f":
+            return f"{what} kept: its constant is {value.dtype}, not float"
+        per_channel = _per_channel(value, len(path.axes), path.channel_axis, m)
+        if per_channel is None:
+            return f"{what} kept: its constant of shape {list(value.shape)} is not per-channel"
+        if user.op_type == "Mul":
+            return per_channel, None
+        if user.op_type == "Add":
+            return None, per_channel
+        if data_first:  # x - c
+            return None, -per_channel
+        return -np.ones(m), per_channel  # c - x
+
+    def _batchnorm_affine(self, bn: NodeProto, path: _Path, m: int, what: str):
+        view = self.view
+        if len([o for o in bn.output if o]) != 1:
+            return f"{what} kept: it has running-statistics outputs (training mode)"
+        if attr(bn, "training_mode", 0):
+            return f"{what} kept: training_mode=1"
+        if attr(bn, "spatial", 1) == 0:
+            return f"{what} kept: spatial=0 normalizes per element, not per channel"
+        if path.channel_axis != 1:
+            return f"{what} kept: it normalizes axis 1, where the conv's channels are on axis {path.channel_axis}"
+        params = []
+        for label, name in zip(("scale", "B", "mean", "var"), list(bn.input[1:5]) + [""] * 4):
+            value = _value(view, name)
+            if value is None:
+                return f"{what} kept: its {label} is not a constant"
+            if value.size != m:
+                return f"{what} kept: its {label} has {value.size} values for {m} channels"
+            params.append(value.astype(np.float64).reshape(m))
+        gamma, beta, mean, var = params
+        eps = float(attr(bn, "epsilon", 1e-5))
+        scale = gamma / np.sqrt(var + eps)
+        return scale, beta - mean * scale
+
+    def _apply_affine(self, conv: _Conv, scale: np.ndarray | None, shift: np.ndarray | None) -> None:
+        """y -> scale * y + shift per output channel, folded into the conv's state."""
+        m = conv.out_channels
+        bias = self._bias(conv) if scale is not None or shift is not None else None
+        if scale is not None:
+            w = self._weight(conv)
+            conv.w = _scale_out_channels(w, scale, conv.attrs)
+            conv.w_changed = True
+            bias = bias * scale
+        if shift is not None:
+            bias = bias + shift
+        conv.b = bias.reshape(m)
+        conv.b_changed = True
+
+    def _remove_follower(self, user: NodeProto, keep: str) -> None:
+        drop = user.output[0]
+        self.dead.extend(i for i in user.input if i and i != keep)
+        self.stale.add(drop)
+        if self.view.is_graph_output(drop):
+            self.stale.add(keep)
+        self.view.bypass(user, keep, drop)
+
+    # ----------------------------------------------------------------- pairs
+
+    def find_pointwise(self, conv: _Conv) -> tuple[_Conv | None, str]:
+        """The pointwise conv reading this depthwise conv's output alone, or why there is none."""
+        path = self.walk(conv)
+        where = "depthwise output"
+        if path.layout:
+            where += " (after " + " -> ".join(n.op_type for n in path.layout) + ")"
+        if path.user is None:
+            return None, f"{where} {path.stop}"
+        user = path.user
+        if user.op_type != "Conv" or user.domain not in STD_DOMAINS:
+            if self._pointwise_after(user):
+                return None, f"{user.op_type} between depthwise and pointwise"
+            return None, f"no pointwise conv after it: the {where} goes to {user.op_type}"
+        if user.input[0] != path.name:
+            return None, f"{where} is an operand of Conv {self._name(user)}, not its data"
+        if not path.same_layout:
+            return None, f"{where} reaches the next conv in another layout (the layout ops do not cancel)"
+        pw = self._state(user)
+        if isinstance(pw, str):
+            return None, f"the conv after it cannot be handled: {pw}"
+        reason = _pointwise_reason(pw.attrs)
+        if reason:
+            return None, reason
+        if pw.wshape[1] != conv.out_channels:
+            return None, f"pointwise conv reads {pw.wshape[1]} channels, the depthwise conv writes {conv.out_channels}"
+        if not self.ctx.allowed(PASS, self.view.path, pw.label):
+            return None, f"pointwise conv {pw.label} is excluded by selection"
+        return pw, ""
+
+    def _pointwise_after(self, node: NodeProto) -> bool:
+        """Whether a one-input op's output goes (alone) to a pointwise conv: names the blocker."""
+        if not node.output:
+            return False
+        user = self.view.sole_consumer(node.output[0])
+        if user is None or user.op_type != "Conv" or user.input[0] != node.output[0]:
+            return False
+        pw = self._state(user)
+        return not isinstance(pw, str) and _pointwise_reason(pw.attrs) is None
+
+    def rewrite_pair(self, dw: _Conv, pw: _Conv, dw_before: dict) -> None:
+        pw_before = pw.attrs.to_dict()
+        self.fold_followers(pw)
+        layout = self.walk(dw).layout  # cancelling layout ops between the convs (find_pointwise checked)
+        actions: list[str] = []
+        notes: list[str] = []
+        mult = dw.out_channels // dw.attrs.group
+        details: dict = {"pair": {"depthwise": dw.label, "pointwise": pw.label}, "multiplier": mult}
+
+        bias_moved = self._move_depthwise_bias(dw, pw, notes)
+        if bias_moved:
+            actions.append("moved the depthwise bias into the pointwise bias")
+        fused = False
+        if self.ctx.options.fuse_separable:
+            fused = self._plan_fusion(dw, pw, bias_moved, details, actions, notes)
+
+        changed = bool(dw.done or pw.done or layout or bias_moved or fused)
+        if fused:
+            self._fuse(dw, pw, layout)
+            self.ctx.count("pairs_fused")
+        else:
+            for node in layout:
+                self._drop_layout_op(node)
+                self.view.bypass(node, node.input[0], node.output[0])
+            if layout:
+                actions.append("removed " + " -> ".join(n.op_type for n in layout) + " between the convs")
+            self._write_back(dw)
+            self._write_back(pw)
+            if changed:
+                self.ctx.count("pairs_canonicalized")
+
+        details["depthwise_folded"] = dw.folded
+        details["pointwise_folded"] = pw.folded
+        not_done = notes + dw.notes + pw.notes
+        if not_done:
+            details["not_done"] = not_done
+        if not changed:
+            reason = "; ".join(["already a canonical separable pair"] + not_done)
+            self._record(dw.node, "skipped", reason, before=dw_before, details=details)
+            self._record(pw.node, "skipped", reason, before=pw_before, details=details)
+            return
+        if pw.dtype != np.float64:
+            details["arithmetic"] = f"computed in float64, stored as {pw.dtype}"
+        summary = "; ".join(dw.done + pw.done + actions)
+        form = "fused separable pair" if fused else "canonical separable pair"
+        if fused:
+            dw_after = pw_after = ConvAttrs.from_node(pw.node, list(pw.w.shape)).to_dict()
+            details["fused_node"] = pw.label
+        else:
+            dw_after, pw_after = dw.attrs.to_dict(), pw.attrs.to_dict()
+        self._record(dw.node, "rewritten", f"{form} with pointwise {pw.label}: {summary}",
+                     before=dw_before, after=dw_after, details=details)
+        self._record(pw.node, "rewritten", f"{form} with depthwise {dw.label}: {summary}",
+                     before=pw_before, after=pw_after, details=details)
+
+    def _move_depthwise_bias(self, dw: _Conv, pw: _Conv, notes: list[str]) -> bool:
+        """P (x + Bd) + Bp = P x + (Bp + P Bd): the depthwise bias goes into the pointwise bias."""
+        if not dw.has_bias and dw.b is None:
+            return False
+        try:
+            bd = self._bias(dw)
+            if np.any(bd != 0):
+                p = self._weight(pw).reshape(pw.wshape[0], -1)
+                pw.b = self._bias(pw) + p @ bd
+                pw.b_changed = True
+        except _Skip as exc:
+            notes.append(f"depthwise bias kept: {exc}")
+            return False
+        dw.b, dw.b_changed, dw.drop_bias = None, False, True
+        return True
+
+    def _plan_fusion(self, dw: _Conv, pw: _Conv, bias_moved: bool, details: dict,
+                     actions: list[str], notes: list[str]) -> bool:
+        """Compute the dense weight into pw's state when fusion is asked, exact and affordable."""
+        c, mult, k, m = dw.attrs.group, dw.out_channels // dw.attrs.group, dw.kernel_size, pw.out_channels
+        pair_macs, fused_macs = c * mult * k + c * mult * m, c * m * k
+        ratio = fused_macs / pair_macs
+        details["macs_per_position"] = {"pair": pair_macs, "fused": fused_macs}
+        cost = f"{pair_macs} -> {fused_macs} multiply-adds per output position ({ratio:.2f}x)"
+        if not bias_moved and (dw.has_bias or dw.b is not None):
+            notes.append("not fused: the depthwise bias could not be moved")
+            return False
+        if ratio > FUSE_COST_LIMIT and not self.ctx.options.force:
+            notes.append(f"not fused: fusion costs {cost}, more than {FUSE_COST_LIMIT:g}x the pair (use --force)")
+            return False
+        try:
+            pw.w = _fuse_weights(self._weight(dw), self._weight(pw), c, mult, dw.wshape[2:])
+        except _Skip as exc:
+            notes.append(f"not fused: {exc}")
+            return False
+        pw.w_changed = True
+        actions.append(f"fused into one conv: {cost}")
+        return True
+
+    def _fuse(self, dw: _Conv, pw: _Conv, layout: list[NodeProto]) -> None:
+        """The pointwise node becomes the dense conv: depthwise input and attributes, group 1."""
+        view, node = self.view, pw.node
+        view.replace_input(node, 0, dw.node.input[0])
+        del node.attribute[:]
+        node.attribute.extend(dw.node.attribute)
+        set_attr(node, "group", 1)
+        for n in layout:
+            self._drop_layout_op(n)
+            view.remove(n)
+        self.dead.extend(i for i in dw.node.input[1:] if i)
+        self.stale.add(dw.node.output[0])
+        self.stale.add(node.input[1])
+        view.remove(dw.node)
+        self._write_back(pw)
+
+    def _drop_layout_op(self, node: NodeProto) -> None:
+        self.dead.extend(i for i in node.input[1:] if i)
+        self.stale.add(node.output[0])
+
+    # ------------------------------------------------------------- values
+
+    def _name(self, node: NodeProto) -> str:
+        return self.labels.get(id(node)) or node.name or node.op_type
+
+    def _weight(self, conv: _Conv) -> np.ndarray:
+        if conv.w is None:
+            conv.w = self._constant(conv.node.input[1], "weight").reshape(conv.wshape)
+        return conv.w
+
+    def _bias(self, conv: _Conv) -> np.ndarray:
+        if conv.b is None:
+            if conv.has_bias and not conv.drop_bias:
+                conv.b = self._constant(conv.node.input[BIAS_SLOT], "bias").reshape(conv.out_channels)
+            else:
+                conv.b = np.zeros(conv.out_channels)
+        return conv.b
+
+    def _constant(self, name: str, what: str) -> np.ndarray:
+        value = _value(self.view, name)
+        if value is None:
+            raise _Skip(f"the conv's {what} {_why_not_constant(self.view, name)}")
+        if value.dtype.kind != "f":
+            raise _Skip(f"the conv's {what} is {value.dtype}, not float")
+        return value.astype(np.float64)
+
+    # ---------------------------------------------------------- write back
+
+    def _write_back(self, conv: _Conv) -> None:
+        node = conv.node
+        if conv.w_changed:
+            self._store(conv, 1, conv.w, f"{conv.label}_weight")
+        if conv.drop_bias and conv.has_bias:
+            self.dead.append(node.input[BIAS_SLOT])
+            self.view.drop_input(node, BIAS_SLOT)
+        elif conv.b_changed:
+            if not conv.has_bias:
+                while len(node.input) < BIAS_SLOT + 1:
+                    node.input.append("")
+            self._store(conv, BIAS_SLOT, conv.b, f"{conv.label}_bias")
+        conv.w_changed = conv.b_changed = False
+
+    def _store(self, conv: _Conv, slot: int, value: np.ndarray, base: str) -> None:
+        """Write a new weight/bias: in place when only this conv reads it, else as a new initializer."""
+        view, node = self.view, conv.node
+        array = np.ascontiguousarray(value.astype(conv.dtype))
+        old = node.input[slot]
+        tensor = view.initializers.get(old) if old and not view.is_function else None
+        users = view.consumers_of(old) if tensor is not None else []
+        if (tensor is not None and old not in view.input_set and not view.is_graph_output(old)
+                and len(users) == 1 and users[0] is node):
+            tensor.CopyFrom(numpy_helper.from_array(array, old))
+            self.stale.add(old)
+            return
+        name = view.ctx.fresh(_clean(base))
+        view.add_initializer(numpy_helper.from_array(array, name))
+        view.replace_input(node, slot, name)
+        if old:
+            self.dead.append(old)
+
+    def _sweep_dead(self) -> None:
+        """Remove constant-computing nodes and initializers nobody reads any more (from the candidates only)."""
+        view = self.view
+        unused: dict[str, None] = {}
+        stack = list(reversed(self.dead))
+        seen: set[str] = set()
+        while stack:
+            name = stack.pop()
+            if not name or name in seen:
+                continue
+            seen.add(name)
+            if view.is_graph_output(name) or name in view.input_set or view.consumers_of(name):
+                continue
+            if name in view.initializers:
+                unused[name] = None
+                continue
+            if view.initializer(name) is not None:
+                self._outer_unread(name)
+                continue
+            node = view.producer_of(name)
+            if node is None or node.op_type not in OPERAND_OPS or node.domain not in STD_DOMAINS:
+                continue
+            if any(o and (view.consumers_of(o) or view.is_graph_output(o)) for o in node.output):
+                continue
+            view.remove(node)
+            self.stale.update(o for o in node.output if o)
+            stack.extend(reversed([i for i in node.input if i]))
+        if unused:
+            view.drop_unused_initializers(unused)
+
+
+    def _outer_unread(self, name: str) -> None:
+        """Remember an enclosing graph's initializer this body no longer reads (dropped at the end if unread)."""
+        owner = self.view.parent
+        while owner is not None and name not in owner.initializers:
+            owner = owner.parent
+        if owner is not None and not owner.is_function:
+            self.outer_dead.setdefault(id(owner.body), (owner.body, set()))[1].add(name)
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _drop_unread_initializers(body: onnx.GraphProto, names: set[str]) -> None:
+    """Remove the given initializers of a graph that nothing in it (subgraphs included) reads any more."""
+    read = {o.name for o in body.output} | {i.name for i in body.input}
+    for node in body.node:
+        read.update(node.input)
+        for _, g in subgraphs(node):
+            read.update(outer_names_used(g))
+    doomed = names - read
+    for i in range(len(body.initializer) - 1, -1, -1):
+        if body.initializer[i].name in doomed:
+            del body.initializer[i]
+
+
+def _labels(view: GraphView) -> dict[int, str]:
+    """node_label for every node at once (unnamed nodes: op type and index among that type)."""
+    counts: dict[str, int] = {}
+    labels: dict[int, str] = {}
+    for node in view.nodes:
+        i = counts.get(node.op_type, 0)
+        counts[node.op_type] = i + 1
+        labels[id(node)] = node.name or f"{node.op_type}_{i}"
+    return labels
+
+
+def _layout_axes(view: GraphView, node: NodeProto, axes: list[int | None]) -> list[int | None] | None:
+    """The conv-output axes after a layout op, or None when the op is not followed (channel axis lost)."""
+    rank = len(axes)
+    if node.op_type == "Identity":
+        return list(axes)
+    if node.op_type == "Transpose":
+        perm = attr(node, "perm")
+        perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
+        if sorted(perm) != list(range(rank)):
+            return None
+        return [axes[p] for p in perm]
+    given = unsqueeze_axes(view, node)
+    if given is None:
+        return None
+    if node.op_type == "Squeeze":
+        drop = {a + rank if a < 0 else a for a in given}
+        if any(not 0 <= a < rank for a in drop) or any(axes[a] == 1 for a in drop):
+            return None
+        return [a for i, a in enumerate(axes) if i not in drop]
+    out_rank = rank + len(given)
+    inserted = {a + out_rank if a < 0 else a for a in given}
+    if len(inserted) != len(given) or any(not 0 <= a < out_rank for a in inserted):
+        return None
+    rest = iter(axes)
+    return [None if i in inserted else next(rest) for i in range(out_rank)]
+
+
+def _per_channel(value: np.ndarray, rank: int, channel_axis: int, channels: int) -> np.ndarray | None:
+    """The per-channel vector of a constant that broadcasts over `channel_axis` only, else None."""
+    if value.ndim > rank:
+        return None
+    shape = [1] * (rank - value.ndim) + list(value.shape)
+    for i, d in enumerate(shape):
+        if i == channel_axis:
+            if d not in (1, channels):
+                return None
+        elif d != 1:
+            return None
+    flat = value.astype(np.float64).reshape(-1)
+    return flat if flat.size == channels else np.full(channels, flat[0])
+
+
+def _scale_out_channels(w: np.ndarray, scale: np.ndarray, attrs: ConvAttrs) -> np.ndarray:
+    """Multiply each output channel's filter by its scale (ConvTranspose: axis 1 within each group)."""
+    spatial = w.shape[2:]
+    if not attrs.transposed:
+        return w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+    g = attrs.group
+    cin, per_group = w.shape[0], w.shape[1]
+    grouped = w.reshape((g, cin // g, per_group) + spatial)
+    factors = scale.reshape((g, 1, per_group) + (1,) * len(spatial))
+    return (grouped * factors).reshape(w.shape)
+
+
+def _fuse_weights(d: np.ndarray, p: np.ndarray, c: int, mult: int, kernel: Sequence[int]) -> np.ndarray:
+    """W[o, c, :] = sum_j P[o, c*m + j] * D[c*m + j, 0, :]."""
+    d2 = d.reshape((c, mult, -1))
+    p2 = p.reshape((p.shape[0], c, mult))
+    return np.einsum("ocj,cjk->ock", p2, d2).reshape((p.shape[0], c) + tuple(kernel))
+
+
+def _pointwise_reason(attrs: ConvAttrs) -> str | None:
+    """Why a conv is not a pointwise conv (None when it is)."""
+    if attrs.transposed:
+        return "the conv after it is a ConvTranspose"
+    if any(k != 1 for k in attrs.kernel_shape):
+        return f"the conv after it has kernel {list(attrs.kernel_shape)}, not a pointwise conv"
+    if attrs.group != 1:
+        return f"pointwise conv has group {attrs.group}"
+    if any(s != 1 for s in attrs.strides):
+        return f"pointwise conv has stride {_one_or_list(attrs.strides)}"
+    if attrs.auto_pad == "NOTSET" and any(attrs.pads):
+        return f"pointwise conv has pads {list(attrs.pads)}"
+    if any(d != 1 for d in attrs.dilations):
+        return f"pointwise conv has dilation {_one_or_list(attrs.dilations)}"
+    return None
+
+
+def _one_or_list(values: Sequence[int]) -> str:
+    distinct = set(values)
+    return str(next(iter(distinct))) if len(distinct) == 1 else str(list(values))
+
+
+def _value(view: GraphView, name: str) -> np.ndarray | None:
+    """A constant's value; initializers are read directly (the common case, and the cheap one)."""
+    t = view.initializer(name) if name else None
+    if t is not None and t.data_location != TensorProto.EXTERNAL:
+        return numpy_helper.to_array(t)
+    return view.const_value(name)
+
+
+def _why_not_constant(view: GraphView, name: str) -> str:
+    if not name:
+        return "is missing"
+    if view.is_overridable_initializer(name):
+        return "is an initializer that is also a graph input (it can be overridden)"
+    if name in view.input_set:
+        return "is a graph input"
+    node = view.producer_of(name)
+    if node is not None:
+        return (f"is computed by {node.op_type} and does not fold to a constant "
+                f"(chains are folded up to {FOLD_MAX_ELEMENTS} elements)")
+    return "is not a constant"
+
+
+def _clean(base: str) -> str:
+    return base.replace("/", "_").strip("_") or "separable"
+
+
+def _drop_value_info(body, names: set[str]) -> None:
+    """Forget declared shapes of tensors that changed shape or disappeared (one sweep)."""
+    if not hasattr(body, "value_info"):
+        return
+    kept = [vi for vi in body.value_info if vi.name not in names]
+    if len(kept) != len(body.value_info):
+        del body.value_info[:]
+        body.value_info.extend(kept)
