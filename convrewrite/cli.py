@@ -75,10 +75,7 @@ def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     compare their outputs).
     """
     ctx.obj = Settings(quiet=quiet, verbose=verbose)
-    if not verbose:
-        from .runtime import quiet_onnxruntime
-
-        quiet_onnxruntime()
+    # onnxruntime is imported (and quietened) only by the commands that run models.
     try:
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     except ValueError:  # not the main thread (embedded use)

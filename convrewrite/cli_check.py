@@ -160,6 +160,8 @@ def check_and_render(
 
     `options` are those of `check_options` (option strings as typed).
     """
+    if not verbose:
+        runtime.quiet_onnxruntime()
     report = check(
         original, candidate, original_label="original", candidate_label="rewritten",
         **check_options(verbose=verbose, **options),

@@ -65,7 +65,7 @@ class ConvAttrs:
         """Read a node's attributes; `weight_shape` supplies the kernel when the attribute is absent."""
         if node.op_type not in CONV_OPS:
             raise ConvAttrError(f"{node.op_type} is not a convolution")
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = _read_attributes(node)
         present = frozenset(attrs)
         kernel = attrs.get("kernel_shape")
         if weight_shape is not None and len(weight_shape) < 3:
@@ -281,6 +281,21 @@ class ConvAttrs:
             if self.output_shape is not None:
                 out["output_shape"] = list(self.output_shape)
         return out
+
+
+def _read_attributes(node: onnx.NodeProto) -> dict[str, object]:
+    """A node's attributes by name (ints and strings read directly: this runs once per conv)."""
+    out: dict[str, object] = {}
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.INTS:
+            out[a.name] = list(a.ints)
+        elif a.type == onnx.AttributeProto.INT:
+            out[a.name] = a.i
+        elif a.type == onnx.AttributeProto.STRING:
+            out[a.name] = a.s
+        else:
+            out[a.name] = helper.get_attribute_value(a)
+    return out
 
 
 def _per_axis(values, n: int, default: int, name: str) -> tuple[int, ...]:

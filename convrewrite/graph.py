@@ -55,8 +55,19 @@ def remove_attr(node: NodeProto, name: str) -> None:
             return
 
 
+# Standard ops that hold subgraphs; ops of other domains are looked at one by one.
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+
+
+def may_hold_subgraphs(node: NodeProto) -> bool:
+    """Cheap filter: a standard-domain op holds a subgraph only if it is control flow."""
+    return node.op_type in _CONTROL_FLOW or node.domain not in ("", "ai.onnx")
+
+
 def subgraphs(node: NodeProto) -> Iterator[tuple[str, GraphProto]]:
     """(attribute name, body) for each subgraph a node holds (If/Loop/Scan...)."""
+    if not may_hold_subgraphs(node):
+        return
     for a in node.attribute:
         if a.type == AttributeProto.GRAPH:
             yield a.name, a.g

@@ -12,6 +12,7 @@ it is.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -54,12 +55,12 @@ def load_with_info(source: ModelSource, *, check: bool = True) -> LoadedModel:
     if isinstance(source, ModelProto):
         _validate_structure(source, "model")
         if check:
-            _check(source, "model")
+            validate(source, "model")
         return LoadedModel(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         model = _parse(bytes(source), "bytes")
         if check:
-            _check(model, "bytes")
+            validate(model, "bytes")
         return LoadedModel(model)
     if isinstance(source, (str, os.PathLike)):
         return _load_path(Path(source), check)
@@ -79,6 +80,7 @@ def _load_path(path: Path, check: bool) -> LoadedModel:
     except OSError as exc:
         raise ModelLoadError(f"{label}: cannot read: {exc.strerror or exc}") from None
     model = _parse(data, label)
+    del data  # the proto holds its own copy: keep peak memory near one model
     base = path.resolve().parent
     external = list(_external_tensors(model))
     files: list[Path] = []
@@ -86,10 +88,7 @@ def _load_path(path: Path, check: bool) -> LoadedModel:
         files = _validate_external_data(external, base, label)
         _load_external(external, base, label)
     if check:
-        if external or len(data) > PROTOBUF_LIMIT:
-            _check(model, label, path)
-        else:
-            _check_input_bytes(data, label)
+        validate(model, label)
     return LoadedModel(model, path, bool(external), files)
 
 
@@ -113,7 +112,7 @@ def _looks_like_onnx_prefix(data: bytes) -> bool:
 
 def _validate_structure(model: ModelProto, label: str) -> None:
     """Reject protobufs that parsed but are not models (empty, text, random bytes)."""
-    if model.ByteSize() == 0:
+    if not model.ListFields():
         raise ModelLoadError(f"{label}: empty model (no graph, no opsets)")
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise ModelLoadError(f"{label}: not an ONNX model (no IR version or no graph)")
@@ -121,23 +120,39 @@ def _validate_structure(model: ModelProto, label: str) -> None:
         raise ModelLoadError(f"{label}: not a valid ONNX model (no opset_import)")
 
 
-def _check(model: ModelProto, label: str, path: Path | None = None) -> None:
+def validate(model: ModelProto, label: str, *, output: bool = False) -> None:
+    """onnx.checker with full_check (strict shape inference) on the weightless skeleton, plus every tensor's size.
+
+    The checker reads only the graph from the skeleton (see
+    `shapes.skeleton`), so its cost does not grow with the weights and no
+    multi-GB copy is made; `check_tensor_sizes` checks what the checker would
+    have checked of the weights themselves.
+    """
+    from .shapes import skeleton
+
+    prefix = f"{label}: output rejected by onnx.checker, nothing written" if output else f"{label}: rejected by onnx.checker"
     try:
-        if path is not None:
-            onnx.checker.check_model(str(path))
-        elif model.ByteSize() > PROTOBUF_LIMIT:
-            return  # only checkable by path; save() checks what it writes
-        else:
-            onnx.checker.check_model(model)
+        onnx.checker.check_model(skeleton(model).SerializeToString(), full_check=True)
     except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
-        raise ModelInvalidError(f"{label}: rejected by onnx.checker: {_first_line(exc)}") from None
+        raise ModelInvalidError(f"{prefix}: {_first_line(exc)}") from None
+    problem = check_tensor_sizes(model)
+    if problem:
+        raise ModelInvalidError(f"{prefix}: {problem}")
 
 
-def _check_input_bytes(data: bytes, label: str) -> None:
-    try:
-        onnx.checker.check_model(data)
-    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
-        raise ModelInvalidError(f"{label}: rejected by onnx.checker: {_first_line(exc)}") from None
+def check_tensor_sizes(model: ModelProto) -> str | None:
+    """The first initializer whose stored bytes disagree with its dims and type, if any."""
+    for t in model.graph.initializer:
+        if not t.HasField("raw_data") or t.data_location == TensorProto.EXTERNAL:
+            continue
+        if any(d < 0 for d in t.dims):
+            return f"initializer {t.name!r} has a negative dimension {list(t.dims)}"
+        if t.data_type in (TensorProto.UNDEFINED, TensorProto.STRING):
+            return f"initializer {t.name!r} has data type {t.data_type} with raw data"
+        expected = _expected_nbytes(t)
+        if expected and len(t.raw_data) != expected:
+            return f"initializer {t.name!r} holds {len(t.raw_data)} bytes; dims {list(t.dims)} need {expected}"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -238,14 +253,23 @@ def _validate_external_data(tensors: list[TensorProto], base: Path, label: str) 
 
 
 def _expected_nbytes(t: TensorProto) -> int:
-    count = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
-    try:
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-    except (KeyError, ValueError, TypeError):
-        return 0
-    if t.data_type in (TensorProto.INT4, TensorProto.UINT4, getattr(TensorProto, "FLOAT4E2M1", -1)):
+    count = math.prod(t.dims)
+    itemsize = _ITEMSIZE.get(t.data_type)
+    if itemsize is None:
+        try:
+            itemsize = _ITEMSIZE[t.data_type] = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        except (KeyError, ValueError, TypeError):
+            return 0
+    if t.data_type in _PACKED_4BIT:
         return (count + 1) // 2
+    if t.data_type in _PACKED_2BIT:
+        return (count + 3) // 4
     return count * itemsize
+
+
+_ITEMSIZE: dict[int, int] = {}
+_PACKED_4BIT = frozenset(getattr(TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(TensorProto, n))
+_PACKED_2BIT = frozenset(getattr(TensorProto, n) for n in ("INT2", "UINT2") if hasattr(TensorProto, n))
 
 
 def _load_external(tensors: list[TensorProto], base: Path, label: str) -> None:
@@ -298,17 +322,72 @@ def save(
         raise OutputError(f"{target}: folder {str(folder)!r} is not writable")
     if source is not None and not in_place and _same_file(target, Path(source)):
         raise OutputError(f"{target}: is the input model; refusing to overwrite it (use --in-place)")
+    if check:
+        validate(model, str(target), output=True)
     if external_data is None:
-        external_data = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
+        external_data = estimated_size(model) > EXTERNAL_DATA_THRESHOLD
     if external_data:
-        _save_external(model, target, folder, check)
+        _save_external(model, target, folder)
     else:
-        data = model.SerializeToString()
-        if check:
-            _check_bytes(data, str(target))
-            _check_shapes(model, str(target))
-        _atomic_write(folder, target, [data])
+        _atomic_write(folder, target, serialized_chunks(model))
     return target
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _key(message_type, field_name: str) -> bytes:
+    """Wire key of a length-delimited field (field number << 3 | 2)."""
+    return _varint(message_type.DESCRIPTOR.fields_by_name[field_name].number << 3 | 2)
+
+
+def serialized_chunks(model: ModelProto) -> Iterator[bytes]:
+    """The model's protobuf bytes in pieces, each initializer serialized on its own.
+
+    `SerializeToString` of a whole model builds the bytes once inside protobuf
+    and copies them once more into Python: two model-sized buffers on top of
+    the model. Writing the graph's initializers one at a time keeps the
+    extra memory to one tensor. The pieces parse to the same model (fields of
+    one message may come in any order; repeated fields keep theirs).
+    """
+    from .shapes import copy_fields
+
+    graph = model.graph
+    if len(graph.initializer) < 2:
+        yield model.SerializeToString()
+        return
+    shell = ModelProto()
+    copy_fields(model, shell, skip="graph")
+    graph_shell = onnx.GraphProto()
+    copy_fields(graph, graph_shell, skip="initializer")
+    graph_head = graph_shell.SerializeToString()
+    init_key = _key(onnx.GraphProto, "initializer")
+    sizes = [t.ByteSize() for t in graph.initializer]
+    graph_len = len(graph_head) + sum(len(init_key) + len(_varint(n)) + n for n in sizes)
+    yield shell.SerializeToString()
+    yield _key(ModelProto, "graph") + _varint(graph_len)
+    yield graph_head
+    for t, n in zip(graph.initializer, sizes):
+        yield init_key + _varint(n)
+        yield t.SerializeToString()
+
+
+def estimated_size(model: ModelProto) -> int:
+    """Serialized size, from the tensors' dims (ModelProto.ByteSize serializes the whole model to count)."""
+    total = 0
+    for t in all_tensors(model):
+        if t.data_location != TensorProto.EXTERNAL:
+            total += _expected_nbytes(t)
+    return total + 64 * len(model.graph.node)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -318,35 +397,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _check_shapes(model: ModelProto, label: str) -> None:
-    """Strict shape inference, on a weightless skeleton (same graph, same dims, no weight bytes).
-
-    This is what `check_model(full_check=True)` adds to the plain check, at a
-    fraction of the cost on big models: weights do not take part in inference.
-    """
-    from .shapes import skeleton
-
-    try:
-        onnx.shape_inference.infer_shapes(skeleton(model).SerializeToString(), check_type=True, strict_mode=True)
-    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
-        raise ModelInvalidError(f"{label}: output fails shape inference, nothing written: {_first_line(exc)}") from None
-
-
-def _check_bytes(data: bytes, label: str) -> None:
-    try:
-        onnx.checker.check_model(data)
-    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
-        raise ModelInvalidError(f"{label}: output rejected by onnx.checker, nothing written: {_first_line(exc)}") from None
-
-
 def _atomic_write(folder: Path, target: Path, chunks, mode: int | None = None) -> None:
+    """Write to a temporary file beside `target`, then rename it over `target`.
+
+    The rename is atomic, so an interrupted run (Ctrl-C, SIGTERM, an error)
+    leaves the old file or the new one, never a part. No fsync: it would
+    double the time of a multi-GB save and only matters for power loss.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.chmod(tmp, mode if mode is not None else _default_mode())
         os.replace(tmp, target)
     except BaseException:
@@ -363,12 +425,11 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-def _save_external(model: ModelProto, target: Path, folder: Path, check: bool) -> None:
+def _save_external(model: ModelProto, target: Path, folder: Path) -> None:
     """Write weights to `<name>.data` and the graph to `<name>`, both atomically.
 
     Both files are first written into a private temporary folder beside the
-    target, checked there by path (the checker refuses linked data files),
-    then renamed into place. Tensors are swapped to external references only
+    target, then renamed into place (data first, then the model). Tensors are swapped to external references only
     while the proto is serialized, then restored: the caller's model is left
     as it was and no weight is copied beyond one tensor at a time.
     """
@@ -381,23 +442,11 @@ def _save_external(model: ModelProto, target: Path, folder: Path, check: bool) -
         try:
             with open(data_tmp, "wb") as fh:
                 _write_tensors(model, fh, data_name, swapped)
-                fh.flush()
-                os.fsync(fh.fileno())
             graph_bytes = model.SerializeToString()
         finally:
             _restore(swapped)
         with open(model_tmp, "wb") as fh:
             fh.write(graph_bytes)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if check:
-            _check_shapes(model, str(target))
-            try:
-                onnx.checker.check_model(model_tmp)
-            except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.shape_inference.InferenceError) as exc:
-                raise ModelInvalidError(
-                    f"{target}: output rejected by onnx.checker, nothing written: {_first_line(exc)}"
-                ) from None
         for tmp in (data_tmp, model_tmp):
             os.chmod(tmp, _default_mode())
         os.replace(data_tmp, folder / data_name)

@@ -16,7 +16,51 @@ from .graph import Shape, shape_from_value_info, subgraphs
 SKELETON_MIN_BYTES = 4096
 
 
-def infer(model: onnx.ModelProto) -> dict[str, Shape]:
+class Shapes(dict):
+    """Inferred shapes by value name, converted from ValueInfoProto on first use.
+
+    A big model has tens of thousands of values and a pass asks about a few
+    of them per convolution: converting them all up front would cost more
+    than the pass.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raw: dict[str, onnx.ValueInfoProto] = {}
+
+    def add(self, key: str, vi: onnx.ValueInfoProto) -> None:
+        old = self._raw.get(key)
+        if old is None or (not _has_shape(old) and _has_shape(vi)):
+            self._raw[key] = vi
+
+    def get(self, key, default=None):  # type: ignore[override]
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        vi = self._raw.get(key)
+        if vi is None:
+            return default
+        shape = shape_from_value_info(vi)
+        dict.__setitem__(self, key, shape)
+        return shape if shape is not None else default
+
+    def __getitem__(self, key):
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def _has_shape(vi: onnx.ValueInfoProto) -> bool:
+    return vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")
+
+
+def infer(model: onnx.ModelProto) -> Shapes:
     """Shapes of every value in the main graph and its subgraphs (functions keyed `function:NAME::value`)."""
     skeleton = _skeleton_bytes(model)
     try:
@@ -24,43 +68,54 @@ def infer(model: onnx.ModelProto) -> dict[str, Shape]:
     except Exception:  # noqa: BLE001 - fall back to what the model declares
         inferred = onnx.ModelProto()
         inferred.ParseFromString(skeleton)
-    shapes: dict[str, Shape] = {}
+    shapes = Shapes()
     stack = [inferred.graph]
     while stack:
         g = stack.pop()
-        for vi in list(g.input) + list(g.output) + list(g.value_info):
-            s = shape_from_value_info(vi)
-            if s is not None:
-                old = shapes.get(vi.name)
-                if old is None or (old.dims is None and s.dims is not None):
-                    shapes[vi.name] = s
+        for group in (g.input, g.output, g.value_info):
+            for vi in group:
+                if vi.type.HasField("tensor_type"):
+                    shapes.add(vi.name, vi)
         for n in g.node:
             stack.extend(b for _, b in subgraphs(n))
     for f in inferred.functions:
         for vi in getattr(f, "value_info", []):
-            s = shape_from_value_info(vi)
-            if s is not None:
-                shapes[f"function:{f.name}::{vi.name}"] = s
+            if vi.type.HasField("tensor_type"):
+                shapes.add(f"function:{f.name}::{vi.name}", vi)
     return shapes
 
 
 def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of the model whose large main-graph initializers keep their dims but no data."""
+    """A copy of the model in which large main-graph initializers become typed graph inputs.
+
+    Same nodes, same names, same dims, no weight bytes: onnx.checker and
+    shape inference judge the graph exactly as they would the full model
+    (an input with the initializer's type and shape is what inference sees
+    either way), at a cost independent of the weights' size. The weights'
+    own consistency is checked separately (`io.check_tensor_sizes`).
+    """
     sk = onnx.ModelProto()
-    _copy_fields(model, sk, skip="graph")
+    copy_fields(model, sk, skip="graph")
     graph = model.graph
-    _copy_fields(graph, sk.graph, skip="initializer")
+    copy_fields(graph, sk.graph, skip="initializer")
+    declared = {i.name for i in graph.input}
     for t in graph.initializer:
         if t.HasField("raw_data") and len(t.raw_data) >= SKELETON_MIN_BYTES:
-            stub = sk.graph.initializer.add()
-            stub.name, stub.data_type = t.name, t.data_type
-            stub.dims.extend(t.dims)
+            if t.name not in declared:
+                vi = sk.graph.input.add()
+                vi.name = t.name
+                tensor_type = vi.type.tensor_type
+                tensor_type.elem_type = t.data_type
+                dims = tensor_type.shape.dim
+                for d in t.dims:
+                    dims.add().dim_value = d
         else:
             sk.graph.initializer.append(t)
     return sk
 
 
-def _copy_fields(src, dst, skip: str) -> None:
+def copy_fields(src, dst, skip: str) -> None:
+    """Copy every set field of one message into another of its type, except `skip`."""
     for desc, value in src.ListFields():
         if desc.name == skip:
             continue

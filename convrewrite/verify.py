@@ -706,7 +706,7 @@ class _OrtModel:
                 f"run with the IR version lowered to {limit} on a copy"
             )
         self.source: str | bytes
-        big = self.model.ByteSize() > SERIALIZE_LIMIT
+        big = cio.estimated_size(self.model) > SERIALIZE_LIMIT
         if loaded.had_external_data and loaded.path is not None and not lowered:
             self.source = str(loaded.path)
         elif big or loaded.had_external_data:
