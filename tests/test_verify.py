@@ -38,7 +38,7 @@ RNG = np.random.default_rng(1234)
 W = RNG.standard_normal((4, 3, 3)).astype(np.float32)
 B = RNG.standard_normal(4).astype(np.float32)
 W_OTHER = RNG.standard_normal((4, 3, 3)).astype(np.float32)
-from util import SAMPLES  # noqa: E402  (../shared beside the checkout)
+from util import SAMPLES  # noqa: E402  (tests/data: copied from ../shared)
 
 
 def build_model(nodes, inputs, outputs, initializers=None):
