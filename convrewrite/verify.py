@@ -81,7 +81,7 @@ schema "convrewrite.check/1". Non-finite numbers are written as the strings
               "worst_actual": number | null,
               "min_atol": float, "min_rtol": float}}],
       "provider_differences": [{        # informational: same model, other provider
-          "provider": str, "baseline": str, "model": "original" | "model",
+          "provider": str, "baseline": str, "model": "original" | "candidate" | "model",
           "output": str, "max_abs": float, "max_rel": float,
           "bit_exact": bool, "trial": str}],
       "problems": [str],                # interface changes that fail the check
@@ -831,7 +831,7 @@ class ProviderDifference:
 
     provider: str
     baseline: str
-    model: str
+    model: str  # original | candidate (two models) | model (vs expected outputs)
     output: str
     max_abs: float
     max_rel: float
@@ -919,15 +919,18 @@ class CheckReport:
                 text += "; not run: " + ", ".join(f"{p.short} (unavailable)" for p in unavailable)
             return text
         reasons = []
+        named = set()  # providers whose reason is already in the line
         for p in self.providers:
             if p.required and p.status != "ran":
                 reasons.append(f"required provider {p.short} {p.status}: {p.reason}")
+                named.add(p.name)
         if not self.ran and not reasons:
             reasons.append("no provider ran: " + "; ".join(f"{p.short}: {p.reason}" for p in self.providers if p.requested))
+            named.update(p.name for p in self.providers if p.requested)
         reasons.extend(self.problems)
         for r in self.failures():
-            if r.status == "unavailable":
-                continue  # named above as a required provider
+            if r.status == "unavailable" or (r.output == "*" and r.provider in named):
+                continue  # named above
             where = f"{r.output!r} on {runtime.provider_short_name(r.provider)}"
             if r.stats is not None and r.status == "failed":
                 reasons.append(
@@ -1445,9 +1448,9 @@ class _Checker:
                     provider=p.name, output="*", status="unavailable", ok=False if p.required else None, message=p.reason or ""
                 )
         baseline: str | None = None
-        diffs: dict[tuple[str, str], ProviderDifference] = {}
+        diffs: dict[tuple[str, str, str], ProviderDifference] = {}
         for t, (label, feed) in enumerate(self.input_sets):
-            base_outputs: dict[str, Any] | None = None
+            base_outputs: dict[str, dict[str, Any]] | None = None
             for status in active:
                 provider = status.name
                 if status.status != "ran":
@@ -1467,15 +1470,16 @@ class _Checker:
                     continue
                 for ours, theirs in pairs:
                     self._compare_one(provider, ours, theirs, reference, actual, label, rows, report)
-                # Provider differences: the original (or, vs expected, the model) on each provider
-                # against the first provider that ran.
-                own = actual if expected_mode else reference
+                # Provider differences: each model (original and candidate, or vs expected the
+                # model) on each provider against itself on the first provider that ran.
+                own = {"model": actual} if expected_mode else {"original": reference, "candidate": actual}
                 if baseline is None:
                     baseline = provider
                 if provider == baseline:
                     base_outputs = own
                 elif base_outputs is not None:
-                    self._provider_diff(provider, baseline, own, base_outputs, label, diffs, expected_mode)
+                    for which, outputs in own.items():
+                        self._provider_diff(provider, baseline, outputs, base_outputs[which], label, diffs, which)
         order = {p.name: i for i, p in enumerate(report.providers)}
         outputs = {name: i for i, (name, _) in enumerate(pairs)}
         report.results.extend(
@@ -1545,19 +1549,19 @@ class _Checker:
         row.ok = row.failed_trials == 0 and row.status != "missing"
         row.message = row.stats.message
 
-    def _provider_diff(self, provider, baseline, own, base, label, diffs, expected_mode) -> None:
+    def _provider_diff(self, provider, baseline, own, base, label, diffs, which: str) -> None:
         for name, value in own.items():
             ref = base.get(name)
             if not isinstance(value, np.ndarray) or not isinstance(ref, np.ndarray):
                 continue
             stats = compare_arrays(ref, value, 0.0, 0.0)
-            key = (provider, name)
+            key = (provider, which, name)
             max_abs = stats.max_abs if stats.status not in ("shape mismatch", "dtype mismatch") else math.inf
             max_rel = stats.max_rel if stats.status not in ("shape mismatch", "dtype mismatch") else math.inf
             old = diffs.get(key)
             if old is None or max_abs > old.max_abs:
                 diffs[key] = ProviderDifference(
-                    provider, baseline, "model" if expected_mode else "original", name,
+                    provider, baseline, which, name,
                     max_abs, max_rel, stats.bit_exact and (old is None or old.bit_exact), label,
                 )
             elif not stats.bit_exact:
@@ -1635,7 +1639,14 @@ class BisectResult:
     def describe(self) -> str:
         """One line per culprit, naming the convolution."""
         if not self.culprits:
-            return "bisect: the rewritten model is equivalent; no culprit"
+            if self.full_report.ok:
+                return "bisect: the rewritten model is equivalent; no culprit"
+            if not self.full_report.ran:
+                return "bisect: nothing could run, so nothing to bisect: " + self.full_report.summary
+            return (
+                "bisect: the outputs differ even with none of the rewrites applied; no rewrite is to blame: "
+                + self.report.summary
+            )
         by_key = {getattr(r, "key", None): r for r in self.records}
         lines = [f"bisect: {len(self.culprits)} rewrite(s) make the model differ ({self.checks_run} checks):"]
         for key in self.culprits:

@@ -292,3 +292,99 @@ def test_wired_into_the_convrewrite_group(tmp_path):
     assert result.exit_code == 1 and len(result.stdout.strip().splitlines()) == 1
     result = CliRunner().invoke(main, ["check", a, b, "--atol", "zz=1"])
     assert result.exit_code == 2 and result.stderr.startswith("convrewrite: error: --atol")
+
+
+# ------------------------------------------- `rewrite --check` end to end, with a planted fault
+
+
+def faulty_rewrite(real, faulty_key):
+    """`convrewrite.rewrite` that plants a 1e-2 weight error in the convolution of one record, when rewritten."""
+    from onnx import numpy_helper
+
+    def rewrite(model, passes, only=None, **options):
+        result = real(model, passes, only=only, **options)
+        target = next((r for r in result.records if r.key == faulty_key and r.status == "rewritten"), None)
+        if target is not None:
+            conv = next(n for n in result.model.graph.node if n.name == target.node)
+            weight = next(t for t in result.model.graph.initializer if t.name == conv.input[1])
+            array = numpy_helper.to_array(weight).copy()
+            array.flat[0] += np.float32(1e-2)
+            weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+        return result
+
+    return rewrite
+
+
+def test_rewrite_check_writes_nothing_on_failure_and_bisect_names_the_conv(tmp_path, monkeypatch):
+    import hashlib
+
+    from convrewrite.cli import main  # first: importing cli_rewrite before cli is a circular import
+
+    import convrewrite.api
+    import convrewrite.cli_rewrite
+    from util import MODELS
+
+    source = MODELS / "wavenet_ts13.onnx"
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    good_out = tmp_path / "good.onnx"
+    good = CliRunner().invoke(main, ["rewrite", str(source), "--to-2d", "-o", str(good_out), "--check", "--providers", "cpu"])
+    assert good.exit_code == 0, good.output
+    assert good_out.exists() and "EQUIVALENT (bit-exact)" in good.stdout
+
+    real = convrewrite.api.rewrite
+    keys = [r.key for r in real(convrewrite.load(str(source)), ["to-2d"]).records if r.status == "rewritten"]
+    culprit = keys[5]
+    planted = faulty_rewrite(real, culprit)
+    monkeypatch.setattr(convrewrite.cli_rewrite, "rewrite", planted)
+    monkeypatch.setattr(convrewrite.api, "rewrite", planted)
+
+    out = tmp_path / "bad.onnx"
+    bad = CliRunner().invoke(
+        main, ["rewrite", str(source), "--to-2d", "-o", str(out), "--check", "--bisect", "--providers", "cpu,cuda"]
+    )
+    assert bad.exit_code == 1, bad.output
+    assert not out.exists() and list(tmp_path.iterdir()) == [good_out]  # nothing written, no temporary left
+    assert "nothing written" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert "NOT EQUIVALENT" in bad.stdout and "'y' on cpu differs" in bad.stdout
+    bisect_line = next(line for line in bad.stdout.splitlines() if line.startswith("bisect:"))
+    assert bisect_line.startswith("bisect: 1 rewrite(s)")
+    named = [line.strip() for line in bad.stdout.splitlines() if line.startswith("  to-2d:")]
+    assert len(named) == 1 and named[0].startswith(culprit) and "pass to-2d" in named[0]
+
+    in_place = CliRunner().invoke(main, ["rewrite", str(source), "--to-2d", "--in-place", "--check", "--providers", "cpu"])
+    assert in_place.exit_code == 1
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before  # the input is never touched
+
+    forced = CliRunner().invoke(main, ["-q", "rewrite", str(source), "--to-2d", "-o", str(out), "--check", "--force",
+                                       "--providers", "cpu"])
+    assert forced.exit_code == 0, forced.output
+    assert out.exists() and forced.stdout.strip().startswith("NOT EQUIVALENT")
+
+
+def test_rewrite_check_options_reach_the_checker(tmp_path):
+    from convrewrite.cli import main
+    from util import MODELS
+
+    source = MODELS / "dynamic_conv1d_ts13.onnx"
+    out = tmp_path / "o.onnx"
+    model = onnx.load(source)
+    name = model.graph.input[0].name
+    result = CliRunner().invoke(main, ["rewrite", str(source), "--to-2d", "-o", str(out), "--check", "--providers", "cpu",
+                                       "--range", f"{name}=-2,2", "--ort-opt", "all", "--trials", "2", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "uniform[-2, 2)" in result.stdout and "graph optimizations: all" in result.stdout
+    assert "seeds 3, 4" in result.stdout and out.exists()
+    bad = CliRunner().invoke(main, ["rewrite", str(source), "--to-2d", "-o", str(out), "--check", "--ort-opt", "max"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("convrewrite: error: --ort-opt")
+
+
+def test_rewrite_check_keeps_onnxruntime_log_lines_off_stderr(tmp_path):
+    from util import MODELS
+
+    out = tmp_path / "o.onnx"
+    cmd = [sys.executable, "-m", "convrewrite", "rewrite", str(MODELS / "wavenet_ts13.onnx"), "--to-2d", "-o", str(out),
+           "--check", "--providers", "cpu,cuda,tensorrt"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == "" and out.exists()
+    assert result.stdout.strip().splitlines()[-2].startswith("EQUIVALENT")

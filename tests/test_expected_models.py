@@ -17,11 +17,13 @@ MODEL_FILES = sorted(p for p in MODELS.glob("*.onnx") if p.with_suffix(".npz").e
 @pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
 def test_models_match_their_framework_outputs(path):
     npz = path.with_suffix(".npz")
-    report = check(str(path), expected=str(npz), inputs=str(npz), providers=["cpu"], atol=1e-4, rtol=1e-4)
+    # Default float32 tolerances (atol 1e-5, rtol 1e-4): framework vs onnxruntime differ by < 3e-6 here.
+    report = check(str(path), expected=str(npz), inputs=str(npz), providers=["cpu"])
     if path.stem in NOT_RUNNABLE:
-        assert not report.ok
+        assert not report.ok and "Dilation not supported" in report.summary
         return
     assert report.ok, report.summary
+    assert report.mode == "expected" and all(r.status in ("passed", "bit-exact") for r in report.results)
 
 
 def test_expected_through_the_cli():

@@ -393,21 +393,50 @@ def test_sessions_built_once_per_model_and_provider(monkeypatch):
     created = []
     real = ort.InferenceSession
 
-    def counting(*args, **kwargs):
-        created.append(kwargs.get("providers"))
-        return real(*args, **kwargs)
+    def counting(source, sess_options, **kwargs):
+        created.append((kwargs.get("providers"), sess_options.graph_optimization_level))
+        return real(source, sess_options, **kwargs)
 
     runtime.probe_provider("CPUExecutionProvider")
     monkeypatch.setattr(ort, "InferenceSession", counting)
     report = check(conv1d(), conv1d(), providers="cpu", trials=4, ort_opt="all")
     assert report.ok and len(report.trials) == 4
     assert len(created) == 2
+    assert all(level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL for _, level in created)
+    created.clear()
+    check(conv1d(), conv1d(), providers="cpu")
+    assert [level for _, level in created] == [ort.GraphOptimizationLevel.ORT_DISABLE_ALL] * 2  # pinned by default
+
+
+def test_big_in_memory_models_go_to_onnxruntime_by_path(monkeypatch):
+    import convrewrite.verify as verify
+
+    seen = []
+    real = ort.InferenceSession
+
+    def recording(source, *args, **kwargs):
+        seen.append(source)
+        return real(source, *args, **kwargs)
+
+    def no_serialize(model):
+        raise AssertionError("a model past the limit must not be serialized whole")
+
+    runtime.probe_provider("CPUExecutionProvider")
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    monkeypatch.setattr(verify, "SERIALIZE_LIMIT", 100)  # conv1d's weights alone are past it
+    monkeypatch.setattr(verify.cio, "serialized_chunks", no_serialize)
+    report = check(conv1d(), weight_changed(), providers="cpu")
+    assert not report.ok and report.output("y").status == "failed"
+    assert len(seen) == 2 and all(isinstance(s, str) and s.endswith("model.onnx") for s in seen)
+    assert not any(os.path.exists(s) for s in seen)  # temporary copies removed afterwards
 
 
 def test_session_error_is_a_failed_result_not_a_traceback():
+    # A domain onnxruntime knows (so loading accepts it) but an operator it has no kernel for.
     bad = conv1d()
-    bad.graph.node[0].domain = "com.example"
-    bad.opset_import.append(helper.make_opsetid("com.example", 1))
+    bad.graph.node[0].domain = "com.microsoft"
+    bad.graph.node[0].op_type = "NoSuchConv"
+    bad.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     report = check(conv1d(), bad, providers="cpu")
     assert not report.ok
     row = report.results[0]
@@ -643,6 +672,20 @@ def test_bisect_finds_independent_culprits_and_groups():
 def test_bisect_on_an_equivalent_rewrite_finds_nothing():
     result = bisect(original_chain().model, FakeRewrite(), FakeRewrite.KEYS, providers="cpu")
     assert result.culprits == [] and result.report.ok and result.checks_run == 1
+    assert "equivalent; no culprit" in result.describe()
+
+
+def test_bisect_when_no_rewrite_is_to_blame():
+    # The difference is there with none of the candidates rewritten: bisect blames none of them.
+    def rewrite_fn(only=None):
+        model = FakeRewrite(faulty={"conv0"})(only=set(FakeRewrite.KEYS))
+        return FakeResult(model.model, [FakeRecord(k, "rewritten" if only is None or k in only else "skipped")
+                                        for k in FakeRewrite.KEYS])
+
+    result = bisect(original_chain().model, rewrite_fn, FakeRewrite.KEYS, providers="cpu")
+    assert result.culprits == [] and not result.report.ok and not result.full_report.ok
+    assert "even with none of the rewrites applied" in result.describe()
+    assert "equivalent" not in result.describe().split(":")[1]
 
 
 # ------------------------------------------------- CUDA path, simulated device
@@ -692,11 +735,49 @@ def test_cuda_rows_and_provider_differences_with_a_simulated_device(monkeypatch)
     assert report.ok, render_text(report)
     assert [(runtime.provider_short_name(r.provider), r.output) for r in report.results] == [("cpu", "y"), ("cuda", "y")]
     assert all(o == {"cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "0"} for o in options) and options
+    assert len(options) == 3  # probe, original, candidate: one CUDA session each for both trials
     diff = report.provider_differences[0]
     assert diff.provider == "CUDAExecutionProvider" and diff.baseline == "CPUExecutionProvider"
     assert not diff.bit_exact and 0 < diff.max_abs < 1e-5
-    assert "provider differences" in render_text(report)
+    assert [(d.model, d.output) for d in report.provider_differences] == [("original", "y"), ("candidate", "y")]
+    assert "provider differences" in render_text(report) and "cuda vs cpu candidate y" in render_text(report)
     assert "EQUIVALENT" in report.summary and "cpu, cuda" in report.summary
+
+
+def test_cuda_falling_back_for_the_model_is_never_passed(monkeypatch):
+    # The probe session gets CUDA, the model's own session silently falls back: still unavailable.
+    real = ort.InferenceSession
+
+    class Session:
+        def __init__(self, source, sess_options=None, providers=None, **kwargs):
+            first = providers[0]
+            wants_cuda = (first[0] if isinstance(first, tuple) else first) == "CUDAExecutionProvider"
+            self.providers = ["CPUExecutionProvider"]
+            if wants_cuda and isinstance(source, bytes) and b"probe" in source:
+                self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            self.inner = real(source, sess_options, providers=["CPUExecutionProvider"], **kwargs)
+
+        def get_providers(self):
+            return self.providers
+
+        def get_outputs(self):
+            return self.inner.get_outputs()
+
+        def run(self, names, feed):
+            return self.inner.run(names, feed)
+
+    monkeypatch.setattr(ort, "InferenceSession", Session)
+    monkeypatch.setattr(runtime, "_PROBE_CACHE", {})
+    report = check(conv1d(), conv1d(), providers="cpu,cuda")
+    cuda = next(p for p in report.providers if p.short == "cuda")
+    assert cuda.status == "unavailable" and "fell back to CPUExecutionProvider" in cuda.reason
+    assert report.ok and "not run: cuda (unavailable)" in report.summary
+    assert [(runtime.provider_short_name(r.provider), r.status) for r in report.results] == [
+        ("cpu", "bit-exact"), ("cuda", "unavailable")
+    ]
+    assert not report.provider_differences
+    required = check(conv1d(), conv1d(), providers="cpu,cuda", require="cuda")
+    assert not required.ok and "required provider cuda unavailable" in required.summary
 
 
 def test_a_fault_seen_on_cuda_only_fails(monkeypatch):
@@ -722,6 +803,9 @@ def test_run_failure_is_an_error_row():
     report = check(reshaper([1, -1]), reshaper([7, -1]), providers="cpu")
     assert not report.ok
     assert report.results[0].status == "error" and "failed running it" in report.results[0].message
+    nothing_ran = check(reshaper([7, -1]), reshaper([7, -1]), providers="cpu")
+    assert not nothing_ran.ok and nothing_ran.summary.startswith("NOT EQUIVALENT: no provider ran: cpu: original")
+    assert nothing_ran.summary.count("failed running it") == 1  # the reason once, not repeated per row
 
 
 def test_changed_inputs_fail_without_exception():
