@@ -20,7 +20,12 @@ What these add, for `--fold causal`:
 * a Mamba-style depthwise conv that pads k-1 on both sides and slices back to
   the input length (`[..., :L]`), static and dynamic;
 * a strided causal conv (`F.pad` + Conv1d stride 2);
-* WaveNet through the dynamo exporter with its optimizer off.
+* WaveNet through the dynamo exporter with its optimizer off;
+* the rest of the acceptance matrix (every exporter kind: TorchScript 9, 11,
+  13, dynamo 18 with its optimizer on and off) for `F.pad` + Conv1d,
+  `nn.ConstantPad1d`, WaveNet, the trimmed ConvTranspose1d and the streaming
+  cache, plus the trimmed ConvTranspose1d written against a static input length
+  (`ends` the constant 64 = 2 * 32, a length computed from the static shape).
 """
 
 import sys
@@ -30,7 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _common import print_table
-from make_torch_models import TCN, ConvTrCausalTrim, WaveNet, export_all, seeded
+from make_torch_models import (
+    TCN, CausalConstPad, CausalFPad, ConvTrCausalTrim, StreamingCache, WaveNet, export_all, seeded,
+)
 
 
 class PadUnsqueezeConv2d(nn.Module):
@@ -150,9 +157,32 @@ def wavenet_noopt():
     export_all(m, (x,), "wavenet", ["dyn18noopt", "ts11"])
 
 
+def acceptance_matrix():
+    """The exporter kinds make_torch_models.py leaves out (same seeds, so the same weights and inputs)."""
+    seeded(2)
+    m, x = CausalFPad(), torch.randn(1, 8, 64)
+    export_all(m, (x,), "causal_fpad", ["dyn18"])  # the optimizer fuses the Pad: already canonical
+    seeded(3)
+    m, x = CausalConstPad(), torch.randn(1, 8, 64)
+    export_all(m, (x,), "causal_constpad", ["ts11", "ts9", "dyn18", "dyn18noopt"])
+    seeded(4)
+    m, x = WaveNet(), torch.randn(1, 8, 64)
+    export_all(m, (x,), "wavenet", ["ts9"])
+    seeded(11)
+    m, x = ConvTrCausalTrim(), torch.randn(1, 8, 32)
+    export_all(m, (x,), "convtr_causal_trim", ["ts11", "ts9", "dyn18noopt"])
+    seeded(11)
+    m, x = ConvTrTrimToInput(), torch.randn(1, 8, 32)
+    export_all(m, (x,), "convtr_trim_to_input", ["ts13"])  # static: ends is the constant 64
+    seeded(16)
+    m, x, cache = StreamingCache(), torch.randn(1, 8, 16), torch.randn(1, 8, 4)
+    export_all(m, (x, cache), "streaming_cache", ["ts11", "ts9", "dyn18", "dyn18noopt"],
+               input_names=("x", "cache"), output_names=("y", "new_cache"))
+
+
 MODELS = [
     tcn_chomp_more, tcn_chomp_dynlen, convtr_causal_trim_dynlen, convtr_trim_computed_end, convtr_causal_trim_dyn18,
-    causal_unsq_conv2d, mamba_conv, strided_causal, wavenet_noopt,
+    causal_unsq_conv2d, mamba_conv, strided_causal, wavenet_noopt, acceptance_matrix,
 ]
 
 

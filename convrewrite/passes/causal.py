@@ -540,6 +540,10 @@ def _unresolvable_reason(attrs: ConvAttrs, spatial: Sequence[int | None]) -> str
         if attrs.strides[j] != 1 and size is None:
             return f"its pads depend on the dynamic size of spatial axis {j} (stride {attrs.strides[j]})"
     if attrs.transposed:
+        for j, op in enumerate(attrs.output_padding):
+            if op and attrs.auto_pad != "NOTSET":
+                return (f"output_padding {op} on spatial axis {j}: onnx shape inference makes the SAME output "
+                        "D*s + output_padding, onnxruntime D*s, so explicit pads would change the inferred shapes")
         for j, s in enumerate(attrs.strides):
             span = effective_kernel(attrs.kernel_shape[j], attrs.dilations[j])
             if span + attrs.output_padding[j] < s:
@@ -979,8 +983,21 @@ def _state_runtime_note() -> str:
         return "no onnxruntime is installed to run it"
     except Exception:  # noqa: BLE001 - the runtime refuses the opset
         return (f"onnxruntime {ort.__version__} cannot run it (it does not support ai.onnx opset {STATE_OPSET}); "
-                "onnx.reference.ReferenceEvaluator can")
+                + ("onnx.reference.ReferenceEvaluator can" if _has_reference(STATE_OP) else
+                   f"nor can onnx {onnx.__version__}'s reference evaluator"))
     return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _has_reference(op: str) -> bool:
+    """Whether the installed onnx's reference evaluator implements `op` (the only other way to run it)."""
+    try:
+        from onnx.reference.ops import load_op
+
+        load_op("", op, STATE_OPSET)
+        return True
+    except Exception:  # noqa: BLE001 - not implemented in this onnx
+        return False
 
 
 # ------------------------------------------------------------------- misc
