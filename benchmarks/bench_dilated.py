@@ -2,11 +2,16 @@
 
 The model is what tf2onnx makes of 4 x Keras `Conv1D(64, 3, padding='same',
 dilation_rate=d, activation='relu')` (d = 2, 4, 8, 16) with a dynamic length:
-each layer a SpaceToBatch/BatchToSpace lowering with its shape arithmetic
-(models/make_dilated_models.py builds it). Both models run in one process on
-the same input ([1, 4096, 64]), interleaved, with onnxruntime's default graph
-optimizations and with them disabled; the script prints the medians and the
-ratios. Run:  python benchmarks/bench_dilated.py [--length 4096] [--runs 50] [--threads N]
+each layer a SpaceToBatch/BatchToSpace lowering with its shape arithmetic.
+By default it is the real export models/tf2onnx_k3_conv1d_stack_dyn.onnx
+(TF 2.21 / Keras 3 / tf2onnx 1.17, 8 channels) with its weights replaced by
+random ones of the requested channel count (nothing else in that graph
+depends on it); `--form built` uses models/make_dilated_models.py's
+hand-built form instead. Both models (before and after the fold) run in one
+process on the same input ([1, 4096, 64]), interleaved, with onnxruntime's
+default graph optimizations and with them disabled; the script prints the
+medians and the ratios.
+Run:  python benchmarks/bench_dilated.py [--length 4096] [--runs 50] [--threads N] [--form tf2onnx|built]
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "models"))
@@ -26,6 +33,22 @@ sys.path.insert(0, os.path.join(ROOT, "models"))
 from make_dilated_models import conv1d_dilated_model  # noqa: E402
 
 from convrewrite import rewrite  # noqa: E402
+
+
+def real_stack(channels: int, seed: int = 1) -> onnx.ModelProto:
+    """The real tf2onnx export of the stack with `channels` channels: weights [8, 8, 1, 3] -> [C, C, 1, 3],
+    biases [8] -> [C], the channel dim of the graph input and output -> C."""
+    model = onnx.load(os.path.join(ROOT, "models", "tf2onnx_k3_conv1d_stack_dyn.onnx"))
+    rng = np.random.default_rng(seed)
+    for t in model.graph.initializer:
+        if t.data_type != onnx.TensorProto.FLOAT:
+            continue
+        shape = [channels if d == 8 else d for d in t.dims]
+        value = rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+        t.CopyFrom(numpy_helper.from_array(value, t.name))
+    for vi in list(model.graph.input) + list(model.graph.output):
+        vi.type.tensor_type.shape.dim[-1].dim_value = channels
+    return model
 
 
 def session(model, level, threads):
@@ -57,9 +80,15 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    parser.add_argument("--form", choices=["tf2onnx", "built"], default="tf2onnx",
+                        help="the real tf2onnx export (resized) or the hand-built form")
     args = parser.parse_args()
 
-    original, _ = conv1d_dilated_model(seed=1, c=args.channels, co=args.channels, dilations=(2, 4, 8, 16), relu=True)
+    if args.form == "tf2onnx":
+        original = real_stack(args.channels)
+    else:
+        original, _ = conv1d_dilated_model(seed=1, c=args.channels, co=args.channels, dilations=(2, 4, 8, 16),
+                                           relu=True)
     t = time.perf_counter()
     result = rewrite(original, ["dilated"])
     fold_s = time.perf_counter() - t
@@ -67,7 +96,7 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal((1, args.length, args.channels)).astype(np.float32)
     feeds = {"x": x}
 
-    print(f"Conv1D dilated stack: 4 layers, {args.channels} channels, length {args.length}, "
+    print(f"Conv1D dilated stack ({args.form} form): 4 layers, {args.channels} channels, length {args.length}, "
           f"onnxruntime {ort.__version__} CPU ({args.threads or 'default'} threads), {args.runs} runs each (median)")
     print(f"nodes: {len(original.graph.node)} before, {len(folded.graph.node)} after "
           f"(counters {result.counters}); fold took {fold_s * 1e3:.0f} ms")

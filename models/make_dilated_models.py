@@ -26,8 +26,16 @@ Two kinds of model:
     transpose optimizer moved the layout Transposes (the Pad then works in NHWC
     with its computed pads permuted through Split/Concat, as its Pad handler does).
   The static `*_norewrite` / hand-written forms have the same lowering with
-  constant operands. Metadata as in the real exports: opset 13 plus
-  `ai.onnx.ml` v2, IR version 7 (what tf2onnx 1.17 writes at opset 13, see
+  constant operands. These are written by hand from TF's lowering and
+  tf2onnx's converters and differ in detail from what tf2onnx 1.17 really
+  writes (models/export_tf2onnx_dilated.py exports the real ones, the
+  `tf2onnx_*` models): the real graphs compute TF's floormod as Div/Mul/Sub
+  (not Mod), read `Shape` of the inner conv's output through a `Gather` (the
+  transpose optimizer), order and share their constants differently, and
+  tf2onnx folds a VALID atrous conv itself even with a dynamic size (so
+  `tf_atrous_conv2d_r2_valid_dyn` is a hypothetical graph, kept as one more
+  form of the lowering). Both kinds are tested. Metadata as in the real
+  exports: opset 13 plus `ai.onnx.ml` v2, IR version 7 (what tf2onnx 1.17 writes at opset 13, see
   the exporter samples), producer `tf2onnx 1.17.0 None`, graph name `tf2onnx`,
   NWC/NHWC graph inputs and outputs, every constant an initializer.
 * torch exports (`*_ts13`) of convolutions whose kernel has zeros inserted
@@ -499,7 +507,9 @@ def tf_atrous_conv2d_r3_same_dyn():
 
 def tf_atrous_conv2d_r2_valid_dyn():
     """tf.nn.atrous_conv2d(x, filters 3x3, rate=2, padding='VALID'), no bias, dynamic NHWC input
-    (sizes below the dilated kernel's span 5 do not run)."""
+    (sizes below the dilated kernel's span 5 do not run). tf2onnx 1.17 itself folds this one into a
+    dilated conv (see tf2onnx_tf_atrous_conv2d_r2_valid_dyn); the lowering here is what it would be
+    if it did not."""
     _conv2d_dyn("tf_atrous_conv2d_r2_valid_dyn", 640, (3, 3), 2, False, "valid", "atrous_conv2d",
                 [5, 6, (7, 10), 8, 9, 12], (11, 14))
 

@@ -5,7 +5,12 @@ float32 atol 1e-5, at several input sizes, multiples of the block and not;
 the framework reference stored with each model), structurally (no
 SpaceToDepth/DepthToSpace/Pad, no blocking Reshape or Slice next to the conv,
 the conv dilated), and through its records (one per conv, with a reason when
-skipped).
+skipped). The lowerings are tested both as real TF 2.21 / Keras 3 / tf2onnx 1.17
+exports (`tf2onnx_*`, models/export_tf2onnx_dilated.py) and as the hand-built
+forms of models/make_dilated_models.py; variations of the real arithmetic
+(other blocks, crops, pads, interleavings, every small constant changed) must
+either be refused with a reason or fold into a conv that equals them wherever
+they run.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 from convrewrite.conv import CONV_OPS
 from convrewrite.graph import subgraphs
 from convrewrite.passes import PassContext, PassOptions, run_passes
-from convrewrite.passes.dilated import DilatedPass, Domain, Lin, NeedPeriod, Unprovable, _exact_quotient
+from convrewrite.passes.dilated import NO_PATTERN, DilatedPass, Domain, Lin, NeedPeriod, Unprovable, _exact_quotient
 from util import CONFORMANCE, MODELS, SAMPLES, assert_same_outputs, feeds_for, init, make_model, run, runnable, vi
 
 BLOCKING = {"SpaceToDepth", "DepthToSpace", "Pad", "Reshape", "Slice"}
@@ -217,6 +222,28 @@ def test_generic_lowering_with_unequal_blocks():
     assert_same_on(model, result.model, [(2, h, w, 4) for h in range(1, 8) for w in range(1, 9)])
 
 
+def test_padded_unit_axis_of_the_input_becomes_a_conv_axis():
+    """x [N, 1, W, C] whose unit H axis the chain pads (2, 0) for a kernel of height 2 (block [1, 2]), so y has
+    H = 2: that axis of x is a spatial axis of the folded conv, not a unit axis to drop (it used to crash
+    the rewrite after the chain was removed)."""
+    mk = _builders()
+    rng = np.random.default_rng(1)
+    g = mk.TfGraph("m")
+    paddings, crops = mk.tf_required_paddings(g, "s", "x", [1, 2], [1, 2], [(2, 0), mk.tf_same(3, 2)])
+    h = mk.s2b_generic(g, "s2b", "x", [1, 2], paddings, 4)
+    h = g.node("Transpose", [h], "t1", perm=[0, 3, 1, 2])
+    w = g.init("w", mk.rand(rng, 2, 3, 4, 5).transpose(3, 2, 0, 1))
+    h = g.node("Conv", [h, w], "conv", dilations=[1, 1], strides=[1, 1], kernel_shape=[2, 3], group=1)
+    h = g.node("Transpose", [h], "t2", perm=[0, 2, 3, 1])
+    mk.b2s_generic(g, "b2s", h, [1, 2], crops, 4, output="y")
+    model = g.model([("x", ["N", 1, "W", 4])], [("y", ["N", 2, "W", 5])])
+    result = fold(model)
+    onnx.checker.check_model(result.model, full_check=True)
+    conv = convs(result.model.graph)[0]
+    assert attrs(conv)["dilations"] == [1, 2] and attrs(conv)["pads"] == [2, 2, 0, 2]
+    assert_same_on(model, result.model, [(n, 1, w, 4) for n in (1, 2) for w in range(1, 12)])
+
+
 def test_after_the_causal_pass():
     """`--fold all` runs causal first; the lowering still folds."""
     model = load("k3_conv1d_d2_same_dyn")
@@ -263,20 +290,219 @@ def test_expand_after_fold():
         assert_same_outputs(model, result.model, feeds_for(model, 2, {"N": 2, "W": w}))
 
 
+# ----------------------------------------------------------------- real tf2onnx exports (export_tf2onnx_dilated.py)
+
+# model -> (dilations and pads of each folded conv, shapes to run at); the shapes include sizes that are
+# not multiples of the block, sizes below the kernel's span, and batch 1 and 2.
+REAL_1D = [(n, w) for n in (1, 2) for w in list(range(1, 14)) + [37, 64]]
+REAL_2D = [(2, h, w) for h in (1, 2, 3, 5, 8, 11) for w in (1, 2, 4, 7, 9, 14)]
+REAL = {
+    "tf2onnx_k3_conv1d_d2_same_dyn": ([([1, 2], [0, 2, 0, 2])], [s + (6,) for s in REAL_1D]),
+    "tf2onnx_k3_conv1d_d4_same_dyn": ([([1, 4], [0, 4, 0, 4])], [s + (6,) for s in REAL_1D]),
+    "tf2onnx_k3_sepconv1d_d2_same_dyn": ([([1, 2], [0, 2, 0, 2])], [s + (6,) for s in REAL_1D]),
+    "tf2onnx_k3_sepconv1d_d4_same_dyn": ([([1, 4], [0, 4, 0, 4])], [s + (6,) for s in REAL_1D]),
+    "tf2onnx_tf_convolution1d_d3_same_dyn": ([([1, 3], [0, 3, 0, 3])], [s + (6,) for s in REAL_1D]),
+    "tf2onnx_k3_conv1d_stack_dyn": ([([1, d], [0, d, 0, d]) for d in (2, 4, 8, 16)], [s + (8,) for s in REAL_1D]),
+    "tf2onnx_k3_conv2d_d2_same_dyn": ([([2, 2], [2, 2, 2, 2])], [s + (4,) for s in REAL_2D]),
+    "tf2onnx_tf_atrous_conv2d_r3_same_dyn": ([([3, 3], [1, 1, 2, 2])], [s + (4,) for s in REAL_2D]),
+    "tf2onnx_tf_s2b_conv2d_static": ([([2, 2], [2, 2, 2, 2])], [(2, 12, 12, 4)]),
+}
+FOLDED_OPS = {"Conv", "Transpose", "Unsqueeze", "Squeeze", "Add", "Relu"}  # the conv, its wrappers, bias, activation
+
+
+def assert_exact_where_original_runs(original, rewritten, shapes, atol=1e-5, least=2):
+    """Wherever the original runs, the rewritten model gives the same output (shape and values)."""
+    a, b = Runner(original), Runner(rewritten)
+    rng = np.random.default_rng(0)
+    ran = 0
+    for shape in shapes:
+        x = rng.standard_normal(shape).astype(np.float32)
+        try:
+            ya = a({"x": x})
+        except Exception:  # noqa: BLE001 - sizes the original itself refuses
+            continue
+        yb = b({"x": x})
+        for u, v in zip(ya, yb):
+            assert u.shape == v.shape, (shape, u.shape, v.shape)
+            assert np.max(np.abs(u - v), initial=0.0) <= atol, (shape, np.max(np.abs(u - v)))
+        ran += 1
+    assert ran >= least, f"the original ran at only {ran} of the sizes"
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_tf2onnx_export_folds(name):
+    """TF 2.21 / Keras 3 / tf2onnx 1.17 output: the lowering becomes one dilated conv per layer, with TF's
+    SAME pads, the shape arithmetic is gone, and the result equals the original at every size tried
+    (multiples of the block and not) and TensorFlow's own output."""
+    model = load(name)
+    expected, shapes = REAL[name]
+    result = fold(model)
+    out = result.model
+    onnx.checker.check_model(out, full_check=True)
+    ops = [n.op_type for n in out.graph.node]
+    assert set(ops) <= FOLDED_OPS, ops
+    got = [(attrs(c)["dilations"], attrs(c)["pads"]) for c in convs(out.graph) if max(attrs(c)["dilations"]) > 1]
+    assert got == expected
+    for conv in convs(out.graph):
+        assert not BLOCKING & set(neighbours(out.graph, conv)), neighbours(out.graph, conv)
+    assert result.counters["s2b_folded"] == len(expected)
+    folded = [r for r in result.records if r.rewritten]
+    assert len(folded) == len(expected) and all(r.details["formula"] == "tf_same" for r in folded)
+    if any(isinstance(d.dim_param, str) and d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim):
+        assert all(r.details["dynamic"] and r.details["shape_nodes_removed"] >= 50 for r in folded)
+    assert_exact_where_original_runs(model, out, shapes, least=min(2, len(shapes)))
+    data = np.load(MODELS / f"{name}.npz")
+    for key, value in run(out, {"x": data["x"]}).items():
+        np.testing.assert_allclose(value, data[key], atol=1e-5, rtol=0)
+
+
+def test_real_valid_dynamic_atrous_is_already_dilated():
+    """tf2onnx folds a VALID atrous conv itself even with a dynamic size: nothing to do, said why."""
+    model = load("tf2onnx_tf_atrous_conv2d_r2_valid_dyn")
+    result = fold(model)
+    assert not result.rewritten and [r.reason for r in result.records] == [NO_PATTERN]
+    assert attrs(convs(model.graph)[0])["dilations"] == [2, 2]
+
+
+def _mutated(model, edits):
+    """A copy with node inputs replaced: (node name, input index, new value or tensor name), or
+    (node name, attribute name, new value)."""
+    model = copy.deepcopy(model)
+    nodes = {n.name: n for n in model.graph.node}
+    inits = {t.name: t for t in model.graph.initializer}
+    for i, (node_name, where, value) in enumerate(edits):
+        node = nodes[node_name]
+        if isinstance(where, str):
+            a = next(a for a in node.attribute if a.name == where)
+            a.CopyFrom(helper.make_attribute(where, value))
+        elif isinstance(value, str):
+            node.input[where] = value
+        else:
+            old = inits[node.input[where]]
+            dtype = helper.tensor_dtype_to_np_dtype(old.data_type)
+            name = f"mutation_{i}"
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+            node.input[where] = name
+    return model
+
+
+P1 = "model_1/conv1d_1/convolution/"
+S1 = P1 + "required_space_to_batch_paddings/"
+BLOCK_USES_1D = [("Div__15", 1), ("Mul__16", 1), (S1 + "sub", 0), ("Div__17", 1), ("Mul__18", 1)]
+
+# Variations of the arithmetic of the real 1-D lowering (Keras Conv1D(k3, d2, 'same')): what is still one
+# dilated conv folds (and is checked at every size), what is not is refused with the reason.
+MUTATIONS_1D = {
+    # pad to a multiple of 4 but block by 2: still exact, the extra padding is cropped again
+    "pad_to_multiple_of_4": ([(n, i, [4]) for n, i in BLOCK_USES_1D], ("fold", [0, 2, 0, 2], "tf_same")),
+    # pad to a multiple of 3 but block by 2: the padded length is not always even
+    "pad_to_multiple_of_3": ([(n, i, [3]) for n, i in BLOCK_USES_1D], ("refuse", "not a block split")),
+    # crop = b - W % b without the final % b: crops 2 where TF pads 0, the output is 2 short (empty) for even W
+    "crop_without_final_mod": ([(S1 + "strided_slice_4", 0, S1 + "sub:0")], ("refuse", "empty")),
+    # crop one more at the front: the output is one short and empty at W = 1, where the fold would fail
+    "crop_begin_1": ([(S1 + "crops/0_Concat__28", 0, [1])], ("refuse", "empty")),
+    # pads computed from the batch size instead of the length
+    "pads_from_the_batch_dim": ([(P1 + "strided_slice", 1, [0]), (P1 + "strided_slice", 2, [1])],
+                                ("refuse", "space-to-batch chain not folded")),
+    # the SAME pads split the other way round (3, 1): still one conv, with those pads
+    "pads_split_3_1": ([(S1 + "paddings/0_Concat__38", 0, [3]), (S1 + "add_2", 0, [1])],
+                       ("fold", [0, 3, 0, 1], "explicit")),
+    # BatchToSpace with block 4 after SpaceToBatch with block 2
+    "batch_to_space_block_4": ([(P1 + "BatchToSpaceND_mul__115", 1, [4]), (P1 + "BatchToSpaceND_concat__116", 1, [4])],
+                               ("refuse", "space-to-batch chain not folded")),
+    # BatchToSpace interleaving offset-major (j*T + t) instead of position-major (t*b + j)
+    "batch_to_space_wrong_interleave": ([(P1 + "BatchToSpaceND_transpose__126", "perm", [1, 0, 2, 3])],
+                                        ("refuse", "space-to-batch chain not folded")),
+    # SpaceToBatch moving the offsets behind the batch (n*b + j) while BatchToSpace expects (j*N + n)
+    "space_to_batch_batch_major": ([(P1 + "SpaceToBatchND_transpose__89", "perm", [0, 2, 1, 3])],
+                                   ("refuse", "space-to-batch chain not folded")),
+}
+
+P2 = "model_1/conv2d_1/convolution/"
+MUTATIONS_2D = {
+    # "to the end" written as 1000 (cuts inputs larger than that): the crop cannot be proven, and without it
+    # the pads (TF's pad to a multiple of the block) depend on the size
+    "slice_end_1000": ([("Mul__1494", 0, [1000]), ("Mul__1502", 0, [1000])], ("refuse", "differ between input sizes")),
+    # end = +crop instead of -crop
+    "crop_end_positive": ([("Mul__1493", 1, "Cast__1491:0"), ("Mul__1501", 1, "Cast__1499:0")],
+                          ("refuse", "space-to-batch chain not folded")),
+    # H padded to a multiple of 4, W to a multiple of 2, both blocked by 2: exact
+    "pad_h_to_multiple_of_4": ([("Div__1379", 1, [4, 2]), ("Mul__1380", 1, [4, 2]),
+                                (P2 + "required_space_to_batch_paddings/sub", 0, [4, 2]),
+                                ("Div__1381", 1, [4, 2]), ("Mul__1382", 1, [4, 2])], ("fold", [2, 2, 2, 2], "tf_same")),
+    # SpaceToDepth/DepthToSpace by 4 with pads computed for 2
+    "space_to_depth_4": ([("SpaceToDepth__1451", "blocksize", 4), ("DepthToSpace__1477", "blocksize", 4)],
+                         ("refuse", "space-to-batch chain not folded")),
+}
+
+
+@pytest.mark.parametrize("base,mutation", [("tf2onnx_k3_conv1d_d2_same_dyn", m) for m in MUTATIONS_1D]
+                         + [("tf2onnx_k3_conv2d_d2_same_dyn", m) for m in MUTATIONS_2D])
+def test_real_lowering_with_different_arithmetic(base, mutation):
+    edits, (outcome, *expect) = {**MUTATIONS_1D, **MUTATIONS_2D}[mutation]
+    model = _mutated(load(base), edits)
+    onnx.checker.check_model(model)
+    shapes = [s + (6,) for s in REAL_1D] if "conv1d" in base else [s + (4,) for s in REAL_2D]
+    result = fold(model)
+    if outcome == "refuse":
+        rec = check_skipped(model, "space-to-batch chain not folded")
+        assert expect[0] in rec.reason, rec.reason
+        return
+    conv = next(c for c in convs(result.model.graph) if max(attrs(c)["dilations"]) > 1)
+    assert attrs(conv)["pads"] == expect[0]
+    assert result.records[0].details["formula"] == expect[1]
+    assert_exact_where_original_runs(model, result.model, shapes, least=10)
+
+
+@pytest.mark.parametrize("name", ["tf2onnx_k3_conv1d_d2_same_dyn", "tf2onnx_k3_conv2d_d2_same_dyn"])
+def test_real_lowering_every_small_constant_changed(name):
+    """Each small integer constant of the lowering changed by -1, +1 or +2: the pass either refuses or
+    folds into a conv that equals the changed model wherever that model runs."""
+    model = load(name)
+    shapes = ([(n, w, 6) for n in (1, 2) for w in range(1, 12)] if "conv1d" in name
+              else [(2, h, w, 4) for h in (1, 2, 3, 6, 7) for w in (1, 2, 5, 8)])
+    folded = refused = 0
+    for t in model.graph.initializer:
+        if t.data_type not in (TensorProto.INT32, TensorProto.INT64) or np.prod(t.dims) > 8:
+            continue
+        value = numpy_helper.to_array(t)
+        if np.any(np.abs(value) >= 2**30):  # "to the end" markers: changing them changes nothing
+            continue
+        for pos, delta in itertools.product(range(value.size), (-1, 1, 2)):
+            changed = value.copy().reshape(-1)
+            changed[pos] += delta
+            m = copy.deepcopy(model)
+            next(x for x in m.graph.initializer if x.name == t.name).CopyFrom(
+                numpy_helper.from_array(changed.reshape(value.shape), t.name))
+            result = fold(m)
+            if not result.counters["s2b_folded"]:
+                refused += 1
+                continue
+            try:
+                Runner(m)
+            except Exception:  # noqa: BLE001 - the change made the model invalid; nothing to compare
+                continue
+            folded += 1
+            assert_exact_where_original_runs(m, result.model, shapes, least=0)
+    assert folded >= 5 and refused >= 30, (folded, refused)  # the sweep did reach both outcomes
+
+
+
 # ----------------------------------------------------------------- hand-built static chains (negative cases)
 
 
 def static_chain(*, pads=(0, 2, 2, 0, 0, 2, 2, 0), starts=(0, 0), ends=(2**31 - 1, 2**31 - 1), conv_pads=None,
-                 stride=1, c=4, mode=None, n=2, hw=12, extra_output=False, k=3, relu=False):
+                 stride=1, c=4, mode=None, n=2, hw=12, extra_output=False, k=3, relu=False, d2s_block=2,
+                 extra_consumer=False, conv_attrs=None):
     """Pad -> Transpose([3,0,1,2]) -> SpaceToDepth(2) -> Transpose -> Conv -> Transpose -> DepthToSpace(2)
     -> Slice -> Transpose([1,2,3,0]) on NHWC x [n, hw, hw, c]; the channel count the conv sees follows the pads."""
     rng = np.random.default_rng(5)
     cin = c + pads[3] + pads[7]
     w = rng.standard_normal((3, cin, k, k)).astype(np.float32)
-    conv_attrs = {"kernel_shape": [k, k], "strides": [stride, stride]}
+    conv_attrs = {"kernel_shape": [k, k], "strides": [stride, stride], **(conv_attrs or {})}
     if conv_pads:
         conv_attrs["pads"] = conv_pads
-    d2s = {"blocksize": 2} if mode is None else {"blocksize": 2, "mode": mode}
+    d2s = {"blocksize": d2s_block} if mode is None else {"blocksize": d2s_block, "mode": mode}
     nodes = [
         helper.make_node("Pad", ["x", "pads"], ["p"]),
         helper.make_node("Transpose", ["p"], ["t1"], perm=[3, 0, 1, 2]),
@@ -292,6 +518,9 @@ def static_chain(*, pads=(0, 2, 2, 0, 0, 2, 2, 0), starts=(0, 0), ends=(2**31 - 
     outputs = [vi("y", ["d0", "d1", "d2", "d3"])]
     if extra_output:
         outputs.append(vi("s2d", ["e0", "e1", "e2", "e3"]))
+    if extra_consumer:  # the conv's output also read by another node
+        nodes.append(helper.make_node("Relu", ["c"], ["other"], name="other"))
+        outputs.append(vi("other", ["e0", "e1", "e2", "e3"]))
     inits = [init("pads", np.array(pads, np.int64)), init("w", w), init("starts", np.array(starts, np.int64)),
              init("ends", np.array(ends, np.int64)), init("axes", np.array([2, 3], np.int64))]
     return make_model(nodes, [vi("x", [n, hw, hw, c])], outputs, inits, opset=13, ir_version=8)
@@ -340,6 +569,45 @@ def test_static_chain_with_an_op_between_is_refused():
 
 def test_static_chain_shared_tensor_is_refused():
     check_skipped(static_chain(extra_output=True), "graph output")
+
+
+def test_static_chain_tensor_with_another_consumer_is_refused():
+    model = static_chain(extra_consumer=True)
+    run(model, feeds_for(model))
+    check_skipped(model, "has another consumer (Relu other)")
+
+
+def test_static_chain_batch_pad_is_refused():
+    """Padding N moves extra zero images into the batch: no conv pads express that."""
+    model = static_chain(pads=(1, 2, 2, 0, 0, 2, 2, 0))
+    run(model, feeds_for(model))
+    check_skipped(model, "batch axis")
+
+
+def test_static_chain_unequal_blocks_are_refused():
+    """SpaceToDepth by 2, DepthToSpace by 4 (N = 4 makes the sizes fit): not a dilated conv."""
+    model = static_chain(d2s_block=4, n=4)
+    run(model, feeds_for(model))
+    check_skipped(model, "DepthToSpace block 4 does not match the block offsets")
+
+
+def test_static_chain_dilated_inner_conv_multiplies():
+    """An inner conv with dilation 2 on the block-2 grid is a dilation-4 conv on the input."""
+    model = static_chain(conv_attrs={"dilations": [2, 2]}, pads=(0, 4, 4, 0, 0, 4, 4, 0), hw=12)
+    result = fold(model)
+    conv = convs(result.model.graph)[0]
+    assert attrs(conv)["dilations"] == [4, 4] and attrs(conv)["pads"] == [4, 4, 4, 4]
+    assert_same_outputs(model, result.model, feeds_for(model))
+
+
+def test_static_chain_same_inner_conv_folds_its_pads():
+    """A SAME_UPPER inner conv (stride 1: pads 1, 1 on the grid, whatever the size) is 2, 2 on the input."""
+    model = static_chain(conv_attrs={"auto_pad": "SAME_UPPER"}, pads=(0, 0, 0, 0, 0, 0, 0, 0))
+    result = fold(model)
+    conv = convs(result.model.graph)[0]
+    assert attrs(conv)["dilations"] == [2, 2] and attrs(conv)["pads"] == [2, 2, 2, 2]
+    assert attrs(conv).get("auto_pad", b"NOTSET") == b"NOTSET"
+    assert_same_outputs(model, result.model, feeds_for(model))
 
 
 def _edit(model, node_name_part, index, new_value):
@@ -400,6 +668,7 @@ def test_zero_inserted_conv1d_compacts_and_expands_back():
     w2 = numpy_helper.to_array(next(t for t in back.model.graph.initializer if t.name == c2.input[1]))
     np.testing.assert_array_equal(w2, w0)
     assert_same_outputs(model, back.model, feeds_for(model))
+    assert back.model == model  # the same model, field for field
     assert not fold(compact.model).rewritten  # compact again: nothing left
 
 
@@ -413,6 +682,7 @@ def test_zero_inserted_conv2d_multiplies_existing_dilation():
     back = fold(result.model, expand_dilations=True)
     assert attrs(convs(back.model.graph)[0])["kernel_shape"] == [5, 9]  # expansion also expands the old dilation
     assert_same_outputs(model, back.model, feeds_for(model))
+    assert fold(back.model).model == result.model  # and compacting that gives the compact model again
 
 
 def test_zero_inserted_conv_transpose():
@@ -426,6 +696,28 @@ def test_zero_inserted_conv_transpose():
     back = fold(result.model, expand_dilations=True)
     assert attrs(convs(back.model.graph)[0]) == attrs(convs(model.graph)[0])
     assert_same_outputs(model, back.model, feeds_for(model))
+    assert back.model == model
+
+
+def test_cli_compact_then_expand_gives_the_same_model(tmp_path):
+    """`rewrite --fold dilated`, then `--fold dilated --expand-dilations`: the file read back is the original
+    model (the input file is untouched)."""
+    from click.testing import CliRunner
+
+    from convrewrite.cli import main
+
+    src = MODELS / "zero_inserted_conv1d_ts13.onnx"
+    before = src.read_bytes()
+    compact, back = tmp_path / "compact.onnx", tmp_path / "back.onnx"
+    runner = CliRunner()
+    r1 = runner.invoke(main, ["rewrite", str(src), "-o", str(compact), "--fold", "dilated", "--check"])
+    assert r1.exit_code == 0, r1.output
+    assert attrs(convs(onnx.load(str(compact)).graph)[0])["dilations"] == [2]
+    r2 = runner.invoke(main, ["rewrite", str(compact), "-o", str(back), "--fold", "dilated", "--expand-dilations",
+                              "--check"])
+    assert r2.exit_code == 0, r2.output
+    assert onnx.load(str(back)) == onnx.load(str(src))
+    assert src.read_bytes() == before
 
 
 def test_near_zero_taps_are_not_compacted():

@@ -82,7 +82,9 @@ evaluated by onnx's reference evaluator. So for each class the interpreter
 computes the operands for all input sizes of the class at once, and the
 classes cover every size: the fold is exact for every input size at which the
 chain's inner conv has a non-empty output (smaller sizes make the original
-model fail, and are excluded by raising the smallest q).
+model fail, and are excluded by raising the smallest q). A chain that crops
+its output to nothing at some such size is refused: the original returns an
+empty tensor there, where the folded conv would fail.
 
 The only assumptions are that dims stay below 2**31 (an end bound of
 INT32_MAX/INT64_MAX means "to the end", and int32 shape arithmetic does not
@@ -712,6 +714,8 @@ class ShapeInterpreter:
 
     def _op_Reshape(self, node: NodeProto) -> Sym:
         x, shape = self._in(node, 0), self._in(node, 1).ints("Reshape shape")
+        if any(v < -1 for v in shape) or shape.count(-1) > 1:
+            raise Unprovable("Reshape shape in the shape subgraph is not valid")
         if not attr(node, "allowzero", 0):
             shape = [x.data.shape[i] if v == 0 else v for i, v in enumerate(shape)]
         return Sym(x.kind, x.data.reshape(shape))
@@ -1299,6 +1303,12 @@ class ChainTrace:
                 raise Unprovable("the folded pads depend on the input size")
             if begin.c < 0 or end.c < 0:
                 raise Unprovable(f"the folded pads ({begin.c}, {end.c}) are negative")
+            # The chain may crop its output to nothing at sizes where its inner conv is not empty: the
+            # original then returns an empty tensor while the folded conv fails, so that is not exact.
+            length = self.known[self.x_name][a] + begin + end - self.domain.const(b * d * (kk - 1))
+            low, _ = self.domain.bounds(length)
+            if low is None or low < 1:
+                raise Unprovable("the chain's output is empty for some input sizes (the folded conv would fail)")
             out[a] = (b * d, int(begin.c), int(end.c))
         return out, list(self.conv_axes)
 
@@ -1538,7 +1548,7 @@ def _plan_fold(view: GraphView, conv: NodeProto, back: list[NodeProto], forward:
         raise Unprovable("the folded pads differ between input sizes")
     used = forward[: end + 1]
     y = used[-1].output[0] if used else conv.output[0]
-    dead = _dead_shape_nodes(view, back + used, traces, x)
+    dead = _dead_shape_nodes(view, back + used, traces, x, conv)
     _check_other_consumers(view, back, conv, used, dead)
     n_role = "n" if first.n_axis is not None else None
     spatial = [("s", a) if a is not None else None for a in conv_axes]
@@ -1546,14 +1556,14 @@ def _plan_fold(view: GraphView, conv: NodeProto, back: list[NodeProto], forward:
     conv_out = [n_role, "m" if first.out_channels != 1 else None] + spatial
     x_roles: list = []
     for a, d in enumerate(static_dims):
-        if d == 1:
-            x_roles.append(None)
-        elif a == first.n_axis:
+        if a == first.n_axis:
             x_roles.append("n")
         elif a == first.c_axis:
             x_roles.append("c")
-        elif a in conv_axes:
+        elif a in conv_axes:  # a unit axis of x too, when the chain pads it into a spatial axis
             x_roles.append(("s", a))
+        elif d == 1:
+            x_roles.append(None)
         else:
             raise Unprovable(f"axis {a} of the chain input does not reach the conv")
     details = {
@@ -1565,6 +1575,9 @@ def _plan_fold(view: GraphView, conv: NodeProto, back: list[NodeProto], forward:
         "shape_nodes_removed": len(dead),
     }
     y_roles = first.roles()
+    for src, dst in ((x_roles, conv_in), (conv_out, y_roles)):  # checked before the graph is touched
+        if {r for r in src if r is not None} != {r for r in dst if r is not None}:
+            raise Unprovable("the chain's input or output layout does not hold the conv's axes")
     y_dims = []
     for role in y_roles:
         if role is None:
@@ -1623,12 +1636,15 @@ def _find_end(trace: ChainTrace, forward: list[NodeProto]) -> int:
     return end
 
 
-def _dead_shape_nodes(view: GraphView, chain: list[NodeProto], traces: list[ChainTrace], keep: str) -> list[NodeProto]:
+def _dead_shape_nodes(view: GraphView, chain: list[NodeProto], traces: list[ChainTrace], keep: str,
+                      conv: NodeProto) -> list[NodeProto]:
     """Nodes left without a reader once the chain is gone (iterative dead-code removal, linear).
 
     It starts from the nodes the shape interpreter visited and the Shape/Size
     readers of chain tensors, and follows producers of whatever dies; `keep`
-    (the chain input, read by the folded conv) stays.
+    (the chain input, read by the folded conv) and the conv itself stay (a
+    Shape reader of the conv's output, as tf2onnx's transpose optimizer
+    writes it, dies, and must not take the conv with it).
     """
     removed = {id(n) for n in chain}
     work: list[NodeProto] = []
@@ -1659,7 +1675,7 @@ def _dead_shape_nodes(view: GraphView, chain: list[NodeProto], traces: list[Chai
     work.reverse()
     while work:
         node = work.pop()
-        if id(node) in removed or not unused(node):
+        if id(node) in removed or node is conv or not unused(node):
             continue
         removed.add(id(node))
         dead.append(node)
@@ -1886,8 +1902,9 @@ def _compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[Kernel
     if after.auto_pad != "NOTSET" or after.output_shape is not None:
         resolved = after.resolved(_input_sizes(view, node, attrs.rank))
         if resolved is None:
-            return None, (f"zero-inserted kernel (taps every {factors}), but auto_pad {attrs.auto_pad} pads depend "
-                          "on a dynamic input size and onnxruntime refuses SAME with dilations")
+            return None, (f"zero-inserted kernel (taps every {factors}), but auto_pad {attrs.auto_pad} pads cannot "
+                          "be made explicit (a dynamic input size, or SAME with output_padding) and onnxruntime "
+                          "refuses SAME with dilations")
         after = resolved
     details = {"pattern": "zero_inserted_kernel", "factors": factors}
     return KernelChange(after, compact, details, "kernels_compacted"), None
@@ -1984,6 +2001,9 @@ def _visit(ctx: PassContext, view: GraphView, node: NodeProto, label: str, remov
     except ConvAttrError as exc:
         record("skipped", str(exc))
         return
+    if before.ambiguous_output_reason():
+        record("skipped", before.ambiguous_output_reason(), before)
+        return
     if not ctx.allowed(PASS_NAME, view.path, label):
         record("skipped", "excluded by selection", before)
         return
@@ -1996,6 +2016,8 @@ def _visit(ctx: PassContext, view: GraphView, node: NodeProto, label: str, remov
             stop = back_stop or forward_stop
             if plan is None and chain_reason == NO_PATTERN and stop:
                 chain_reason = stop
+            elif plan is None and forward_stop:  # the walk after the conv stopped at a shared tensor: say so
+                chain_reason = f"{chain_reason} ({forward_stop})"
 
     current = before
     details: dict = {}
