@@ -29,7 +29,21 @@ What these add, for `--fold separable`:
     -> Identity -> Identity after;
   - `k3_sepconv2d_noopt`: Keras 3 SeparableConv2D with `optimizers={}`:
     computed depthwise weight, the Transpose pair between the convs, bias as
-    the pointwise Conv's input, Identity -> Identity after.
+    the pointwise Conv's input, Identity -> Identity after;
+  - `k2_sepconv2d`, `k2_sepconv2d_noopt`: the tf_keras SeparableConv2D forms
+    (the same graphs as Keras 3: tf2onnx's BiasAdd rewriter puts the bias on
+    the pointwise Conv with or without the optimizers);
+  - `k2_dwconv2d`: tf_keras DepthwiseConv2D, bias as the Conv's input (the
+    optimizer merges it);
+  - `k3_dwconv2d_noopt`, `k2_dwconv2d_noopt`, `sep_k2_dwconv1d_noopt`:
+    DepthwiseConv2D/1D with `optimizers={}`. tf2onnx's BiasAdd rewriter
+    matches Conv2D only, not DepthwiseConv2dNative, so the bias stays an Add
+    on the channels-last tensor after the output Transpose: Keras 3 adds a
+    reshaped bias `[1, 1, 1, C*m]`, tf_keras a BiasAdd `[C*m]` (before the 1-D
+    layer's Squeeze). These are by analogy with the optimizer-off forms above
+    (no TensorFlow here). The 1-D one is named `sep_*`, not `k2_*`, so that
+    test_rank_keras.py (which lowers every `k[23]_*` 1-D form) does not pick
+    it up yet: `--to-1d` leaves its Add-before-Squeeze bias unfolded.
 """
 
 import os
@@ -43,7 +57,7 @@ from onnx import TensorProto
 
 from _common import HERE, print_table
 from make_tf2onnx_models import (
-    I64, TfGraph, conv_attrs, finish, k_sepconv1d, rand, ref_separable,
+    I64, TfGraph, conv_attrs, dw_weight, finish, k_conv2d, k_sepconv1d, rand, ref_conv, ref_separable, tf_pads,
 )
 from make_torch_models import export_all, randomize_norms, seeded
 
@@ -255,9 +269,121 @@ def k3_sepconv2d_noopt():
     finish("k3_sepconv2d_noopt", g, x, "separable_conv2d", ref_separable(x, dw, pw, bias))
 
 
+def _sepconv2d(name, seed, flavor, noopt):
+    """SeparableConv2D(6, 3, 'same') on 12x12x6 (k3: Keras 3, k2: tf_keras); noopt: optimizers={}."""
+    rng = np.random.default_rng(seed)
+    dw, pw, bias = rand(rng, 3, 3, 6, 1), rand(rng, 6, 6), rand(rng, 6)
+    x = rng.standard_normal((1, 12, 12, 6), np.float32)
+    g = TfGraph("functional_7_1" if flavor == "k3" else "sequential", share=not noopt)
+    scope = f"{g.model_name}/separable_conv2d{'_1' if flavor == 'k3' else ''}"
+    sep = f"{scope}/separable_conv2d"
+    h = g.node("Transpose", ["x"], f"{sep}/depthwise__{g.uid()}", perm=[0, 3, 1, 2])
+    if noopt:
+        w = _noopt_dw_weight(g, sep, dw, [3, 3, 1, 6])
+    else:
+        w = g.const(dw_weight(dw).astype(np.float32))
+    pw_w = g.init(f"{sep}/ReadVariableOp_1:0", pw.T[:, :, None, None])
+    b = g.init(f"{scope}/Squeeze:0" if flavor == "k3" else f"{scope}/BiasAdd/ReadVariableOp:0", bias)
+    h = g.node("Conv", [h, w], f"{sep}/depthwise",
+               **conv_attrs([3, 3], [1, 1], [1, 1], [1, 1, 1, 1], 6, depthwise=True))
+    if noopt:
+        h = g.node("Transpose", [h], f"{sep}/depthwise__{g.uid()}", perm=[0, 2, 3, 1])
+        h = g.node("Transpose", [h], f"{sep}__{g.uid()}", perm=[0, 3, 1, 2])
+    h = g.node("Conv", [h, pw_w, b], f"{scope}/BiasAdd", **conv_attrs([1, 1], [1, 1], [1, 1], None, 1))
+    last = None if noopt else "separable_conv2d"
+    h = g.node("Transpose", [h], f"{scope}/BiasAdd__{g.uid()}", output=last, perm=[0, 2, 3, 1])
+    if noopt:
+        h = g.node("Identity", [h], "Identity")
+        g.node("Identity", [h], f"Identity__{g.uid()}", output="separable_conv2d")
+    finish(name, g, x, "separable_conv2d", ref_separable(x, dw, pw, bias))
+
+
+def k2_sepconv2d():
+    """tf_keras SeparableConv2D(6, 3, 'same'): the Keras 3 graph (bias on the pointwise Conv)."""
+    _sepconv2d("k2_sepconv2d", 714, "k2", noopt=False)
+
+
+def k2_sepconv2d_noopt():
+    """tf_keras SeparableConv2D(6, 3, 'same') with optimizers={}: as k3_sepconv2d_noopt."""
+    _sepconv2d("k2_sepconv2d_noopt", 715, "k2", noopt=True)
+
+
+def k2_dwconv2d():
+    """tf_keras DepthwiseConv2D(3, padding='same') on 12x12x8: Conv(group 8, bias input)."""
+    rng = np.random.default_rng(716)
+    kernel, bias = rand(rng, 3, 3, 8, 1), rand(rng, 8)
+    x = rng.standard_normal((1, 12, 12, 8), np.float32)
+    g = TfGraph("sequential")
+    k_conv2d(g, "x", "depthwise_conv2d", kernel, bias, (12, 12), depthwise=True, output="depthwise_conv2d")
+    finish("k2_dwconv2d", g, x, "depthwise_conv2d", ref_conv(x, kernel, bias, padding="same", depthwise=True))
+
+
+def _dwconv2d_noopt(name, seed, flavor, c, mult, strides):
+    """DepthwiseConv2D(3, strides, depth_multiplier=mult, 'same') on 12x12xc with optimizers={}:
+    Transpose -> Conv(group c, computed weight, no bias) -> Transpose([0,2,3,1]) -> Add(bias)
+    -> Identity -> Identity. Keras 3 adds the bias reshaped to [1,1,1,c*m], tf_keras as [c*m]."""
+    rng = np.random.default_rng(seed)
+    kernel, bias = rand(rng, 3, 3, c, mult), rand(rng, c * mult)
+    x = rng.standard_normal((1, 12, 12, c), np.float32)
+    g = TfGraph("functional_1" if flavor == "k3" else "sequential", share=False)
+    scope = f"{g.model_name}/depthwise_conv2d{'_1' if flavor == 'k3' else ''}"
+    h = g.node("Transpose", ["x"], f"{scope}/depthwise__{g.uid()}", perm=[0, 3, 1, 2])
+    w = _noopt_dw_weight(g, scope, kernel, [3, 3, 1, c * mult])
+    pads = [tf_pads(12, 3, strides, 1, "same")] * 2
+    h = g.node("Conv", [h, w], f"{scope}/depthwise",
+               **conv_attrs([3, 3], [strides] * 2, [1, 1], [pads[0][0], pads[1][0], pads[0][1], pads[1][1]], c,
+                            depthwise=True))
+    h = g.node("Transpose", [h], f"{scope}/depthwise__{g.uid()}", perm=[0, 2, 3, 1])
+    if flavor == "k3":
+        h = g.node("Add", [h, g.init(f"{scope}/Reshape:0", bias.reshape(1, 1, 1, -1))], f"{scope}/Add")
+    else:
+        h = g.node("Add", [h, g.init(f"{scope}/BiasAdd/ReadVariableOp:0", bias)], f"{scope}/BiasAdd")
+    h = g.node("Identity", [h], "Identity")
+    g.node("Identity", [h], f"Identity__{g.uid()}", output="depthwise_conv2d")
+    ref = ref_conv(x, kernel, bias, strides=strides, padding="same", depthwise=True)
+    finish(name, g, x, "depthwise_conv2d", ref)
+
+
+def k3_dwconv2d_noopt():
+    """Keras 3 DepthwiseConv2D(3, depth_multiplier=2, 'same') on 12x12x4, optimizers={}."""
+    _dwconv2d_noopt("k3_dwconv2d_noopt", 717, "k3", c=4, mult=2, strides=1)
+
+
+def k2_dwconv2d_noopt():
+    """tf_keras DepthwiseConv2D(3, strides=2, 'same') on 12x12x6, optimizers={}."""
+    _dwconv2d_noopt("k2_dwconv2d_noopt", 718, "k2", c=6, mult=1, strides=2)
+
+
+def sep_k2_dwconv1d_noopt():
+    """tf_keras DepthwiseConv1D(3, 'same') on 40x8 with optimizers={}: Unsqueeze axes
+    Reshape(Cast(1)), computed depthwise weight, Conv(group 8, no bias), Transpose([0,2,3,1]),
+    Add(bias [8]) (BiasAdd before the Squeeze), Squeeze([1]), Identity, Identity."""
+    rng = np.random.default_rng(719)
+    kernel, bias = rand(rng, 3, 8, 1), rand(rng, 8)
+    x = rng.standard_normal((1, 40, 8), np.float32)
+    g = TfGraph("sequential", share=False)
+    scope = "sequential/depthwise_conv1d"
+    axes = g.node("Cast", [g.init(f"{scope}/ExpandDims/dim:0", np.array(1, np.int32))],
+                  f"{scope}/ExpandDims__{g.uid()}", to=TensorProto.INT64)
+    axes = g.node("Reshape", [axes, g.init(f"{scope}/ExpandDims__{g.uid()}__shape", [1], I64)],
+                  f"{scope}/ExpandDims__{g.uid()}")
+    h = g.node("Unsqueeze", ["x", axes], f"{scope}/ExpandDims")
+    h = g.node("Transpose", [h], f"{scope}/depthwise__{g.uid()}", perm=[0, 3, 1, 2])
+    w = _noopt_dw_weight(g, scope, kernel[None], [1, 3, 1, 8])
+    h = g.node("Conv", [h, w], f"{scope}/depthwise",
+               **conv_attrs([1, 3], [1, 1], [1, 1], [0, 1, 0, 1], 8, depthwise=True))
+    h = g.node("Transpose", [h], f"{scope}/depthwise__{g.uid()}", perm=[0, 2, 3, 1])
+    h = g.node("Add", [h, g.init(f"{scope}/BiasAdd/ReadVariableOp:0", bias)], f"{scope}/BiasAdd")
+    h = g.node("Squeeze", [h, g.init(f"{scope}/Squeeze__{g.uid()}", [1], I64)], f"{scope}/Squeeze")
+    h = g.node("Identity", [h], "Identity")
+    g.node("Identity", [h], f"Identity__{g.uid()}", output="depthwise_conv1d")
+    finish("sep_k2_dwconv1d_noopt", g, x, "depthwise_conv1d", ref_conv(x, kernel, bias, padding="same", depthwise=True))
+
+
 MODELS = [
     sep_dwsep2d_bn, sep_dwsep_bn, sep_dwsep3d_m2, sep_affine_between, sep_convtr_bn, sep_pw_stride2,
     sep_dw_two_consumers, k3_sepconv1d_m2, k2_sepconv1d_noopt, k3_sepconv2d_noopt,
+    k2_sepconv2d, k2_sepconv2d_noopt, k2_dwconv2d, k3_dwconv2d_noopt, k2_dwconv2d_noopt, sep_k2_dwconv1d_noopt,
 ]
 
 

@@ -174,6 +174,15 @@ CASES = {
     "rank_k3_dwconv1d_noopt": (
         "Cast Reshape Unsqueeze Transpose Reshape Transpose Conv Transpose Squeeze Identity Identity",) * 2 + (0,),
     "k3_dwconv2d_m2_s2": ("Transpose Conv Transpose",) * 2 + (0,),
+    "k2_sepconv2d": ("Transpose Conv Conv Transpose", "Transpose Conv Transpose", 1),
+    "k2_sepconv2d_noopt": ("Transpose Reshape Transpose Conv Conv Transpose Identity Identity",
+                           "Transpose Conv Transpose Identity Identity", 1),
+    "k2_dwconv2d": ("Transpose Conv Transpose",) * 2 + (0,),
+    # optimizer off: the depthwise bias is an Add on the channels-last tensor ([1,1,1,C*m] / [C*m]), folded
+    "k3_dwconv2d_noopt": ("Transpose Reshape Transpose Conv Transpose Identity Identity",) * 2 + (0,),
+    "k2_dwconv2d_noopt": ("Transpose Reshape Transpose Conv Transpose Identity Identity",) * 2 + (0,),
+    "sep_k2_dwconv1d_noopt": (  # tf_keras DepthwiseConv1D, optimizer off
+        "Cast Reshape Unsqueeze Transpose Reshape Transpose Conv Transpose Squeeze Identity Identity",) * 2 + (0,),
 }
 SAMPLE_CASES = {  # the real tf2onnx / torch exports next to their mirrors in models/
     "k3_sepconv1d": CASES["k3_sepconv1d"],
@@ -195,6 +204,9 @@ def test_canonical_form_on_real_models(name):
     assert len(found) == pairs
     for dw, pw in found:
         assert len(dw.input) == 2, f"{dw.name} kept its bias"
+    kinds = {c["name"]: c["kinds"] for c in inventory(result.model)["convolutions"]}
+    assert sorted(n for n, k in kinds.items() if "separable-pair" in k) == sorted(
+        n.name for pair in found for n in pair)
     feeds = inputs_of(model, data)
     assert_same_outputs(model, result.model, feeds)
     got = run(result.model, feeds)
@@ -294,13 +306,15 @@ def test_inventory_marks_canonical_pairs():
 
 
 def test_force_fuses_the_expensive_pairs():
+    """Through the public API (convrewrite.rewrite): over 4x the pair's multiply-adds needs force=True."""
     model, data = load("quartznet_block_ts13")
-    result = fold(model, fuse_separable=True)
+    result = rewrite(model, passes=["separable"], fuse_separable=True)
     assert result.counters["pairs_fused"] == 0
+    assert result.model.SerializeToString() == model.SerializeToString()
     rec = records_by_node(result)["/dw1/Conv"]
     assert "not fused: fusion costs 216 -> 1408 multiply-adds per output position (6.52x)" in rec.reason
     assert "use --force" in rec.reason
-    forced = fold(model, fuse_separable=True, force=True)
+    forced = rewrite(model, passes=["separable"], fuse_separable=True, force=True)
     assert forced.counters["pairs_fused"] == 2
     assert ops(forced.model) == "Conv Relu Conv Conv Add Relu"
     assert_same_outputs(model, forced.model, inputs_of(model, data), rtol=FUSED_RTOL)
@@ -308,6 +322,60 @@ def test_force_fuses_the_expensive_pairs():
     assert fused.name == "/pw1/Conv"
     attrs = {a.name: helper.get_attribute_value(a) for a in fused.attribute}
     assert attrs["group"] == 1 and attrs["kernel_shape"] == [11] and attrs["pads"] == [5, 5]
+
+
+def test_fused_weight_is_the_documented_formula():
+    """W[o, c, :] = sum_j P[o, c*m + j] * D[c*m + j, 0, :], bias Bp + P @ Bd (multiplier 2, both biases)."""
+    model, data = load("dwsep1d_m2_ts13")
+    values = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+    dw, pw = model.graph.node
+    d, bd, p, bp = (values[n] for n in (dw.input[1], dw.input[2], pw.input[1], pw.input[2]))
+    c = {a.name: a.i for a in dw.attribute}["group"]
+    mult = d.shape[0] // c
+    want = np.zeros((p.shape[0], c, d.shape[2]))
+    for o in range(p.shape[0]):
+        for ch in range(c):
+            for j in range(mult):
+                want[o, ch] += p[o, ch * mult + j, 0] * d[ch * mult + j, 0]
+    result = fold(model, fuse_separable=True)
+    (fused,) = result.model.graph.node
+    got = {t.name: numpy_helper.to_array(t) for t in result.model.graph.initializer}
+    np.testing.assert_allclose(got[fused.input[1]], want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got[fused.input[2]], bp + p[:, :, 0] @ bd, rtol=1e-6, atol=1e-7)
+    assert fused.name == pw.name
+    assert {a.name: helper.get_attribute_value(a) for a in fused.attribute}["group"] == 1
+    assert_same_outputs(model, result.model, inputs_of(model, data), rtol=FUSED_RTOL)
+
+
+def test_cli_fuse_separable_and_force(tmp_path):
+    """The CLI: --fold separable alone, --fuse-separable (refused over 4x), --fuse-separable --force, --fold all."""
+    from click.testing import CliRunner
+    import json
+
+    from convrewrite.cli import main
+
+    src = MODELS / "quartznet_block_ts13.onnx"
+    model, data = load("quartznet_block_ts13")
+    before = src.read_bytes()
+
+    def cli(*args):
+        out, report = tmp_path / f"out{len(list(tmp_path.iterdir()))}.onnx", tmp_path / "report.json"
+        r = CliRunner().invoke(main, ["rewrite", str(src), "-o", str(out), "--report", str(report), *args],
+                               catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return onnx.load(str(out)), json.loads(report.read_text())
+
+    refused, report = cli("--fold", "separable", "--fuse-separable")
+    assert ops(refused) == ops(model)
+    dw1 = next(r for r in report["records"] if r["node"] == "/dw1/Conv")
+    assert dw1["details"]["macs_per_position"] == {"pair": 216, "fused": 1408}
+    assert "more than 4x the pair (use --force)" in dw1["reason"]
+    for args in (["--fold", "separable"], ["--fold", "all"]):
+        forced, report = cli(*args, "--fuse-separable", "--force")
+        assert ops(forced) == "Conv Relu Conv Conv Add Relu"
+        assert report["summary"]["counters"]["pairs_fused"] == 2 and "separable" in report["passes"]
+        assert_same_outputs(model, forced, inputs_of(model, data), rtol=FUSED_RTOL)
+    assert src.read_bytes() == before
 
 
 def test_fold_all_and_the_api():
@@ -360,7 +428,8 @@ def test_batchnorm_whose_output_is_a_graph_output():
     assert_idempotent_and_deterministic(model, result)
 
 
-@pytest.mark.parametrize("case", ["training_mode", "not_constant", "two_readers", "channels_moved", "conv_is_output"])
+@pytest.mark.parametrize("case", ["training_mode", "extra_outputs", "not_constant", "two_readers", "channels_moved",
+                                  "conv_is_output"])
 def test_batchnorm_left_alone(case):
     rng = np.random.default_rng(2)
     w = init("w", rand(rng, 4, 4, 3))
@@ -372,6 +441,12 @@ def test_batchnorm_left_alone(case):
         opset = 15
         nodes = [conv, bn_node("c", "y", "bn", training_mode=1)]
         expected = "training_mode=1"
+    elif case == "extra_outputs":  # opset 9-13 training form: running and saved statistics as outputs
+        bn = bn_node("c", "y", "bn")
+        bn.output.extend(["mean", "var", "saved_mean", "saved_var"])
+        nodes = [conv, bn]
+        outputs += [vi(n, [4]) for n in ("mean", "var", "saved_mean", "saved_var")]
+        expected = "BatchNormalization bn kept: it has running-statistics outputs (training mode)"
     elif case == "not_constant":
         inits = [t for t in inits if t.name != "bn.m"]
         inputs.append(vi("bn.m", [4]))
@@ -420,17 +495,37 @@ def test_per_channel_constant_after_a_conv(op, const_shape, data_first):
     assert_idempotent_and_deterministic(model, result)
 
 
-@pytest.mark.parametrize("const_shape", [[1, 1, 16], [1, 6, 16], [2, 6, 1]])
-def test_constant_that_is_not_per_channel_stays(const_shape):
+@pytest.mark.parametrize("const_shape,length", [([1, 1, 16], 16), ([1, 6, 16], 16), ([2, 6, 1], 16), ([6], 6),
+                                                 ([1, 1, 6, 1], 16)])
+def test_constant_that_is_not_per_channel_stays(const_shape, length):
+    """[6] on [1, 6, 6] broadcasts along the length axis, not the channels: not a bias."""
     rng = np.random.default_rng(4)
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1]),
              helper.make_node("Add", ["c", "k"], ["y"], name="add")]
-    out = [2 if const_shape[0] == 2 else 1, 6, 16]
-    model = make_model(nodes, [vi("x", [1, 4, 16])], [vi("y", out)],
+    out = [2 if const_shape[0] == 2 else 1, 6, length]
+    if len(const_shape) == 4:
+        out = [1] + out
+    model = make_model(nodes, [vi("x", [1, 4, length])], [vi("y", out)],
                        [init("w", rand(rng, 6, 4, 3)), init("k", rand(rng, *const_shape))])
     result = fold(model)
     assert ops(result.model) == "Conv Add" and not result.rewritten
     assert f"Add add kept: its constant of shape {const_shape} is not per-channel" in result.records[0].reason
+    assert result.model.SerializeToString() == model.SerializeToString()
+
+
+@pytest.mark.parametrize("const_shape", [[6], [1, 1, 6]])
+def test_per_channel_constant_after_a_layout_change(const_shape):
+    """Conv -> Transpose to channels-last -> Add([C]): the channel axis is tracked, the Add becomes the bias."""
+    rng = np.random.default_rng(15)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1]),
+             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 1]),
+             helper.make_node("Add", ["t", "k"], ["y"], name="add")]
+    model = make_model(nodes, [vi("x", [1, 4, 6])], [vi("y", [1, 6, 6])],
+                       [init("w", rand(rng, 6, 4, 3)), init("b", rand(rng, 6)), init("k", rand(rng, *const_shape))])
+    result = fold(model)
+    assert ops(result.model) == "Conv Transpose" and result.counters["bias_adds_folded"] == 1
+    assert_same_outputs(model, result.model)
+    assert_idempotent_and_deterministic(model, result)
 
 
 @pytest.mark.parametrize("group", [1, 2, 4])
