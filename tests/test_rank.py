@@ -494,6 +494,8 @@ def test_subgraphs_and_functions(name, layout):
         assert_same_outputs(model, result.model, other)
     back = rewrite_checked(result.model, ["to-1d"], layout, feeds)
     assert count(back.model, "Unsqueeze") == 0 and count(back.model, "Squeeze") == 0
+    bodies = lambda m: [[n.op_type for n in g.node] for g in all_graphs(m)]  # noqa: E731
+    assert bodies(back.model) == bodies(model)  # every body and function gets its op sequence back
 
 
 def test_dynamic_batch_and_length():

@@ -20,6 +20,10 @@ CASES = list(shared_cases()) + list(node_cases())
 CONFIGS = [(["to-2d"], "h"), (["to-2d"], "w"), (["to-3d"], "h"), (["to-3d"], "w"), (["to-1d"], "h"),
            (["to-2d", "to-1d"], "h"), (["to-3d", "3d-to-2d"], "w")]
 
+# (case, passes) whose rewritten outputs are not bit-exact on onnxruntime CPU, and why. None today:
+# every case and configuration below gives the original's outputs bit for bit.
+NOT_BIT_EXACT: dict[tuple[str, str], str] = {}
+
 # Cases onnxruntime CPU cannot run at all (the original fails the same way): checked structurally only.
 ORT_CANNOT_RUN = {
     "test_convinteger_with_padding[0]": "onnxruntime ConvInteger supports only a per-tensor weight zero point",
@@ -46,5 +50,5 @@ def test_conformance_case(case, passes, layout):
         assert got.shape == ref.shape and got.dtype == ref.dtype
         if got.dtype.kind == "f":
             assert np.max(np.abs(got.astype(np.float64) - ref)) <= 1e-5
-        else:
-            assert np.array_equal(got, ref)
+        if (case.name, "+".join(passes)) not in NOT_BIT_EXACT:
+            assert np.array_equal(got, ref), f"{name}: not bit-exact"

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 
-from ..conv import CONV_OPS
+from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
 from ..graph import GraphView, attr, make_squeeze, make_unsqueeze, set_attr, unsqueeze_axes
 
 # Ops whose output has the input's shape, with one data input (slot 0) and
@@ -151,25 +151,120 @@ def transpose_perm(node: NodeProto, rank: int) -> list[int]:
 
 
 def unit_proven(view: GraphView, name: str, a: int, big_rank: int) -> bool:
-    """Whether `name` (rank big_rank) has size 1 on axis `a`: from shapes, or from the Unsqueeze that made it."""
-    for _ in range(16):
+    """Whether `name` (rank big_rank) has size 1 on axis `a`: from shapes, or from the Unsqueeze that made it.
+
+    Walks back through ops that keep a size of 1 on that axis (shape-preserving
+    ops, norms, Slice/Pad that leave it alone, pools and convs with a unit
+    kernel there, Split/Concat on another axis, broadcasting elementwise ops);
+    every branch must end at a known size of 1. Bounded and iterative.
+    """
+    pending = [(name, a)]
+    seen: set[tuple[str, int]] = set()
+    while pending:
+        name, a = pending.pop()
+        if (name, a) in seen:
+            continue
+        seen.add((name, a))
+        if len(seen) > 64:
+            return False
         s = view.shape(name)
         if s is not None and s.dims is not None and len(s.dims) == big_rank and s.dims[a] == 1:
-            return True
+            continue
         p = view.producer_of(name)
         if p is None or p.domain not in ("", "ai.onnx"):
             return False
         if is_insert_wrapper(view, p, a, big_rank):
-            return True
-        if p.op_type == "Transpose":
-            perm = transpose_perm(p, big_rank)
-            if len(perm) != big_rank:
-                return False
-            a = perm[a]
-        elif p.op_type not in SHAPE_PRESERVING and p.op_type not in QDQ:
+            continue
+        sources = _unit_sources(view, p, name, a, big_rank)
+        if sources is None:
             return False
-        name = p.input[0]
-    return False
+        pending.extend(sources)
+    return True
+
+
+def _unit_sources(view: GraphView, node: NodeProto, out: str, a: int, rank: int) -> list[tuple[str, int]] | None:
+    """The (tensor, axis) pairs that must all be 1 for `node`'s output `out` to be 1 on axis `a`; None: unknown."""
+    op = node.op_type
+    if op == "Transpose":
+        perm = transpose_perm(node, rank)
+        return [(node.input[0], perm[a])] if len(perm) == rank else None
+    if op in SHAPE_PRESERVING or op in QDQ or op in CHANNEL_NORMS:
+        return [(node.input[0], a)]
+    if op in ("Slice", "Pad"):
+        return [(node.input[0], a)] if _keeps_axis_size(view, node, a, rank) else None
+    if op in GLOBAL_POOLS:
+        return [] if a >= 2 else None
+    if op in POOLS:
+        kernel, pads = attr(node, "kernel_shape", None), attr(node, "pads", None)
+        j = a - 2
+        if j < 0 or kernel is None or len(kernel) != rank - 2 or kernel[j] != 1:
+            return None
+        if pads is not None and (len(pads) != 2 * (rank - 2) or pads[j] or pads[rank - 2 + j]):
+            return None
+        return [(node.input[0], a)] if node.output[0] == out else None
+    if op in CONV_OPS:
+        w = view.shape(node.input[WEIGHT_INPUT[op]])
+        try:
+            attrs = ConvAttrs.from_node(node, w.dims if w is not None and w.dims is not None else None)
+        except ConvAttrError:
+            return None
+        j = a - 2
+        if j < 0 or attrs.rank != rank - 2 or attrs.droppable_axis_reason(j):
+            return None
+        return [(node.input[0], a)]
+    if op in ("Split", "Concat"):
+        axis = normalize(int(attr(node, "axis", 0)), rank)
+        if axis is None or axis == a:
+            return None
+        return [(node.input[0], a)] if op == "Split" else [(i, a) for i in node.input if i]
+    if op in ELEMENTWISE:
+        sources = []
+        for i in node.input:
+            if not i:
+                continue
+            s = view.shape(i)
+            if s is None or s.dims is None or len(s.dims) > rank:
+                return None
+            local = a - (rank - len(s.dims))  # broadcasting aligns operands to the last axes
+            if local < 0 or s.dims[local] == 1:
+                continue
+            if len(s.dims) != rank:
+                return None
+            sources.append((i, a))
+        return sources
+    return None
+
+
+def _keeps_axis_size(view: GraphView, node: NodeProto, a: int, rank: int) -> bool:
+    """A Slice that does not slice axis `a`, or a Pad that pads it by 0 (both with constant operands)."""
+    if node.op_type == "Slice":
+        if view.opset < 10:
+            starts, axes = attr(node, "starts", None), attr(node, "axes", None)
+        else:
+            starts = view.const_ints(node.input[1]) if len(node.input) > 1 else None
+            axes = view.const_ints(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+            if axes is None and len(node.input) > 3 and node.input[3]:
+                return False
+        if axes is None:
+            if starts is None:
+                return False
+            axes = list(range(len(starts)))
+        return all(normalize(int(x), rank) not in (a, None) for x in axes)
+    if view.opset < 11:
+        pads = attr(node, "pads", None) if view.opset >= 2 else attr(node, "paddings", None)
+    else:
+        pads = view.const_ints(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    if pads is None:
+        return False
+    if len(node.input) > 3 and node.input[3]:
+        axes = view.const_ints(node.input[3])
+        if axes is None:
+            return False
+        axes = [normalize(int(x), rank) for x in axes]
+        if None in axes or len(pads) != 2 * len(axes):
+            return False
+        return a not in axes or (pads[axes.index(a)] == 0 and pads[len(axes) + axes.index(a)] == 0)
+    return len(pads) == 2 * rank and pads[a] == 0 and pads[rank + a] == 0
 
 
 def const_dims(view: GraphView, name: str) -> list[int] | None:
@@ -602,7 +697,28 @@ class RegionEngine:
             return "reshaped in place"
         if weights and self._reshape_dequantized(name, local):
             return "quantized weight reshaped in place behind DequantizeLinear"
+        if weights and self._reshape_behind_cast(name, local):
+            return "stored weight reshaped in place behind its Cast (its storage type kept)"
         return ""
+
+    def _reshape_behind_cast(self, name: str, local: int) -> bool:
+        """A weight stored in another type (bfloat16, float16) and Cast before the conv: reshape the stored
+        tensor, so that the model keeps its storage type instead of a folded float32 copy."""
+        view = self.view
+        cast = view.producer_of(name)
+        if cast is None or cast.op_type != "Cast" or cast.domain not in ("", "ai.onnx") or view.is_graph_output(name):
+            return False
+        stored = cast.input[0]
+        if len(view.consumers_of(stored)) != 1 or view.is_graph_output(stored):
+            return False
+        tensor = view.initializers.get(stored) if view.initializer(stored) is not None else None
+        if tensor is None:
+            tensor = constant_node_tensor(view, stored)
+        if tensor is None:
+            return False
+        self._set_dims(tensor, self._new_dims(tensor.dims, local), stored)
+        self.dropped_value_info.add(name)
+        return True
 
     def _set_dims(self, tensor: TensorProto, dims: list[int], name: str) -> None:
         set_tensor_dims(self.view, tensor, name, dims)
@@ -1226,15 +1342,20 @@ def rule_slice(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int,
 
 
 def rule_shape(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
-    """Shape read only through Gathers of axes before the unit axis: the values do not change."""
+    """Shape gives the same values once its range (start/end), or the constant indices of the
+    Gathers that read it, are remapped past the unit axis; Size never changes."""
     if side != "in":
         return Block("Shape reached from its output")
+    plan = NodePlan(node)
+    plan.data[0] = a
     if node.op_type == "Size":
-        plan = NodePlan(node)
-        plan.data[0] = a
         return plan
     if attr(node, "start", None) is not None or attr(node, "end", None) is not None:
-        return Block("Shape with start/end")
+        edit = _shape_range_edit(eng, node, a)
+        if isinstance(edit, Block):
+            return edit
+        plan.edit = edit
+        return plan
     view = eng.view
     out = node.output[0]
     if view.is_graph_output(out):
@@ -1242,15 +1363,65 @@ def rule_shape(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int,
     users = view.consumers_of(out)
     if not users:
         return Block("Shape is unused")
+    remapped: list[tuple[NodeProto, np.ndarray]] = []
     for user in users:
-        if user.op_type != "Gather" or attr(user, "axis", 0) != 0 or user.input[0] != out:
-            return Block("Shape is read by something other than a Gather")
-        idx = view.const_ints(user.input[1])
-        if idx is None or any(i < 0 or i >= a for i in idx):
-            return Block("Shape is gathered at or after the unit axis")
-    plan = NodePlan(node)
-    plan.data[0] = a
+        if user.op_type != "Gather" or attr(user, "axis", 0) != 0 or user.input[0] != out or user.input[1] == out:
+            return Block("Shape is read by something other than a Gather of its values")
+        idx = view.const_value(user.input[1])
+        if idx is None or idx.dtype.kind not in "iu":
+            return Block("Shape is gathered at computed indices")
+        new = []
+        for i in idx.reshape(-1).tolist():
+            n = normalize(int(i), eng.old_rank)
+            m = eng.remap(n, a) if n is not None else None
+            if m is None:
+                return Block("Shape is gathered at the unit axis" if n is not None else "Gather index out of range")
+            new.append(m if i >= 0 else m - eng.new_rank)
+        if new != idx.reshape(-1).tolist():
+            remapped.append((user, np.asarray(new, dtype=idx.dtype).reshape(idx.shape)))
+
+    def edit(_eng: RegionEngine) -> None:
+        for user, value in remapped:
+            old = user.input[1]
+            name = view.add_initializer(numpy_helper.from_array(value, view.ctx.fresh("shape_index")))
+            view.replace_input(user, 1, name)
+            eng.drop_dead([old])
+
+    plan.edit = edit
     return plan
+
+
+def _shape_range_edit(eng: RegionEngine, node: NodeProto, a: int):
+    """Shape(start, end) (opset 15): the same axes in the new rank; Block when the range holds the unit axis."""
+    start, end = attr(node, "start", None), attr(node, "end", None)
+
+    def resolve(value: int | None, default: int, rank: int) -> int:
+        if value is None:
+            return default
+        value = int(value) + rank if value < 0 else int(value)
+        return min(max(value, 0), rank)
+
+    old_rank, new_rank = eng.old_rank, eng.new_rank
+    s, e = resolve(start, 0, old_rank), resolve(end, old_rank, old_rank)
+    if e <= s:
+        new_s, new_e = 0, 0  # reads nothing, at any rank
+    elif e <= a:
+        new_s, new_e = s, e  # every axis it reads lies before the unit axis
+    elif eng.lift and s >= a:
+        new_s, new_e = s + 1, e + 1
+    elif not eng.lift and s > a:
+        new_s, new_e = s - 1, e - 1
+    else:
+        return Block("Shape range holds the unit axis" if not eng.lift else "Shape range spans the unit axis")
+    if (resolve(start, 0, new_rank), resolve(end, new_rank, new_rank)) == (new_s, new_e):
+        return lambda _eng: None  # the attributes already say it at the new rank
+
+    def edit(_eng: RegionEngine) -> None:
+        set_attr(node, "start", new_s)
+        if end is not None or new_e != new_rank:
+            set_attr(node, "end", new_e)
+
+    return edit
 
 
 RULES: dict[str, Rule] = {}
