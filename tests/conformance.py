@@ -14,6 +14,8 @@ from onnx import numpy_helper
 from util import CONFORMANCE
 
 CONV_OPS = ("Conv", "ConvTranspose", "QLinearConv", "ConvInteger")
+# The ops whose node cases go through every pass (tests/test_conformance_passes.py).
+CONFORMANCE_OPS = CONV_OPS + ("Pad",)
 
 
 @dataclass
@@ -32,18 +34,30 @@ class Case:
 
 
 @functools.lru_cache(maxsize=None)
-def node_cases(ops: tuple[str, ...] = CONV_OPS) -> tuple[Case, ...]:
-    """ONNX node conformance cases whose graph holds one of `ops` (not the *_expanded ones)."""
+def _collected_node_testcases() -> tuple:
+    """The onnx wheel's node test cases, built once (a few seconds) for every selection below."""
     from onnx.backend.test.case import node
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cases = node.collect_testcases(None)
+        return tuple(node.collect_testcases(None))
+
+
+@functools.lru_cache(maxsize=None)
+def node_cases(ops: tuple[str, ...] = CONV_OPS, expanded_ops: tuple[str, ...] = ()) -> tuple[Case, ...]:
+    """ONNX node conformance cases whose graph holds one of `ops`.
+
+    The *_expanded cases (another op's function body written out) are left
+    out, except those holding one of `expanded_ops`: CausalConvWithState's
+    expansions are Concat -> Conv -> Slice streaming graphs, the causal fold's
+    own pattern.
+    """
     out = []
-    for c in cases:
-        if c.name.endswith("_expanded") or c.model is None:
+    for c in _collected_node_testcases():
+        if c.model is None:
             continue
-        if not any(n.op_type in ops for n in c.model.graph.node):
+        wanted = expanded_ops if c.name.endswith("_expanded") else ops
+        if not any(n.op_type in wanted for n in c.model.graph.node):
             continue
         for i, (ins, outs) in enumerate(c.data_sets):
             model = onnx.ModelProto()
