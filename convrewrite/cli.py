@@ -43,9 +43,10 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ConvRewriteError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        except KeyboardInterrupt:
-            click.echo("convrewrite: interrupted; nothing written", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            # Saves are atomic: the output holds the old file or the complete new one.
+            click.echo("convrewrite: interrupted; no partial file written", err=True)
+            sys.exit(143 if isinstance(exc, Terminated) else 130)
         except MemoryError:
             fail("out of memory")
 
@@ -58,8 +59,12 @@ def settings() -> Settings:
     return obj if obj is not None else Settings()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup runs (exit 143 instead of 130)."""
+
+
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

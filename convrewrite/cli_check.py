@@ -8,6 +8,7 @@ model (one line on stderr, never a traceback).
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -116,6 +117,13 @@ def _json_target(path: str | None) -> Path | None:
     return target
 
 
+def _names_same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b) if a.exists() and b.exists() else os.path.abspath(a) == os.path.abspath(b)
+    except OSError:
+        return False
+
+
 def check_options(
     *,
     providers: str | None = None,
@@ -190,6 +198,8 @@ def bisect_and_render(
         return rewrite(original, order, only=only, **rewrite_options)
 
     keys = [r.key for r in result.records if r.status == "rewritten"]
+    # A required provider that cannot run fails every subset alike: no rewrite to blame, so bisect without it.
+    options = {**options, "required": None}
     found = bisect(original, rewrite_fn, keys, **check_options(verbose=verbose, **options))
     click.echo(found.describe())
     if found.culprits and not quiet:
@@ -265,6 +275,9 @@ def check_command(
     if candidate is not None and expected_path is not None:
         raise CheckInputError("give either CANDIDATE or --expected, not both")
     json_target = _json_target(json_path)
+    for given in (original, candidate, inputs_path, expected_path):
+        if json_target is not None and given and _names_same_file(json_target, Path(given)):
+            raise CheckInputError(f"--json {json_path}: is an input ({given}); give another file name")
     options = check_options(
         providers=providers, required=require, seed=_parse_int(seed, "--seed"),
         trials=_parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
@@ -276,7 +289,10 @@ def check_command(
     else:
         if json_target is not None:
             try:
-                json_target.write_text(report.to_json() + "\n", encoding="utf-8")
+                from .io import _atomic_write  # the old file or the whole new one, never a part
+
+                folder = json_target.parent if str(json_target.parent) else Path(".")
+                _atomic_write(folder, json_target, [(report.to_json() + "\n").encode("utf-8")])
             except OSError as exc:
                 raise CheckInputError(f"--json {json_path}: cannot write: {exc.strerror or exc}") from None
         click.echo(report.summary if quiet else render_text(report, verbose=verbose))

@@ -99,6 +99,10 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="With --check: seed for random inputs.")
 @click.option("--trials", type=int, default=1, show_default=True, help="With --check: number of input sets.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=1x64x128", help="With --check: size of dynamic input dims.")
+@click.option("--range", "ranges", multiple=True, metavar="NAME=LO,HI",
+              help="With --check: draw this input uniformly from [LO, HI] instead of a standard normal.")
+@click.option("--ort-opt", "ort_opt", default="disabled", metavar="LEVEL",
+              help="With --check: onnxruntime graph optimizations: disabled (default), basic, extended, all.")
 @click.option("--inputs", "inputs_path", type=click.Path(path_type=str), default=None,
               help="With --check: inputs from an .npz or a folder of .pb tensors.")
 @click.option("--atol", "atols", multiple=True, metavar="[OUT=]VALUE", help="With --check: absolute tolerance.")
@@ -110,8 +114,9 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                     layout: str, folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, causal_target: str | None, force: bool, report_path: str | None,
                     run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
-                    trials: int, shapes: tuple[str, ...], inputs_path: str | None, atols: tuple[str, ...],
-                    rtols: tuple[str, ...], external_data: bool | None) -> None:
+                    trials: int, shapes: tuple[str, ...], ranges: tuple[str, ...], ort_opt: str,
+                    inputs_path: str | None, atols: tuple[str, ...], rtols: tuple[str, ...],
+                    external_data: bool | None) -> None:
     """Rewrite the convolutions of MODEL and write the result to -o OUT.
 
     Every convolution considered gets a record (rewritten, or skipped with the
@@ -131,6 +136,8 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
     if unknown:
         raise ConvRewriteError(f"unknown pass {unknown[0]!r} (known: {', '.join(available_passes())})")
     _check_output_folder(target)
+    if report_path:
+        _check_report_path(report_path, model, target)
 
     loaded = load_with_info(model)
     options: dict[str, Any] = dict(layout=layout, fuse_separable=fuse_separable, force=force,
@@ -142,27 +149,30 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
         click.echo(render_summary(result))
         if opts.verbose:
             click.echo(render_records(result))
-    if report_path:
-        _write_json(report_path, result.to_dict())
 
     if run_check:
         from .cli_check import check_and_render  # the checker pulls in onnxruntime
 
-        ok = check_and_render(original, result.model, providers=providers, required=required, seed=seed,
-                              trials=trials, shapes=shapes, inputs_path=inputs_path, atols=atols, rtols=rtols,
-                              quiet=opts.quiet, verbose=opts.verbose)
+        check_args = dict(providers=providers, required=required, seed=seed, trials=trials, shapes=shapes,
+                          ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
+                          quiet=opts.quiet, verbose=opts.verbose)
+        ok = check_and_render(original, result.model, **check_args)
         if not ok:
             if bisect:
                 from .cli_check import bisect_and_render
 
-                bisect_and_render(original, order, options, result, providers=providers, seed=seed, trials=trials,
-                                  shapes=shapes, inputs_path=inputs_path, atols=atols, rtols=rtols)
+                bisect_and_render(original, order, options, result, **check_args)
             if not force:
+                if report_path:
+                    _write_json(report_path, result.to_dict())  # the records say what to look at (not the model)
                 click.echo("convrewrite: outputs differ; nothing written (use --force to write anyway)", err=True)
                 sys.exit(1)
     if external_data is None:
         external_data = True if loaded.had_external_data else None
-    written = save(result.model, target, external_data=external_data, source=model, in_place=in_place)
+    written = save(result.model, target, external_data=external_data, source=model, in_place=in_place,
+                   source_files=loaded.external_files)
+    if report_path:
+        _write_json(report_path, result.to_dict())
     if not opts.quiet:
         click.echo(f"wrote {written}")
 
@@ -203,6 +213,21 @@ def _check_output_folder(target: str) -> None:
         raise ConvRewriteError(f"{target}: folder {str(folder)!r} is not writable")
 
 
+def _check_report_path(report: str, model: str, target: str) -> None:
+    """Refuse a --report path that cannot be written or would replace the input or the output."""
+    path = Path(report)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConvRewriteError(f"--report {report}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise ConvRewriteError(f"--report {report}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConvRewriteError(f"--report {report}: folder {str(folder)!r} is not writable")
+    for other, what in ((model, "the input model"), (target, "the output model")):
+        if _same_path(report, other) or os.path.abspath(report) == os.path.abspath(other):
+            raise ConvRewriteError(f"--report {report}: is {what}; give another file name")
+
+
 def _write_json(path: str, data: dict[str, Any]) -> None:
     from .io import _atomic_write
 
@@ -210,4 +235,7 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         fail(f"{path}: folder {str(folder)!r} does not exist")
-    _atomic_write(folder, target, [json.dumps(data, indent=2, default=str).encode() + b"\n"])
+    try:
+        _atomic_write(folder, target, [json.dumps(data, indent=2, default=str).encode() + b"\n"])
+    except OSError as exc:
+        raise ConvRewriteError(f"--report {path}: cannot write: {exc.strerror or exc}") from None

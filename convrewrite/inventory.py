@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import onnx
 
 from .conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
@@ -57,6 +58,8 @@ def read_attrs(view: GraphView, node: onnx.NodeProto) -> ConvAttrs:
         s = view.shape(node.input[w_index])
         if s is not None and s.dims is not None:
             weight_shape = s.dims
+        else:
+            weight_shape = _constant_node_dims(view, node.input[w_index])
     try:
         return ConvAttrs.from_node(node, weight_shape)
     except ConvAttrError as exc:
@@ -66,8 +69,9 @@ def read_attrs(view: GraphView, node: onnx.NodeProto) -> ConvAttrs:
 def channels(view: GraphView, node: onnx.NodeProto, attrs: ConvAttrs) -> tuple[int | None, int | None]:
     """(in_channels, out_channels), from the weight when known, else from the input shape."""
     w_index = WEIGHT_INPUT[node.op_type]
-    ws = view.shape(node.input[w_index]) if len(node.input) > w_index else None
-    dims = ws.dims if ws is not None and ws.dims is not None else None
+    weight = node.input[w_index] if len(node.input) > w_index else ""
+    ws = view.shape(weight) if weight else None
+    dims = ws.dims if ws is not None and ws.dims is not None else _constant_node_dims(view, weight)
     first = dims[0] if dims and isinstance(dims[0], int) else None
     second = dims[1] if dims and len(dims) > 1 and isinstance(dims[1], int) else None
     if attrs.transposed:
@@ -81,6 +85,17 @@ def channels(view: GraphView, node: onnx.NodeProto, attrs: ConvAttrs) -> tuple[i
         if xs is not None:
             cin = xs.static(1)
     return cin, cout
+
+
+def _constant_node_dims(view: GraphView, name: str) -> list[int] | None:
+    """Dims of a Constant node's tensor (a weight inside a function, where no shapes are inferred)."""
+    producer = view.producer_of(name) if name else None
+    if producer is None or producer.op_type != "Constant":
+        return None
+    for a in producer.attribute:
+        if a.name == "value" and a.HasField("t"):
+            return [int(d) for d in a.t.dims]
+    return None
 
 
 def describe(view: GraphView, node: onnx.NodeProto) -> dict[str, Any]:
@@ -151,6 +166,7 @@ def classify(
         kinds.add("unit-axis")
     if attrs.rank >= 2 and wrapped_axis(view, node) is not None:
         kinds.add("wrapped-1d")
+        kinds.add("unit-axis")  # the Unsqueeze made that axis: size 1 even where inference lost the shape
     return [k for k in KINDS if k in kinds]
 
 
@@ -192,10 +208,14 @@ def pad_feeding(view: GraphView, node: onnx.NodeProto) -> onnx.NodeProto | None:
 
 
 def slice_after(view: GraphView, node: onnx.NodeProto) -> onnx.NodeProto | None:
-    """The Slice that is this conv's sole consumer (directly or after a Squeeze)."""
+    """The Slice that is this conv's sole consumer (directly or after a Squeeze).
+
+    A Shape (or Size) reader does not count: it reads no values (TorchScript
+    writes `y[:, :, :y.shape[-1] - p]` as Shape -> ... -> Slice end).
+    """
     name = node.output[0]
     for _ in range(3):
-        user = view.sole_consumer(name)
+        user = _sole_value_reader(view, name)
         if user is None:
             return None
         if user.op_type == "Slice":
@@ -204,6 +224,13 @@ def slice_after(view: GraphView, node: onnx.NodeProto) -> onnx.NodeProto | None:
             return None
         name = user.output[0]
     return None
+
+
+def _sole_value_reader(view: GraphView, name: str) -> onnx.NodeProto | None:
+    if view.is_graph_output(name):
+        return None
+    users = [u for u in view.consumers_of(name) if u.op_type not in ("Shape", "Size")]
+    return users[0] if len(users) == 1 else None
 
 
 def _time_axis(attrs: ConvAttrs) -> int | None:
@@ -227,7 +254,7 @@ def _is_causal(view, node, attrs, explicit, pad, trim) -> bool:
         if extra is not None:
             begin, end = begin + extra[0], end + extra[1]
     if trim is not None and not attrs.transposed:
-        dropped = _slice_drop_on_axis(view, trim, node, axis, attrs.rank)
+        dropped = _slice_drop_on_axis(view, trim, node, axis, explicit)
         if dropped is not None:
             begin -= dropped[0] * attrs.strides[axis]
             end -= dropped[1] * attrs.strides[axis]
@@ -270,10 +297,11 @@ def _pad_amount_on_conv_axis(view, pad, conv, axis, rank) -> tuple[int, int] | N
     return pads[target], pads[n + target]
 
 
-def _slice_drop_on_axis(view, trim, conv, axis, rank) -> tuple[int, int] | None:
+def _slice_drop_on_axis(view, trim, conv, axis, explicit: ConvAttrs) -> tuple[int, int] | None:
+    rank = explicit.rank
     operands = slice_operands(view, trim)
     if operands is None:
-        return None
+        return _computed_slice_drop(view, trim, conv, axis, explicit)
     starts, ends, axes, steps = operands
     axes = axes if axes is not None else list(range(len(starts)))
     tensor_rank = rank + 2
@@ -296,6 +324,48 @@ def _slice_drop_on_axis(view, trim, conv, axis, rank) -> tuple[int, int] | None:
             return None
         dim = out_shape.static(a) if out_shape is not None else None
         return slice_kept_range(starts[i], ends[i], dim)
+    return None
+
+
+def _computed_slice_drop(view, trim, conv, axis, explicit: ConvAttrs) -> tuple[int, int] | None:
+    """(front, end) outputs dropped by a Slice whose end is computed from the conv's input or output length.
+
+    Mamba-style code pads k-1 and keeps `[..., :L]` with L the input length;
+    the causal pass proves such an end affine in L with the same helpers.
+    """
+    from .passes.causal import SYMBOLIC_DEPTH, _Affine, _NotAffine, _output_affine, _shape_symbols, _static_operands, _symbolic
+
+    if trim.input[0] != conv.output[0] or len(trim.input) < 3:
+        return None
+    starts, axes, steps, reason = _static_operands(view, trim)
+    if reason:
+        return None
+    axes = axes if axes is not None else list(range(len(starts)))
+    tensor_rank = explicit.rank + 2
+    lout = _output_affine(explicit, axis)
+    if lout is None:
+        return None
+    for i, a in enumerate(axes):
+        a = a + tensor_rank if a < 0 else a
+        if a != 2 + axis:
+            continue
+        if (steps is not None and steps[i] != 1) or starts[i] < 0:
+            return None
+        symbols = {
+            conv.input[0]: _shape_symbols(view.shape(conv.input[0]), a, _Affine(1, 0)),
+            conv.output[0]: _shape_symbols(view.shape(conv.output[0]), a, lout),
+        }
+        try:
+            value = _symbolic(view, trim.input[2], symbols, [], SYMBOLIC_DEPTH)
+        except (_NotAffine, TypeError, ValueError, IndexError, np.exceptions.AxisError):
+            return None
+        flat = value.reshape(-1) if value is not None else None
+        if flat is None or i >= flat.size or not isinstance(flat[i], _Affine):
+            return None
+        end = flat[i]
+        if end.a != lout.a or lout.b - end.b < 0:
+            return None
+        return starts[i], lout.b - end.b
     return None
 
 

@@ -12,12 +12,16 @@ it is.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterable, Iterator, Union
 
 import numpy as np
 import onnx
@@ -138,6 +142,11 @@ def validate(model: ModelProto, label: str, *, output: bool = False) -> None:
     problem = check_tensor_sizes(model)
     if problem:
         raise ModelInvalidError(f"{prefix}: {problem}")
+    # What onnx.checker lets through but nothing could run or rewrite safely.
+    problem = check_domains(model) or check_convolutions(model)
+    if problem:
+        what = "output is not a valid model, nothing written" if output else "not a valid model"
+        raise ModelInvalidError(f"{label}: {what}: {problem}")
 
 
 def check_tensor_sizes(model: ModelProto) -> str | None:
@@ -153,6 +162,100 @@ def check_tensor_sizes(model: ModelProto) -> str | None:
         if expected and len(t.raw_data) != expected:
             return f"initializer {t.name!r} holds {len(t.raw_data)} bytes; dims {list(t.dims)} need {expected}"
     return None
+
+
+# Operator domains onnxruntime implements beyond onnx's own (contrib, layout, extensions, aten fallback).
+RUNTIME_DOMAINS = frozenset({
+    "com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental", "com.microsoft.mlfeaturizers",
+    "com.microsoft.dml", "com.ms.internal.nhwc", "ai.onnx.contrib", "org.pytorch.aten",
+})
+
+
+def _onnx_domains() -> frozenset[str]:
+    global _ONNX_DOMAINS
+    if _ONNX_DOMAINS is None:
+        _ONNX_DOMAINS = frozenset({"", "ai.onnx"} | {s.domain for s in onnx.defs.get_all_schemas_with_history()})
+    return _ONNX_DOMAINS
+
+
+_ONNX_DOMAINS: frozenset[str] | None = None
+
+
+def check_domains(model: ModelProto) -> str | None:
+    """The first node whose operator comes from a domain nobody defines (not onnx, onnxruntime or a model function).
+
+    onnx.checker skips nodes of unknown domains, so such a model passes it,
+    yet nothing can run it or infer its shapes: convrewrite could neither
+    prove a rewrite around that node nor check the result.
+    """
+    known = _onnx_domains() | RUNTIME_DOMAINS | {f.domain for f in model.functions}
+    for body, where in _bodies(model):
+        for node in body.node:
+            if node.domain not in known:
+                name = node.name or node.op_type
+                return (f"node {name!r} ({where}) uses {node.domain}::{node.op_type}, an operator of the unknown "
+                        f"opset domain {node.domain!r}; refused")
+    return None
+
+
+def check_convolutions(model: ModelProto) -> str | None:
+    """The first convolution whose attributes contradict its weight or its input, if any.
+
+    onnx.checker takes `kernel_shape` on trust and does not know a weight's
+    rank when the input's is unknown; every pass reads a convolution through
+    ConvAttrs, so a contradiction here is reported once, as bad input.
+    """
+    from .conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
+
+    for body, where in _bodies(model):
+        dims: dict[str, list[int | None]] = {}
+        for t in getattr(body, "initializer", ()):
+            dims[t.name] = list(t.dims)
+        typed = isinstance(body, onnx.GraphProto)  # a function's inputs are bare names
+        for group in (body.input if typed else (), getattr(body, "value_info", ())):
+            for vi in group:
+                if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+                    dims.setdefault(vi.name, [d.dim_value if d.HasField("dim_value") else None
+                                              for d in vi.type.tensor_type.shape.dim])
+        for node in body.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                for a in node.attribute:
+                    if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                        dims[node.output[0]] = list(a.t.dims)
+            if node.op_type not in CONV_OPS or node.domain not in ("", "ai.onnx"):
+                continue
+            w = WEIGHT_INPUT[node.op_type]
+            weight = dims.get(node.input[w]) if len(node.input) > w and node.input[w] else None
+            label = f"{node.op_type} {node.name or '(unnamed)'} ({where})"
+            try:
+                attrs = ConvAttrs.from_node(node, weight) if weight is not None or _has_attr(node, "kernel_shape") else None
+            except ConvAttrError as exc:
+                return f"{label}: {exc}"
+            data = dims.get(node.input[0]) if node.input and node.input[0] else None
+            if attrs is not None and data is not None and len(data) != attrs.rank + 2:
+                return f"{label}: input has rank {len(data)} but the kernel has {attrs.rank} spatial axes"
+    return None
+
+
+def _has_attr(node: onnx.NodeProto, name: str) -> bool:
+    return any(a.name == name for a in node.attribute)
+
+
+def _bodies(model: ModelProto) -> Iterator[tuple[object, str]]:
+    """Every node list with a readable place: the main graph, subgraphs, model-local functions."""
+    for g in _all_graphs(model.graph):
+        yield g, "graph " + (g.name or "main") if g is not model.graph else "main graph"
+    for func in model.functions:
+        yield func, f"function {func.name}"
+        for node in func.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    for g in _all_graphs(attr.g):
+                        yield g, f"graph {g.name or '?'} in function {func.name}"
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for sub in attr.graphs:
+                        for g in _all_graphs(sub):
+                            yield g, f"graph {g.name or '?'} in function {func.name}"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -305,12 +408,16 @@ def save(
     source: str | os.PathLike | None = None,
     in_place: bool = False,
     check: bool = True,
+    source_files: Iterable[str | os.PathLike] = (),
 ) -> Path:
     """Write `model` to `path` atomically, after onnx.checker (full) accepts it.
 
     external_data: True to write weights to `<name>.data` beside the model,
     None to decide by size (past protobuf's 2 GB limit). `source` is the input
-    file: writing over it is refused unless `in_place`.
+    file and `source_files` its external data files (`LoadedModel.external_files`):
+    writing over any of them is refused unless `in_place`. Any failure to
+    write (folder gone, read-only, disk full) is an OutputError and leaves
+    nothing behind.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
@@ -326,10 +433,21 @@ def save(
         validate(model, str(target), output=True)
     if external_data is None:
         external_data = estimated_size(model) > EXTERNAL_DATA_THRESHOLD
-    if external_data:
-        _save_external(model, target, folder)
-    else:
-        _atomic_write(folder, target, serialized_chunks(model))
+    if not in_place:
+        written = [target, folder / (target.name + ".data")] if external_data else [target]
+        for src in source_files:
+            for out in written:
+                if _same_file(out, Path(src)):
+                    raise OutputError(
+                        f"{target}: writing it would overwrite {out.name}, the input's external data; refused"
+                    )
+    try:
+        if external_data:
+            _save_external(model, target, folder)
+        else:
+            _atomic_write(folder, target, serialized_chunks(model))
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write: {exc.strerror or exc}; nothing written") from None
     return target
 
 
@@ -407,8 +525,10 @@ def _atomic_write(folder: Path, target: Path, chunks, mode: int | None = None) -
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
                 fh.write(chunk)
+                if i == 0:
+                    _test_pause("write", fh)
         os.chmod(tmp, mode if mode is not None else _default_mode())
         os.replace(tmp, target)
     except BaseException:
@@ -417,6 +537,61 @@ def _atomic_write(folder: Path, target: Path, chunks, mode: int | None = None) -
         except OSError:
             pass
         raise
+
+
+# Private test hook, not an interface: `_CONVREWRITE_TEST_PAUSE=PHASE:SECONDS:MARKER`
+# makes a save stop at PHASE ("write": part of the temporary file written and
+# flushed; "rename": between the two renames of an external-data save),
+# create the file MARKER and sleep SECONDS there, so that tests/test_hostile.py
+# can send SIGINT/SIGTERM at a known point of the save.
+_PAUSE_ENV = "_CONVREWRITE_TEST_PAUSE"
+
+
+def _test_pause(phase: str, fh=None) -> None:
+    spec = os.environ.get(_PAUSE_ENV)
+    if not spec:
+        return
+    try:
+        want, seconds, marker = spec.split(":", 2)
+        pause = float(seconds)
+    except ValueError:
+        return
+    if want != phase:
+        return
+    if fh is not None:
+        fh.flush()
+    Path(marker).touch()
+    time.sleep(pause)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block, then deliver them; a no-op outside the main thread.
+
+    Masking the signals would not do: a process-directed signal goes to any
+    thread that does not block it (onnxruntime and BLAS start threads), and
+    Python runs its handler in the main thread all the same. So the handlers
+    are swapped for ones that only note the signal, and the signal is raised
+    again once the block is done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def note(signum: int, frame) -> None:
+        received.append(signum)
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, note)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if received:
+            signal.raise_signal(received[0])
 
 
 def _default_mode() -> int:
@@ -449,8 +624,12 @@ def _save_external(model: ModelProto, target: Path, folder: Path) -> None:
             fh.write(graph_bytes)
         for tmp in (data_tmp, model_tmp):
             os.chmod(tmp, _default_mode())
-        os.replace(data_tmp, folder / data_name)
-        os.replace(model_tmp, target)
+        with _signals_deferred():
+            # The two renames go together: a Ctrl-C or SIGTERM between them
+            # would leave an old model beside new weights.
+            os.replace(data_tmp, folder / data_name)
+            _test_pause("rename")
+            os.replace(model_tmp, target)
     finally:
         for leftover in (data_tmp, model_tmp):
             try:
@@ -485,6 +664,8 @@ def _write_tensors(model: ModelProto, fh, data_name: str, swapped: list) -> None
             fh.write(b"\0" * pad)
             offset += pad
         fh.write(raw)
+        if not swapped:
+            _test_pause("write", fh)
         swapped.append((t, raw if backup is None else None, backup))
         _make_external(t, data_name, offset, len(raw))
         offset += len(raw)

@@ -115,3 +115,59 @@ def test_bad_inputs_one_line_exit_2_nothing_written(tmp_path, kind, command):
     assert not out.exists()
     if before is not None:
         assert sha(path) == before
+
+
+def _run_with_stderr_on_a_terminal(args, cwd=None):
+    """Run the CLI with stderr on a pseudo-terminal (stdout a pipe); return (exit code, stdout, terminal text)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "convrewrite", *args], stdout=subprocess.PIPE, stderr=slave,
+                                cwd=cwd)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not data:
+                break
+            chunks.append(data)
+        stdout = proc.stdout.read().decode()
+        proc.wait(timeout=120)
+    finally:
+        os.close(master)
+    return proc.returncode, stdout, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_on_stderr_only_when_it_is_a_terminal(tmp_path):
+    model = str(MODELS / "tcn_chomp_ts13.onnx")
+    args = ["rewrite", model, "--fold", "all", "--to-2d", "-o", str(tmp_path / "o.onnx")]
+    code, stdout, terminal = _run_with_stderr_on_a_terminal(args)
+    assert code == 0, terminal
+    assert "rewriting" in terminal and "to-2d" in terminal  # click's bar, labelled with the pass it is in
+    assert "rewriting" not in stdout  # the bar never pollutes stdout
+    piped = subprocess.run([sys.executable, "-m", "convrewrite", *args], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == ""  # not a terminal: no bar
+    code, _, terminal = _run_with_stderr_on_a_terminal(["-q", *args])
+    assert code == 0 and "rewriting" not in terminal  # --quiet: no bar either
+
+
+def test_rewrite_check_hides_onnxruntime_log_lines_unless_verbose(tmp_path):
+    """Asking for CUDA where it cannot run makes onnxruntime log at C++ level (fd 2): hidden unless --verbose."""
+    from convrewrite import runtime
+
+    model = str(MODELS / "tcn_chomp_ts13.onnx")
+    args = [sys.executable, "-m", "convrewrite", "rewrite", model, "--to-2d", "-o", str(tmp_path / "o.onnx"),
+            "--check", "--providers", "cpu,cuda"]
+    quiet = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert quiet.stderr == ""
+    for noise in ("[W:onnxruntime", "[E:onnxruntime", "EP Error", "Falling back"):
+        assert noise not in quiet.stdout
+    if not runtime.probe_provider("CUDAExecutionProvider", runtime.DEFAULT_CUDA_OPTIONS)[0]:
+        verbose = subprocess.run(args[:3] + ["-v"] + args[3:], capture_output=True, text=True, timeout=300)
+        assert verbose.returncode == 0
+        assert "onnxruntime" in verbose.stderr  # its own lines, passed through with --verbose

@@ -193,3 +193,22 @@ def test_random_attributes_match_onnxruntime_output_shapes():
             model2.graph.node[0].CopyFrom(node2)
             x = rng.standard_normal((1, 2, size)).astype(np.float32)
             np.testing.assert_allclose(run(model, {"x": x})["y"], run(model2, {"x": x})["y"], atol=1e-6)
+
+
+def test_same_with_dilation_resolved_matches_pytorch():
+    """auto_pad SAME_UPPER with dilation 2 (which onnxruntime refuses to run): the resolved explicit pads
+    reproduce PyTorch's own `padding='same'` outputs, stored with the exported model."""
+    from util import MODELS
+
+    model = onnx.load(str(MODELS / "same_dilated_ts13.onnx"))
+    data = np.load(MODELS / "same_dilated_ts13.npz")
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][0]
+    w = [t for t in model.graph.initializer if t.name == conv.input[1]][0]
+    attrs = ConvAttrs.from_node(conv, list(w.dims))
+    assert attrs.auto_pad == "SAME_UPPER" and attrs.dilations == (2,)
+    x = data[model.graph.input[0].name]
+    explicit = attrs.resolved(list(x.shape[2:]))
+    assert explicit.auto_pad == "NOTSET" and explicit.pads == (2, 2)
+    explicit.apply(conv)
+    out = run(model, {model.graph.input[0].name: x})
+    np.testing.assert_allclose(out[model.graph.output[0].name], data[model.graph.output[0].name], atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -67,40 +68,24 @@ def test_inventory_on_conformance(case):
     assert_attributes_match_nodes(case.model, report)
 
 
-# name -> kinds of each convolution, in graph order (reviewed by hand against the graphs).
-EXPECTED_KINDS = {
-    "causal_constpad_ts13": [["causal", "pad-fed"]],
-    "causal_fpad_ts13": [["dilated", "causal", "pad-fed"]],
-    "causal_fpad_ts9": [["dilated", "causal", "pad-fed"]],
-    "causal_fpad_dyn18noopt": [["dilated", "causal", "pad-fed"]],
-    "chomp_too_large_ts13": [["sliced"]],
-    "reflect_pad_conv_ts13": [["pad-fed"]],
-    "pad_value1_conv_ts13": [["causal", "pad-fed"]],
-    "streaming_cache_ts13": [[]],
-    "same_dilated_ts13": [["dilated"]],
-    "tcn_chomp_ts13": [["causal", "sliced"], ["causal", "sliced"], ["pointwise"],
-                       ["dilated", "causal", "sliced"], ["dilated", "causal", "sliced"]],
-    "tcn_chomp_ts9": [["causal", "sliced"], ["causal", "sliced"], ["pointwise"],
-                      ["dilated", "causal", "sliced"], ["dilated", "causal", "sliced"]],
-    "convtr_causal_trim_ts13": [["strided", "transposed", "sliced"]],
-    "dwsep1d_m2_ts13": [["depthwise", "separable-pair"], ["pointwise", "separable-pair"]],
-    "dwsep_bn_train_ts13": [["depthwise", "separable-pair"], ["pointwise", "separable-pair"]],
-    "mobilenet_v1_block_ts13": [["depthwise"], ["pointwise"]],
-    "mobilenet_block_ts13": [["pointwise"], ["depthwise"], ["pointwise"]],
-    "conformer_conv_ts13": [["pointwise"], ["depthwise"], ["pointwise"]],
-    "whisper_frontend_ts13": [[], ["strided"]],
-    "hifigan_upsampler_ts13": [["strided", "transposed"], [], ["dilated"]],
-    "k3_conv1d": [["unit-axis", "wrapped-1d"]],
-    "k3_conv1d_noopt": [["wrapped-1d"]],
-    "k3_conv1d_causal_d2": [["dilated", "causal", "pad-fed", "unit-axis", "wrapped-1d"]],
-    "k3_conv1dtr_s2": [["strided", "transposed", "unit-axis", "wrapped-1d"]],
-    "k3_sepconv1d": [["depthwise", "separable-pair", "unit-axis", "wrapped-1d"],
-                     ["pointwise", "separable-pair", "unit-axis", "wrapped-1d"]],
-    "k3_sepconv2d": [["depthwise", "separable-pair"], ["pointwise", "separable-pair"]],
-    "k3_dwconv2d_m2_s2": [["depthwise", "strided"]],
-    "k3_conv2d_h1": [["unit-axis"]],
-    "k3_conv2d_kinput": [[]],
-}
+# name -> kinds of each convolution, in graph order, for every model in models/ (reviewed by hand
+# against the graphs: op, attributes, the ops before and after each convolution). A model added
+# to models/ without an entry fails test_every_model_has_expected_kinds.
+EXPECTED_KINDS_FILE = Path(__file__).with_name("expected_kinds.json")
+EXPECTED_KINDS = json.loads(EXPECTED_KINDS_FILE.read_text())
+
+
+def test_every_model_has_expected_kinds():
+    missing = {}
+    for path in sorted(MODELS.glob("*.onnx")):
+        if path.stem not in EXPECTED_KINDS:
+            missing[path.stem] = [c["kinds"] for c in inspect(onnx.load(str(path)))["convolutions"]]
+    assert not missing, (
+        f"models without expected kinds in {EXPECTED_KINDS_FILE.name}; check these against the graph, then add them: "
+        + json.dumps(missing)
+    )
+    stale = sorted(name for name in EXPECTED_KINDS if not (MODELS / f"{name}.onnx").exists())
+    assert not stale, f"{EXPECTED_KINDS_FILE.name} lists models that are not in models/: {stale}"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_KINDS))
@@ -149,3 +134,24 @@ def test_quantized_and_grouped_kinds():
     entry = inspect(model)["convolutions"][0]
     assert entry["kinds"] == ["grouped", "strided", "quantized"]
     assert entry["in_channels"] == 4 and entry["out_channels"] == 4
+
+
+def test_every_body_kind_is_listed_with_its_path_and_kinds():
+    """The same five convolutions in the main graph, both If branches, a Loop body, a Scan body and a function."""
+    from test_big_odd import BODIES, nested_model
+
+    model = nested_model()
+    report = inspect(model)
+    assert len(report["convolutions"]) == len(conv_nodes(model)) == 5 * len(BODIES)
+    expected = {
+        "causal": ["causal", "pad-fed"],
+        "zero_inserted": [],
+        "depthwise": ["depthwise", "separable-pair"],
+        "pointwise": ["pointwise", "separable-pair"],
+        "chomped": ["causal", "sliced"],
+    }
+    for graph, prefix in BODIES.items():
+        rows = {c["name"]: c for c in report["convolutions"] if c["graph"] == graph}
+        assert {name: c["kinds"] for name, c in rows.items()} == {prefix + k: v for k, v in expected.items()}, graph
+        # Channels known everywhere, also where the weights are Constant nodes (the function).
+        assert all(c["in_channels"] == 8 and c["out_channels"] == 8 for c in rows.values()), graph

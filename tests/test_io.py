@@ -179,10 +179,24 @@ def test_output_folder_problems(tmp_path):
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        with pytest.raises(OutputError, match="not writable"):
-            cio.save(small_model(), ro / "o.onnx")
+        if not os.access(ro, os.W_OK):
+            with pytest.raises(OutputError, match="not writable"):
+                cio.save(small_model(), ro / "o.onnx")
+        else:
+            # root ignores the mode bits: save from a child process that lost CAP_DAC_OVERRIDE (tests/test_hostile.py).
+            import subprocess
+            import sys
+
+            from test_hostile import _drop_dac_capabilities
+
+            onnx.save(small_model(), str(tmp_path / "m.onnx"))
+            code = ("import sys, onnx, convrewrite.io as cio\n"
+                    "try:\n    cio.save(onnx.load(sys.argv[1]), sys.argv[2])\n"
+                    "except cio.OutputError as exc:\n    print(exc)\n")
+            child = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.onnx"), str(ro / "o.onnx")],
+                                   capture_output=True, text=True, timeout=60, preexec_fn=_drop_dac_capabilities)
+            assert "not writable" in child.stdout, child.stdout + child.stderr
+        assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o700)
 
