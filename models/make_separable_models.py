@@ -35,15 +35,14 @@ What these add, for `--fold separable`:
     the pointwise Conv with or without the optimizers);
   - `k2_dwconv2d`: tf_keras DepthwiseConv2D, bias as the Conv's input (the
     optimizer merges it);
-  - `k3_dwconv2d_noopt`, `k2_dwconv2d_noopt`, `sep_k2_dwconv1d_noopt`:
+  - `k3_dwconv2d_noopt`, `k2_dwconv2d_noopt`, `k2_dwconv1d_noopt`:
     DepthwiseConv2D/1D with `optimizers={}`. tf2onnx's BiasAdd rewriter
     matches Conv2D only, not DepthwiseConv2dNative, so the bias stays an Add
     on the channels-last tensor after the output Transpose: Keras 3 adds a
     reshaped bias `[1, 1, 1, C*m]`, tf_keras a BiasAdd `[C*m]` (before the 1-D
     layer's Squeeze). These are by analogy with the optimizer-off forms above
-    (no TensorFlow here). The 1-D one is named `sep_*`, not `k2_*`, so that
-    test_rank_keras.py (which lowers every `k[23]_*` 1-D form) does not pick
-    it up yet: `--to-1d` leaves its Add-before-Squeeze bias unfolded.
+    (no TensorFlow here). `--to-1d` lowers the 1-D one and folds that
+    Add-before-Squeeze bias into the conv (test_rank_keras.py).
 """
 
 import os
@@ -354,7 +353,7 @@ def k2_dwconv2d_noopt():
     _dwconv2d_noopt("k2_dwconv2d_noopt", 718, "k2", c=6, mult=1, strides=2)
 
 
-def sep_k2_dwconv1d_noopt():
+def k2_dwconv1d_noopt():
     """tf_keras DepthwiseConv1D(3, 'same') on 40x8 with optimizers={}: Unsqueeze axes
     Reshape(Cast(1)), computed depthwise weight, Conv(group 8, no bias), Transpose([0,2,3,1]),
     Add(bias [8]) (BiasAdd before the Squeeze), Squeeze([1]), Identity, Identity."""
@@ -377,13 +376,13 @@ def sep_k2_dwconv1d_noopt():
     h = g.node("Squeeze", [h, g.init(f"{scope}/Squeeze__{g.uid()}", [1], I64)], f"{scope}/Squeeze")
     h = g.node("Identity", [h], "Identity")
     g.node("Identity", [h], f"Identity__{g.uid()}", output="depthwise_conv1d")
-    finish("sep_k2_dwconv1d_noopt", g, x, "depthwise_conv1d", ref_conv(x, kernel, bias, padding="same", depthwise=True))
+    finish("k2_dwconv1d_noopt", g, x, "depthwise_conv1d", ref_conv(x, kernel, bias, padding="same", depthwise=True))
 
 
 MODELS = [
     sep_dwsep2d_bn, sep_dwsep_bn, sep_dwsep3d_m2, sep_affine_between, sep_convtr_bn, sep_pw_stride2,
     sep_dw_two_consumers, k3_sepconv1d_m2, k2_sepconv1d_noopt, k3_sepconv2d_noopt,
-    k2_sepconv2d, k2_sepconv2d_noopt, k2_dwconv2d, k3_dwconv2d_noopt, k2_dwconv2d_noopt, sep_k2_dwconv1d_noopt,
+    k2_sepconv2d, k2_sepconv2d_noopt, k2_dwconv2d, k3_dwconv2d_noopt, k2_dwconv2d_noopt, k2_dwconv1d_noopt,
 ]
 
 

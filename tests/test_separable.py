@@ -181,7 +181,7 @@ CASES = {
     # optimizer off: the depthwise bias is an Add on the channels-last tensor ([1,1,1,C*m] / [C*m]), folded
     "k3_dwconv2d_noopt": ("Transpose Reshape Transpose Conv Transpose Identity Identity",) * 2 + (0,),
     "k2_dwconv2d_noopt": ("Transpose Reshape Transpose Conv Transpose Identity Identity",) * 2 + (0,),
-    "sep_k2_dwconv1d_noopt": (  # tf_keras DepthwiseConv1D, optimizer off
+    "k2_dwconv1d_noopt": (  # tf_keras DepthwiseConv1D, optimizer off: the bias Add before the Squeeze
         "Cast Reshape Unsqueeze Transpose Reshape Transpose Conv Transpose Squeeze Identity Identity",) * 2 + (0,),
 }
 SAMPLE_CASES = {  # the real tf2onnx / torch exports next to their mirrors in models/

@@ -2,16 +2,19 @@
 
 tf2onnx writes a Keras Conv1D as
 `Unsqueeze -> Transpose(0,3,1,2) -> Conv -> Squeeze(2) -> Add(bias [1,C,1]) -> Transpose(0,2,1)`
-(optimizer off: `... Conv -> Transpose(0,2,3,1) -> Squeeze(-3) -> Add(bias [C])`). Lowering the
+(optimizer off: `... Conv -> Transpose(0,2,3,1) -> Squeeze(-3) -> Add(bias [C])`; tf_keras
+DepthwiseConv1D adds its bias before the Squeeze: `... -> Add(bias [C]) -> Squeeze(1)`). Lowering the
 region cancels the Unsqueeze and Squeeze and turns the 4D Transposes into 3D
-ones; these helpers then fold the bias Add into the conv (exact in real
-arithmetic: per-channel constant added to every output position) and remove
+ones; these helpers then fold the bias Add into the conv when its constant is
+per output channel (exact in real arithmetic: the same constant added to every
+output position of a channel; otherwise the Add stays and why is noted) and remove
 Transposes that became identities or cancel in pairs. They run only on the
 tensors the lowering touched, never over the whole graph.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -19,9 +22,13 @@ from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import WEIGHT_INPUT
 from ..graph import GraphView, attr
-from .reshapes import transpose_perm
+from .channel_layout import layout_axes, per_channel
 
 BIAS_SLOT = 2
+STD_DOMAINS = ("", "ai.onnx")
+# Ops that move data without mixing channels, followed from a conv to its bias Add.
+LAYOUT_OPS = ("Identity", "Transpose", "Squeeze", "Unsqueeze")
+MAX_LAYOUT_OPS = 8
 
 
 def remove_transposes(view: GraphView, names: Iterable[str]) -> int:
@@ -70,65 +77,117 @@ def _bypassable(view: GraphView, node: NodeProto, source: str | None = None) -> 
     return producer is not None and not view.is_graph_output(source) and source not in view.input_set and len(view.consumers_of(source)) == 1
 
 
-def fold_bias_adds(view: GraphView, names: Iterable[str]) -> int:
-    """Fold `Conv -> [Transpose] -> Add(per-channel constant)` into the conv's bias, for each name given."""
-    folded = 0
+@dataclass
+class BiasFold:
+    """One bias Add the lowering met: folded into `conv`'s bias, or kept with the reason in `note`."""
+
+    conv: NodeProto
+    folded: bool
+    note: str
+
+
+def fold_bias_adds(view: GraphView, names: Iterable[str]) -> list[BiasFold]:
+    """Fold the bias Add next to each lowered exit into its conv's bias.
+
+    The Add may read the exit (Keras Conv1D: `Conv -> Squeeze(2) -> Add(bias [1,C,1])`) or
+    write it (tf_keras DepthwiseConv1D with the optimizer off calls bias_add before the
+    Squeeze: `Conv -> Transpose(0,2,3,1) -> Add(bias [C]) -> Squeeze(1)`).
+    """
+    results: list[BiasFold] = []
+    seen: set[int] = set()
     for name in names:
-        if fold_bias_add(view, name):
-            folded += 1
-    return folded
+        for found in (_bias_add_reading(view, name), _bias_add_writing(view, name)):
+            if found is None or id(found[0]) in seen:
+                continue
+            seen.add(id(found[0]))
+            result = fold_bias_add(view, *found)
+            if result is not None:
+                results.append(result)
+    return results
 
 
-def fold_bias_add(view: GraphView, name: str) -> bool:
-    """`name` is a conv output, or a Transpose of one; its sole reader may be an Add of a bias."""
-    add = view.sole_consumer(name)
-    if add is None or add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2:
-        return False
+def _bias_add_reading(view: GraphView, name: str) -> tuple[NodeProto, str] | None:
+    adds = [n for n in view.consumers_of(name) if not view.is_removed(n) and _constant_operand(view, n, name)]
+    return (adds[0], name) if len(adds) == 1 else None
+
+
+def _bias_add_writing(view: GraphView, name: str) -> tuple[NodeProto, str] | None:
+    add = view.producer_of(name)
+    if add is None:
+        return None
+    for data in dict.fromkeys(add.input):
+        if _constant_operand(view, add, data) is not None:
+            return add, data
+    return None
+
+
+def _constant_operand(view: GraphView, node: NodeProto, data: str) -> str | None:
+    """The constant operand of a two-input Add that reads `data` (a residual Add: None)."""
+    if node.op_type != "Add" or node.domain not in STD_DOMAINS or len(node.input) != 2 or data not in node.input:
+        return None
+    if node.input[0] == node.input[1]:
+        return None
+    other = node.input[1] if node.input[0] == data else node.input[0]
+    return other if view.const_value(other) is not None and view.const_value(data) is None else None
+
+
+def fold_bias_add(view: GraphView, add: NodeProto, name: str) -> BiasFold | None:
+    """Fold `add` (name + a constant) into the conv behind `name` when the constant is per output channel.
+
+    `name` is a conv output or reaches one through layout-only ops (Transpose, Identity, and
+    Squeeze/Unsqueeze of unit axes); the constant must broadcast over the channel axis alone, as
+    that axis sits where the Add reads it. None when no conv is behind `name` (not a bias Add).
+    Exact in real arithmetic; with a bias already on the conv the two are summed once, in the conv's dtype.
+    """
+    chain = _layout_chain(view, name)
+    if chain is None:
+        return None
+    conv, layout = chain
+    what = f"Add {add.name or add.output[0]}"
+    other = _constant_operand(view, add, name)
+    if other is None:
+        return None
+
+    def kept(reason: str) -> BiasFold:
+        return BiasFold(conv, False, f"{what} kept: {reason}")
+
     if view.opset < 7 and attr(add, "broadcast", 0):
-        return False
-    if add.input[0] == add.input[1]:
-        return False
-    other = add.input[1] if add.input[0] == name else add.input[0]
-    producer = view.producer_of(name)
-    transpose = None
-    conv = producer
-    if producer is not None and producer.op_type == "Transpose":
-        transpose = producer
-        conv_out = producer.input[0]
-        if view.sole_consumer(conv_out) is not producer:
-            return False
-        conv = view.producer_of(conv_out)
-    if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or conv.domain not in ("", "ai.onnx"):
-        return False
+        return kept("it uses the legacy broadcast attribute")
+    tensors = [conv.output[0]] + [n.output[0] for n in layout]
+    for tensor, reader in zip(tensors, layout + [add]):
+        if view.is_graph_output(tensor):
+            return kept(f"{tensor}, between the conv and the Add, is also a graph output")
+        if view.sole_consumer(tensor) is not reader:
+            return kept(f"{tensor}, between the conv and the Add, has other readers")
     weight = view.shape(conv.input[WEIGHT_INPUT[conv.op_type]])
     if weight is None or weight.dims is None or not all(isinstance(d, int) for d in weight.dims):
-        return False
+        return kept("the conv's weight shape is not known")
     group = int(attr(conv, "group", 1))
     channels = weight.dims[0] if conv.op_type == "Conv" else weight.dims[1] * group
-    rank = len(weight.dims)
+    axes: list[int | None] = list(range(len(weight.dims)))
+    for node in layout:
+        moved = layout_axes(view, node, axes)
+        if moved is None:
+            return kept(f"the channel axis cannot be followed through {node.op_type} {node.name or node.output[0]}")
+        axes = moved
     value = view.const_value(other)
-    if value is None or value.ndim > rank:
-        return False
     dtype = helper.tensor_dtype_to_np_dtype(weight.elem_type)
     if value.dtype != dtype:
-        return False
-    full = value.reshape((1,) * (rank - value.ndim) + value.shape)
-    if transpose is not None:
-        perm = transpose_perm(transpose, rank)
-        if sorted(perm) != list(range(rank)):
-            return False
-        full = np.transpose(full, np.argsort(perm))  # back to the conv's [N, C, ...] layout
-    if any(d != 1 for i, d in enumerate(full.shape) if i != 1) or full.shape[1] not in (1, channels):
-        return False
-    bias = np.broadcast_to(full.reshape(-1), (channels,)).astype(dtype)
+        return kept(f"its constant is {value.dtype}, the conv {np.dtype(dtype)}")
+    channel_axis = axes.index(1)
+    shift = per_channel(value, len(axes), channel_axis, channels)
+    if shift is None:
+        return kept(f"its constant of shape {list(value.shape)} is not per-channel "
+                    f"(the {channels} channels are on axis {channel_axis} there)")
+    bias = shift.astype(dtype)
     old_bias = conv.input[BIAS_SLOT] if len(conv.input) > BIAS_SLOT and conv.input[BIAS_SLOT] else ""
     if old_bias:
         old_value = view.const_value(old_bias)
-        if old_value is None or old_value.shape != (channels,):
-            return False
+        if old_value is None or old_value.shape != (channels,) or old_value.dtype != dtype:
+            return kept("the conv's bias is not a constant of one value per channel")
         bias = (old_value + bias).astype(dtype)
     if not _bypassable(view, add, source=name):
-        return False
+        return kept(f"its output is a graph output and {name} cannot take its name")
     base = (conv.name or conv.output[0]) + "_bias"
     bias_name = view.add_initializer(numpy_helper.from_array(np.ascontiguousarray(bias), view.ctx.fresh(base)))
     if old_bias:
@@ -140,7 +199,19 @@ def fold_bias_add(view: GraphView, name: str) -> bool:
         view.consumers.setdefault(bias_name, []).append(conv)
     view.bypass(add, name, add.output[0])
     _drop_if_unused(view, [other, old_bias])
-    return True
+    return BiasFold(conv, True, f"folded {what} into the bias")
+
+
+def _layout_chain(view: GraphView, name: str) -> tuple[NodeProto, list[NodeProto]] | None:
+    """The Conv/ConvTranspose behind `name` and the layout-only ops from it to `name`, or None."""
+    layout: list[NodeProto] = []
+    node = view.producer_of(name)
+    while node is not None and node.op_type in LAYOUT_OPS and node.domain in STD_DOMAINS and len(layout) < MAX_LAYOUT_OPS:
+        layout.append(node)
+        node = view.producer_of(node.input[0]) if node.input else None
+    if node is None or node.op_type not in ("Conv", "ConvTranspose") or node.domain not in STD_DOMAINS:
+        return None
+    return node, layout[::-1]
 
 
 def _drop_if_unused(view: GraphView, names: list[str]) -> None:
