@@ -226,6 +226,13 @@ class ConvAttrs:
             output_shape=output_shape,
         )
 
+    def ambiguous_output_reason(self) -> str | None:
+        """Why tools disagree on this conv's output shape (so no rewrite can be checked), or None."""
+        if self.transposed and self.auto_pad in ("SAME_UPPER", "SAME_LOWER") and any(self.output_padding):
+            return ("SAME auto_pad with output_padding: onnx shape inference makes the output D*s + output_padding, "
+                    "onnxruntime D*s but plans its buffers with onnx's length, so a rewritten graph may not run")
+        return None
+
     def droppable_axis_reason(self, axis: int) -> str | None:
         """Why spatial `axis` cannot be dropped assuming the input is 1 there; None when it can."""
         if self.kernel_shape[axis] != 1:
@@ -373,9 +380,14 @@ def axis_pads(attrs: ConvAttrs, axis: int, size: int | None) -> tuple[int, int] 
     k, s, d = attrs.kernel_shape[axis], attrs.strides[axis], attrs.dilations[axis]
     if attrs.transposed:
         if attrs.output_shape is not None:
-            lower = attrs.auto_pad == "SAME_LOWER"
+            # The spec (and onnxruntime): the bigger half at the end only for SAME_UPPER, else at the front.
+            lower = attrs.auto_pad != "SAME_UPPER"
             return same_pads_transposed(size, k, s, d, attrs.output_padding[axis], attrs.output_shape[axis], lower)
         if attrs.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            if attrs.output_padding[axis]:
+                # The spec and onnxruntime give D*s, onnx shape inference D*s + output_padding: explicit pads
+                # would change the shapes the checker infers for the model, so the auto_pad stays.
+                return None
             lower = attrs.auto_pad == "SAME_LOWER"
             if s == 1:
                 total = attrs.output_padding[axis] + effective_kernel(k, d) - 1

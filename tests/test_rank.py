@@ -255,6 +255,10 @@ def test_conv_transpose_attributes(attrs, layout):
     w_shape = (4, 3, 3)
     model = _single_conv("ConvTranspose", w_shape=w_shape, x_shape=(1, 4, 10), **attrs)
     result = rewrite_checked(model, ["to-2d"], layout)
+    if attrs.get("auto_pad", "").startswith("SAME") and "output_padding" in attrs:
+        # onnx and onnxruntime disagree on its output length: every pass leaves it alone (test_fuzz_regressions.py)
+        assert not result.changed and "output_padding" in result.records[0].reason
+        return
     conv = next(n for n in result.model.graph.node if n.op_type == "ConvTranspose")
     got = {a.name: list(a.ints) for a in conv.attribute if a.ints}
     p = 0 if layout == "h" else 1

@@ -219,4 +219,36 @@ def run_passes(
         if i:
             ctx.refresh_shapes()
         REGISTRY[name]().run(ctx)
+    # Folds uncover work for each other (separable folds a BatchNorm and leaves the conv right before a Slice
+    # that causal folds), so with more than one fold they run again until a round rewrites nothing: a second
+    # run then changes nothing. Each repeat's rewrites are merged into the first round's records.
+    folds = [n for n in names if n in FOLD_ORDER]
+    for _ in range(MAX_FOLD_ROUNDS if len(folds) > 1 else 0):
+        start = len(ctx.records)
+        for name in folds:  # not announced to `on_pass`: progress counts the passes named, once each
+            ctx.refresh_shapes()
+            REGISTRY[name]().run(ctx)
+        if not _merge_round(ctx.records, start):
+            break
     return RewriteResult(model, ctx.records, ctx.counters, names)
+
+
+MAX_FOLD_ROUNDS = 3  # repeats after the first round; each must rewrite something to go on
+
+
+def _merge_round(records: list[Record], start: int) -> bool:
+    """Fold the records of a repeated round (from `start`) into the earlier ones; whether it rewrote anything."""
+    earlier = {r.key: r for r in records[:start]}
+    rewritten = [r for r in records[start:] if r.rewritten]
+    del records[start:]
+    for r in rewritten:
+        old = earlier.get(r.key)
+        if old is None:
+            records.append(r)
+            continue
+        old.reason = "; ".join(x for x in (old.reason if old.rewritten else "", r.reason) if x)
+        old.status = "rewritten"
+        old.before = old.before if old.before is not None else r.before
+        old.after = r.after
+        old.details = {**old.details, **r.details}
+    return bool(rewritten)

@@ -1902,9 +1902,8 @@ def _compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[Kernel
     if after.auto_pad != "NOTSET" or after.output_shape is not None:
         resolved = after.resolved(_input_sizes(view, node, attrs.rank))
         if resolved is None:
-            return None, (f"zero-inserted kernel (taps every {factors}), but auto_pad {attrs.auto_pad} pads cannot "
-                          "be made explicit (a dynamic input size, or SAME with output_padding) and onnxruntime "
-                          "refuses SAME with dilations")
+            return None, (f"zero-inserted kernel (taps every {factors}), but auto_pad {attrs.auto_pad} pads depend "
+                          "on a dynamic input size and onnxruntime refuses SAME with dilations")
         after = resolved
     details = {"pattern": "zero_inserted_kernel", "factors": factors}
     return KernelChange(after, compact, details, "kernels_compacted"), None

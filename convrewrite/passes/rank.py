@@ -8,7 +8,8 @@ Passes (all exact by construction; see conv-semantics.md "1D -> 2D" and "2D -> 1
 - `to-1d`: lower every 2D convolution with a unit spatial axis (known from
   static shapes, or from the Unsqueeze that makes it) to 1D, removing the
   Unsqueeze/Transpose/Squeeze wrappers exporters put around it (tf2onnx's
-  Keras Conv1D form included) and folding the bias Add that follows them.
+  Keras Conv1D form included) and folding their per-channel bias Add into
+  the conv (after the Squeeze, or before it as tf_keras DepthwiseConv1D writes it).
 - `3d-to-2d`: lower every 3D convolution with a unit spatial axis to 2D by the same rules.
   For the lowering passes `layout` only breaks ties (a 1x1 conv on `[N, C, 1, 1]`):
   `h` drops the first unit spatial axis, `w` the last.
@@ -120,6 +121,10 @@ class RankPass:
             if attrs.rank != self.source_rank:
                 self.skip(ctx, view, node, label, self.wrong_rank_reason(attrs.rank), attrs)
                 continue
+            ambiguous = attrs.ambiguous_output_reason()
+            if ambiguous:
+                self.skip(ctx, view, node, label, ambiguous, attrs)
+                continue
             if not ctx.allowed(self.name, view.path, label):
                 self.skip(ctx, view, node, label, "excluded by selection", attrs)
                 continue
@@ -131,6 +136,7 @@ class RankPass:
         reasons = self.fill(ctx, view, engine, candidates)
         transposes = [p.node for p in engine.plans.values() if p.node.op_type == "Transpose"]
         engine.rewrite()
+        rewritten: dict[str, Record] = {}  # by label: tidy adds what it did next to each conv
         for cand in candidates.values():
             plan = engine.plans.get(id(cand.node))
             if plan is None:
@@ -140,13 +146,14 @@ class RankPass:
             details = {"unit_axis": plan.data[DATA_INPUT], "weight": engine.weight_notes.get(id(cand.node), "")}
             if self.lift:
                 details["layout"] = ctx.options.layout
-            ctx.record(Record(self.name, cand.label, cand.node.op_type, view.path, "rewritten",
-                              before=cand.attrs.to_dict(), after=cand.after.to_dict(), details=details))
+            rewritten[cand.label] = ctx.record(Record(self.name, cand.label, cand.node.op_type, view.path, "rewritten",
+                                                      before=cand.attrs.to_dict(), after=cand.after.to_dict(),
+                                                      details=details))
         transpose_outputs = [t.output[0] for t in transposes]
         view.commit()
         drop_value_info(view, engine.dropped_value_info)
         if not self.lift:
-            self.tidy(ctx, view, engine.cancelled_exits, transpose_outputs)
+            self.tidy(ctx, view, engine.cancelled_exits, transpose_outputs, rewritten)
 
     # --------------------------------------------------------- hooks
 
@@ -158,7 +165,8 @@ class RankPass:
     def fill(self, ctx: PassContext, view: GraphView, engine: RegionEngine, candidates: dict[int, Candidate]) -> dict[int, str]:
         raise NotImplementedError
 
-    def tidy(self, ctx: PassContext, view: GraphView, cancelled: list[str], transposes: list[str]) -> None:
+    def tidy(self, ctx: PassContext, view: GraphView, cancelled: list[str], transposes: list[str],
+             rewritten: dict[str, Record]) -> None:
         pass
 
     def skip(self, ctx: PassContext, view: GraphView, node: NodeProto, label: str, reason: str, attrs: ConvAttrs | None = None) -> None:
@@ -259,14 +267,21 @@ class LowerPass(RankPass):
             return f"spatial axis {j} has size {size}, not 1"
         return f"spatial axis {j} has a size not known to be 1"
 
-    def tidy(self, ctx, view, cancelled, transposes):
+    def tidy(self, ctx, view, cancelled, transposes, rewritten):
         removed = remove_transposes(view, transposes)
         if removed:
             ctx.count("transposes_removed", removed)
         view.commit()
-        folded = fold_bias_adds(view, cancelled)
+        folds = fold_bias_adds(view, cancelled)
+        folded = sum(f.folded for f in folds)
         if folded:
             ctx.count("bias_adds_folded", folded)
+        labels = node_labels(view) if folds else {}  # convs keep their labels: none is added or removed
+        for fold in folds:
+            record = rewritten.get(labels.get(id(fold.conv), ""))
+            if record is not None:
+                notes = [record.details["bias_add"]] if "bias_add" in record.details else []
+                record.details["bias_add"] = "; ".join(notes + [fold.note])
 
 
 @register

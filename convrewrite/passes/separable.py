@@ -35,9 +35,10 @@ from onnx import NodeProto, TensorProto, numpy_helper
 
 from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
 from ..graph import (
-    FOLD_MAX_ELEMENTS, GraphView, Shape, attr, outer_names_used, set_attr, subgraphs, unsqueeze_axes,
+    FOLD_MAX_ELEMENTS, GraphView, Shape, attr, outer_names_used, set_attr, subgraphs,
 )
 from . import PassContext, Record, register
+from .channel_layout import layout_axes as _layout_axes, per_channel as _per_channel
 
 PASS = "separable"
 STD_DOMAINS = ("", "ai.onnx")
@@ -188,6 +189,8 @@ class _ViewRewriter:
             attrs = ConvAttrs.from_node(node, shape.dims)
         except ConvAttrError as exc:
             return f"attributes cannot be read: {exc}"
+        if attrs.ambiguous_output_reason():
+            return attrs.ambiguous_output_reason()
         dtype = FLOAT_TYPES.get(shape.elem_type)
         if dtype is None:
             return f"weights are {TensorProto.DataType.Name(shape.elem_type)}, not float16/float/double"
@@ -381,7 +384,7 @@ class _ViewRewriter:
             return None, f"no pointwise conv after it: the {where} goes to {user.op_type}"
         if user.input[0] != path.name:
             return None, f"{where} is an operand of Conv {self._name(user)}, not its data"
-        if not path.same_layout:
+        if not path.same_layout or len(path.axes) != conv.attrs.rank + 2:  # a Squeeze of a trailing axis
             return None, f"{where} reaches the next conv in another layout (the layout ops do not cancel)"
         pw = self._state(user)
         if isinstance(pw, str):
@@ -644,48 +647,6 @@ def _labels(view: GraphView) -> dict[int, str]:
         counts[node.op_type] = i + 1
         labels[id(node)] = node.name or f"{node.op_type}_{i}"
     return labels
-
-
-def _layout_axes(view: GraphView, node: NodeProto, axes: list[int | None]) -> list[int | None] | None:
-    """The conv-output axes after a layout op, or None when the op is not followed (channel axis lost)."""
-    rank = len(axes)
-    if node.op_type == "Identity":
-        return list(axes)
-    if node.op_type == "Transpose":
-        perm = attr(node, "perm")
-        perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
-        if sorted(perm) != list(range(rank)):
-            return None
-        return [axes[p] for p in perm]
-    given = unsqueeze_axes(view, node)
-    if given is None:
-        return None
-    if node.op_type == "Squeeze":
-        drop = {a + rank if a < 0 else a for a in given}
-        if any(not 0 <= a < rank for a in drop) or any(axes[a] == 1 for a in drop):
-            return None
-        return [a for i, a in enumerate(axes) if i not in drop]
-    out_rank = rank + len(given)
-    inserted = {a + out_rank if a < 0 else a for a in given}
-    if len(inserted) != len(given) or any(not 0 <= a < out_rank for a in inserted):
-        return None
-    rest = iter(axes)
-    return [None if i in inserted else next(rest) for i in range(out_rank)]
-
-
-def _per_channel(value: np.ndarray, rank: int, channel_axis: int, channels: int) -> np.ndarray | None:
-    """The per-channel vector of a constant that broadcasts over `channel_axis` only, else None."""
-    if value.ndim > rank:
-        return None
-    shape = [1] * (rank - value.ndim) + list(value.shape)
-    for i, d in enumerate(shape):
-        if i == channel_axis:
-            if d not in (1, channels):
-                return None
-        elif d != 1:
-            return None
-    flat = value.astype(np.float64).reshape(-1)
-    return flat if flat.size == channels else np.full(channels, flat[0])
 
 
 def _scale_out_channels(w: np.ndarray, scale: np.ndarray, attrs: ConvAttrs) -> np.ndarray:
