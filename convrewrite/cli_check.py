@@ -7,8 +7,6 @@ model (one line on stderr, never a traceback).
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -17,20 +15,9 @@ import click
 import onnx
 
 from . import runtime
+from .cli_common import guarded, settings
+from .io import same_file, writable_target
 from .verify import BisectResult, CheckInputError, bisect, check, render_text
-
-
-def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`cli.guarded` (ConvRewriteError -> one line + exit 2), looked up when the command runs:
-    cli imports this module while it loads, so it cannot be imported here at load time."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .cli import guarded
-
-        return guarded(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 # ------------------------------------------------------------------- parsing
@@ -108,20 +95,7 @@ def _json_target(path: str | None) -> Path | None:
     """Refuse an unwritable --json target before spending time on the check."""
     if path is None or path == "-":
         return None
-    target = Path(path)
-    if target.is_dir():
-        raise CheckInputError(f"--json {path}: is a folder; give a file name")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise CheckInputError(f"--json {path}: folder {str(folder)!r} does not exist")
-    return target
-
-
-def _names_same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b) if a.exists() and b.exists() else os.path.abspath(a) == os.path.abspath(b)
-    except OSError:
-        return False
+    return writable_target(path, f"--json {path}")
 
 
 def check_options(
@@ -239,7 +213,7 @@ def bisect_and_render(
 @click.option("--json", "json_path", metavar="FILE", help="Also write the report as JSON ('-': stdout, no table).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 @click.option("-v", "--verbose", is_flag=True, help="Details for every output and onnxruntime's own log lines.")
-@_guarded
+@guarded
 def check_command(
     original: str,
     candidate: str | None,
@@ -264,8 +238,6 @@ def check_command(
     framework it was exported from) instead. Exit 0 equivalent, 1 not
     equivalent (or a --require'd provider unavailable), 2 bad usage or model.
     """
-    from .cli import settings
-
     quiet = quiet or settings().quiet
     verbose = verbose or settings().verbose
     if not verbose:
@@ -276,7 +248,7 @@ def check_command(
         raise CheckInputError("give either CANDIDATE or --expected, not both")
     json_target = _json_target(json_path)
     for given in (original, candidate, inputs_path, expected_path):
-        if json_target is not None and given and _names_same_file(json_target, Path(given)):
+        if json_target is not None and given and same_file(json_target, given):
             raise CheckInputError(f"--json {json_path}: is an input ({given}); give another file name")
     options = check_options(
         providers=providers, required=require, seed=_parse_int(seed, "--seed"),

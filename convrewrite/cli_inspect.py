@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .cli import guarded, settings
+from .cli_common import guarded, settings
 from .inventory import inventory, render_text, summary_line
 from .io import load
 

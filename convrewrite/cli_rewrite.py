@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .cli import fail, guarded, settings
+from .cli_common import guarded, settings
 from .errors import ConvRewriteError
-from .io import load_with_info, save
+from .io import load_with_info, same_file, save, writable_target
 from .passes import FOLD_ORDER, RewriteResult, available_passes, summarize
 from .api import rewrite
 
@@ -126,7 +125,7 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
     opts = settings()
     if output is None and not in_place:
         raise ConvRewriteError("give -o OUT (or --in-place to overwrite the input)")
-    if output is not None and in_place and not _same_path(output, model):
+    if output is not None and in_place and not same_file(output, model):
         raise ConvRewriteError("--in-place writes over MODEL; do not give a different -o")
     if bisect and not run_check:
         raise ConvRewriteError("--bisect needs --check")
@@ -135,7 +134,7 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
     unknown = [p for p in order if p not in available_passes()]
     if unknown:
         raise ConvRewriteError(f"unknown pass {unknown[0]!r} (known: {', '.join(available_passes())})")
-    _check_output_folder(target)
+    writable_target(target, target)
     if report_path:
         _check_report_path(report_path, model, target)
 
@@ -195,47 +194,19 @@ def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: 
     return result
 
 
-def _same_path(a: str, b: str) -> bool:
-    try:
-        return os.path.exists(a) and os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-def _check_output_folder(target: str) -> None:
-    """Fail before doing any work when the output cannot be written."""
-    folder = Path(target).parent if str(Path(target).parent) else Path(".")
-    if Path(target).is_dir():
-        raise ConvRewriteError(f"{target}: is a folder; give a file name for the output")
-    if not folder.is_dir():
-        raise ConvRewriteError(f"{target}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConvRewriteError(f"{target}: folder {str(folder)!r} is not writable")
-
-
 def _check_report_path(report: str, model: str, target: str) -> None:
     """Refuse a --report path that cannot be written or would replace the input or the output."""
-    path = Path(report)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ConvRewriteError(f"--report {report}: is a folder; give a file name")
-    if not folder.is_dir():
-        raise ConvRewriteError(f"--report {report}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConvRewriteError(f"--report {report}: folder {str(folder)!r} is not writable")
+    writable_target(report, f"--report {report}")
     for other, what in ((model, "the input model"), (target, "the output model")):
-        if _same_path(report, other) or os.path.abspath(report) == os.path.abspath(other):
+        if same_file(report, other):
             raise ConvRewriteError(f"--report {report}: is {what}; give another file name")
 
 
 def _write_json(path: str, data: dict[str, Any]) -> None:
     from .io import _atomic_write
 
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        fail(f"{path}: folder {str(folder)!r} does not exist")
+    target = writable_target(path, f"--report {path}")
     try:
-        _atomic_write(folder, target, [json.dumps(data, indent=2, default=str).encode() + b"\n"])
+        _atomic_write(target.parent if str(target.parent) else Path("."), target, [json.dumps(data, indent=2, default=str).encode() + b"\n"])
     except OSError as exc:
         raise ConvRewriteError(f"--report {path}: cannot write: {exc.strerror or exc}") from None

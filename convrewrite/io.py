@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
-import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import ModelProto, TensorProto, numpy_helper
@@ -419,15 +418,9 @@ def save(
     write (folder gone, read-only, disk full) is an OutputError and leaves
     nothing behind.
     """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise OutputError(f"{target}: is a folder; give a file name for the output")
-    if not folder.is_dir():
-        raise OutputError(f"{target}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{target}: folder {str(folder)!r} is not writable")
-    if source is not None and not in_place and _same_file(target, Path(source)):
+    target = writable_target(path, str(path))
+    folder = target.parent
+    if source is not None and not in_place and same_file(target, source):
         raise OutputError(f"{target}: is the input model; refusing to overwrite it (use --in-place)")
     if check:
         validate(model, str(target), output=True)
@@ -437,7 +430,7 @@ def save(
         written = [target, folder / (target.name + ".data")] if external_data else [target]
         for src in source_files:
             for out in written:
-                if _same_file(out, Path(src)):
+                if same_file(out, src):
                     raise OutputError(
                         f"{target}: writing it would overwrite {out.name}, the input's external data; refused"
                     )
@@ -508,11 +501,31 @@ def estimated_size(model: ModelProto) -> int:
     return total + 64 * len(model.graph.node)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (any spelling, symlink or hard link); by absolute path when one is missing."""
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
     except OSError:
-        return False
+        pass
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def writable_target(path: str | os.PathLike, label: str) -> Path:
+    """`path` as a Path, after refusing one that cannot be written: a folder, or in a missing or read-only folder.
+
+    Run before any work, so a bad -o/--report/--json fails at once rather
+    than after a long rewrite or check.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OutputError(f"{label}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise OutputError(f"{label}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{label}: folder {str(folder)!r} is not writable")
+    return target
 
 
 def _atomic_write(folder: Path, target: Path, chunks, mode: int | None = None) -> None:

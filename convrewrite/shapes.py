@@ -11,7 +11,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto
 
-from .graph import Shape, shape_from_value_info, subgraphs
+from .graph import shape_from_value_info, subgraphs
 
 SKELETON_MIN_BYTES = 4096
 

@@ -318,7 +318,7 @@ def faulty_rewrite(real, faulty_key):
 def test_rewrite_check_writes_nothing_on_failure_and_bisect_names_the_conv(tmp_path, monkeypatch):
     import hashlib
 
-    from convrewrite.cli import main  # first: importing cli_rewrite before cli is a circular import
+    from convrewrite.cli import main
 
     import convrewrite.api
     import convrewrite.cli_rewrite

@@ -815,7 +815,6 @@ class RegionEngine:
         return is_remove_wrapper(self.view, user, a, self.big_rank)
 
     def _wire_tensors(self, plans: list[NodePlan]) -> None:
-        view = self.view
         region_uses: dict[str, list[tuple[NodeProto, int]]] = {}
         for plan in plans:
             for slot in plan.data:

@@ -1,0 +1,62 @@
+"""What every command shares: settings, the one-line error convention, interrupts.
+
+Kept apart from `cli` (which registers the commands) so that a command module
+can be imported on its own without a circular import.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+
+from .errors import ConvRewriteError
+
+
+class Settings:
+    """Options every command shares (set on the group, read by the commands)."""
+
+    def __init__(self, quiet: bool = False, verbose: bool = False) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit: the only way a command reports bad input."""
+    click.echo(f"convrewrite: error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected errors into one line + exit 2; keep tracebacks for real bugs only."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConvRewriteError as exc:
+            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except KeyboardInterrupt as exc:
+            # Saves are atomic: the output holds the old file or the complete new one.
+            click.echo("convrewrite: interrupted; no partial file written", err=True)
+            sys.exit(143 if isinstance(exc, Terminated) else 130)
+        except MemoryError:
+            fail("out of memory")
+
+    return wrapper
+
+
+def settings() -> Settings:
+    ctx = click.get_current_context()
+    obj = ctx.find_object(Settings)
+    return obj if obj is not None else Settings()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup runs (exit 143 instead of 130)."""
+
+
+def sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise Terminated
