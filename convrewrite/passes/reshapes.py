@@ -709,16 +709,20 @@ class RegionEngine:
         if cast is None or cast.op_type != "Cast" or cast.domain not in ("", "ai.onnx") or view.is_graph_output(name):
             return False
         stored = cast.input[0]
-        if len(view.consumers_of(stored)) != 1 or view.is_graph_output(stored):
-            return False
-        tensor = view.initializers.get(stored) if view.initializer(stored) is not None else None
-        if tensor is None:
-            tensor = constant_node_tensor(view, stored)
+        tensor = self._sole_stored_tensor(stored)
         if tensor is None:
             return False
         self._set_dims(tensor, self._new_dims(tensor.dims, local), stored)
         self.dropped_value_info.add(name)
         return True
+
+    def _sole_stored_tensor(self, name: str) -> TensorProto | None:
+        """The initializer or Constant tensor `name`, when one op reads it and it is no graph output (safe to reshape)."""
+        view = self.view
+        if len(view.consumers_of(name)) != 1 or view.is_graph_output(name):
+            return None
+        tensor = view.initializers.get(name) if view.initializer(name) is not None else None
+        return tensor if tensor is not None else constant_node_tensor(view, name)
 
     def _set_dims(self, tensor: TensorProto, dims: list[int], name: str) -> None:
         set_tensor_dims(self.view, tensor, name, dims)
@@ -733,12 +737,7 @@ class RegionEngine:
         if view.is_graph_output(name):
             return False
         quantized = dq.input[0]
-        users = view.consumers_of(quantized)
-        if len(users) != 1 or view.is_graph_output(quantized):
-            return False
-        tensor = view.initializers.get(quantized) if view.initializer(quantized) is not None else None
-        if tensor is None:
-            tensor = constant_node_tensor(view, quantized)
+        tensor = self._sole_stored_tensor(quantized)
         if tensor is None:
             return False
         scale_dims = const_dims(view, dq.input[1]) if len(dq.input) > 1 else None
