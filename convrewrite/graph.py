@@ -821,6 +821,17 @@ def slice_kept_range(start: int, end: int, dim: int | None) -> tuple[int, int | 
     return None
 
 
+def constant_node_tensor(view: GraphView, name: str) -> TensorProto | None:
+    """The `value` tensor of the Constant node (in this view) that produces `name`."""
+    p = view.producer_of(name)
+    if p is None or p.op_type != "Constant" or p.domain not in ("", "ai.onnx"):
+        return None
+    for a in p.attribute:
+        if a.name == "value" and a.HasField("t"):
+            return a.t
+    return None
+
+
 def unsqueeze_axes(view: GraphView, node: NodeProto) -> list[int] | None:
     """Axes of an Unsqueeze/Squeeze in either opset form (None: unknown or all-unit squeeze)."""
     if view.opset < 13:

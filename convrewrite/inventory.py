@@ -15,7 +15,7 @@ import onnx
 
 from .conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
 from .errors import ModelInvalidError
-from .graph import GraphView, ModelContext, attr, iter_views, slice_kept_range, slice_operands, unsqueeze_axes
+from .graph import GraphView, ModelContext, attr, constant_node_tensor, iter_views, slice_kept_range, slice_operands, unsqueeze_axes
 from . import shapes as shape_inference
 
 KINDS = (
@@ -89,13 +89,8 @@ def channels(view: GraphView, node: onnx.NodeProto, attrs: ConvAttrs) -> tuple[i
 
 def _constant_node_dims(view: GraphView, name: str) -> list[int] | None:
     """Dims of a Constant node's tensor (a weight inside a function, where no shapes are inferred)."""
-    producer = view.producer_of(name) if name else None
-    if producer is None or producer.op_type != "Constant":
-        return None
-    for a in producer.attribute:
-        if a.name == "value" and a.HasField("t"):
-            return [int(d) for d in a.t.dims]
-    return None
+    tensor = constant_node_tensor(view, name) if name else None
+    return [int(d) for d in tensor.dims] if tensor is not None else None
 
 
 def describe(view: GraphView, node: onnx.NodeProto) -> dict[str, Any]:

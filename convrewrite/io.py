@@ -13,6 +13,7 @@ it is.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -157,7 +158,7 @@ def check_tensor_sizes(model: ModelProto) -> str | None:
             return f"initializer {t.name!r} has a negative dimension {list(t.dims)}"
         if t.data_type in (TensorProto.UNDEFINED, TensorProto.STRING):
             return f"initializer {t.name!r} has data type {t.data_type} with raw data"
-        expected = _expected_nbytes(t)
+        expected = tensor_nbytes(t)
         if expected and len(t.raw_data) != expected:
             return f"initializer {t.name!r} holds {len(t.raw_data)} bytes; dims {list(t.dims)} need {expected}"
     return None
@@ -170,14 +171,9 @@ RUNTIME_DOMAINS = frozenset({
 })
 
 
+@functools.lru_cache(maxsize=None)
 def _onnx_domains() -> frozenset[str]:
-    global _ONNX_DOMAINS
-    if _ONNX_DOMAINS is None:
-        _ONNX_DOMAINS = frozenset({"", "ai.onnx"} | {s.domain for s in onnx.defs.get_all_schemas_with_history()})
-    return _ONNX_DOMAINS
-
-
-_ONNX_DOMAINS: frozenset[str] | None = None
+    return frozenset({"", "ai.onnx"} | {s.domain for s in onnx.defs.get_all_schemas_with_history()})
 
 
 def check_domains(model: ModelProto) -> str | None:
@@ -246,15 +242,8 @@ def _bodies(model: ModelProto) -> Iterator[tuple[object, str]]:
         yield g, "graph " + (g.name or "main") if g is not model.graph else "main graph"
     for func in model.functions:
         yield func, f"function {func.name}"
-        for node in func.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    for g in _all_graphs(attr.g):
-                        yield g, f"graph {g.name or '?'} in function {func.name}"
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    for sub in attr.graphs:
-                        for g in _all_graphs(sub):
-                            yield g, f"graph {g.name or '?'} in function {func.name}"
+        for g in _function_graphs(func):
+            yield g, f"graph {g.name or '?'} in function {func.name}"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -284,13 +273,18 @@ def _model_graphs(model: ModelProto) -> Iterator[onnx.GraphProto]:
     """The main graph, its subgraphs, and the subgraphs inside model-local functions."""
     yield from _all_graphs(model.graph)
     for func in model.functions:
-        for node in func.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    yield from _all_graphs(attr.g)
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    for g in attr.graphs:
-                        yield from _all_graphs(g)
+        yield from _function_graphs(func)
+
+
+def _function_graphs(func: onnx.FunctionProto) -> Iterator[onnx.GraphProto]:
+    """The subgraphs (any depth) of a model-local function's nodes."""
+    for node in func.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _all_graphs(g)
 
 
 def all_tensors(model: ModelProto) -> Iterator[TensorProto]:
@@ -345,7 +339,7 @@ def _validate_external_data(tensors: list[TensorProto], base: Path, label: str) 
         size = files.setdefault(target, target.stat().st_size)
         offset = int(info.get("offset", "0") or 0)
         length = info.get("length")
-        needed = offset + (int(length) if length else _expected_nbytes(t))
+        needed = offset + (int(length) if length else tensor_nbytes(t))
         if needed > size:
             raise ModelLoadError(
                 f"{label}: external data file {location!r} is too short for tensor {t.name!r} "
@@ -354,7 +348,8 @@ def _validate_external_data(tensors: list[TensorProto], base: Path, label: str) 
     return sorted(files)
 
 
-def _expected_nbytes(t: TensorProto) -> int:
+def tensor_nbytes(t: TensorProto) -> int:
+    """A tensor's data size in bytes from its dims and type (0 when the type has no fixed size)."""
     count = math.prod(t.dims)
     itemsize = _ITEMSIZE.get(t.data_type)
     if itemsize is None:
@@ -384,7 +379,7 @@ def _load_external(tensors: list[TensorProto], base: Path, label: str) -> None:
             if fh is None:
                 fh = handles[target] = open(target, "rb")
             offset = int(info.get("offset", "0") or 0)
-            length = int(info["length"]) if info.get("length") else _expected_nbytes(t)
+            length = int(info["length"]) if info.get("length") else tensor_nbytes(t)
             fh.seek(offset)
             t.raw_data = fh.read(length)
             del t.external_data[:]
@@ -497,7 +492,7 @@ def estimated_size(model: ModelProto) -> int:
     total = 0
     for t in all_tensors(model):
         if t.data_location != TensorProto.EXTERNAL:
-            total += _expected_nbytes(t)
+            total += tensor_nbytes(t)
     return total + 64 * len(model.graph.node)
 
 
@@ -667,7 +662,7 @@ def _write_tensors(model: ModelProto, fh, data_name: str, swapped: list) -> None
                 continue
             backup = None
         else:
-            if _expected_nbytes(t) < EXTERNAL_TENSOR_MIN_BYTES or t.data_type == TensorProto.STRING:
+            if tensor_nbytes(t) < EXTERNAL_TENSOR_MIN_BYTES or t.data_type == TensorProto.STRING:
                 continue
             raw = numpy_helper.to_array(t).tobytes()
             backup = TensorProto()

@@ -9,9 +9,9 @@ inference cheap on a multi-GB model and never copies weights.
 from __future__ import annotations
 
 import onnx
-from onnx import TensorProto
 
 from .graph import shape_from_value_info, subgraphs
+from .io import tensor_nbytes
 
 SKELETON_MIN_BYTES = 4096
 
@@ -100,7 +100,8 @@ def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     copy_fields(graph, sk.graph, skip="initializer")
     declared = {i.name for i in graph.input}
     for t in graph.initializer:
-        if t.HasField("raw_data") and _payload_bytes(t) >= SKELETON_MIN_BYTES:
+        # The size from dims: reading raw_data would copy the bytes.
+        if t.HasField("raw_data") and tensor_nbytes(t) >= SKELETON_MIN_BYTES:
             if t.name not in declared:
                 vi = sk.graph.input.add()
                 vi.name = t.name
@@ -112,18 +113,6 @@ def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
         else:
             sk.graph.initializer.append(t)
     return sk
-
-
-def _payload_bytes(t: TensorProto) -> int:
-    """A tensor's data size from its dims and type: reading `raw_data` would copy the bytes."""
-    count = 1
-    for d in t.dims:
-        count *= d
-    try:
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-    except (KeyError, TypeError, ValueError):
-        itemsize = 1
-    return count * itemsize
 
 
 def copy_fields(src, dst, skip: str) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 
 from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
-from ..graph import GraphView, attr, make_squeeze, make_unsqueeze, set_attr, unsqueeze_axes
+from ..graph import GraphView, attr, constant_node_tensor, make_squeeze, make_unsqueeze, set_attr, unsqueeze_axes
 
 # Ops whose output has the input's shape, with one data input (slot 0) and
 # scalar or shape-free parameters in the other slots.
@@ -279,17 +279,6 @@ def const_dims(view: GraphView, name: str) -> list[int] | None:
     if p is not None and p.op_type == "Constant":
         value = view.const_value(name)
         return list(value.shape) if value is not None else None
-    return None
-
-
-def constant_node_tensor(view: GraphView, name: str) -> TensorProto | None:
-    """The `value` tensor of the Constant node (in this view) that produces `name`."""
-    p = view.producer_of(name)
-    if p is None or p.op_type != "Constant" or p.domain not in ("", "ai.onnx"):
-        return None
-    for a in p.attribute:
-        if a.name == "value" and a.HasField("t"):
-            return a.t
     return None
 
 
