@@ -88,3 +88,11 @@ def print_table():
     print("|---|---|---|---|")
     for name, ops, shapes, diff in RESULTS:
         print(f"| `{name}.onnx` | {ops} | {shapes} | {diff} |")
+
+
+def make_all(makers, filters) -> None:
+    """Run every maker whose name contains one of `filters` (all when none), then print the table rows."""
+    for make in makers:
+        if not filters or any(f in make.__name__ for f in filters):
+            make()
+    print_table()

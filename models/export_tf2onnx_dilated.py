@@ -189,14 +189,11 @@ MODELS = [
 
 
 def main(filters):
-    from _common import print_table
+    from _common import make_all
 
     tf, keras, tf2onnx = _tf()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, tf2onnx {tf2onnx.__version__}")
-    for make in MODELS:
-        if not filters or any(f in make.__name__ for f in filters):
-            make()
-    print_table()
+    make_all(MODELS, filters)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _common import print_table
+from _common import make_all
 from make_torch_models import (
     TCN, CausalConstPad, CausalFPad, ConvTrCausalTrim, StreamingCache, WaveNet, export_all, seeded,
 )
@@ -187,10 +187,7 @@ MODELS = [
 
 
 def main(filters):
-    for make in MODELS:
-        if not filters or any(f in make.__name__ for f in filters):
-            make()
-    print_table()
+    make_all(MODELS, filters)
 
 
 if __name__ == "__main__":

@@ -683,12 +683,9 @@ MODELS = [
 
 def main(filters):
     sys.path.insert(0, HERE)
-    from _common import print_table
+    from _common import make_all
 
-    for make in MODELS:
-        if not filters or any(f in make.__name__ for f in filters):
-            make()
-    print_table()
+    make_all(MODELS, filters)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ import torch
 import torch.nn as nn
 from onnx import TensorProto
 
-from _common import HERE, print_table
+from _common import HERE, make_all
 from make_tf2onnx_models import (
     I64, TfGraph, conv_attrs, dw_weight, finish, k_conv2d, k_sepconv1d, rand, ref_conv, ref_separable, tf_pads,
 )
@@ -213,6 +213,22 @@ def _noopt_dw_weight(g, scope, dw, shape):
     return g.node("Transpose", [w], f"{scope}/depthwise__{g.uid()}", perm=[3, 2, 0, 1])
 
 
+def _noopt_expand_depthwise(g, scope, conv_scope, kernel):
+    """tf_keras's 1-D depthwise step with the optimizer off: ExpandDims (axes Reshape(Cast(1))) of the NWC
+    input, Transpose to NCHW, depthwise Conv([1, 3], 8 channels, 'same') on the computed weight,
+    Transpose back to NHWC (before the Squeeze)."""
+    axes = g.node("Cast", [g.init(f"{scope}/ExpandDims/dim:0", np.array(1, np.int32))],
+                  f"{scope}/ExpandDims__{g.uid()}", to=TensorProto.INT64)
+    axes = g.node("Reshape", [axes, g.init(f"{scope}/ExpandDims__{g.uid()}__shape", [1], I64)],
+                  f"{scope}/ExpandDims__{g.uid()}")
+    h = g.node("Unsqueeze", ["x", axes], f"{scope}/ExpandDims")
+    h = g.node("Transpose", [h], f"{conv_scope}/depthwise__{g.uid()}", perm=[0, 3, 1, 2])
+    w = _noopt_dw_weight(g, conv_scope, kernel[None], [1, 3, 1, 8])
+    h = g.node("Conv", [h, w], f"{conv_scope}/depthwise",
+               **conv_attrs([1, 3], [1, 1], [1, 1], [0, 1, 0, 1], 8, depthwise=True))
+    return g.node("Transpose", [h], f"{conv_scope}/depthwise__{g.uid()}", perm=[0, 2, 3, 1])
+
+
 def k2_sepconv1d_noopt():
     """tf_keras SeparableConv1D(8, 3, 'same') with optimizers={}: axes Reshape(Cast(1)), computed
     depthwise weight, Transpose pair between the convs, bias as the pointwise Conv's input,
@@ -223,16 +239,7 @@ def k2_sepconv1d_noopt():
     g = TfGraph("sequential", share=False)
     scope = "sequential/separable_conv1d"
     sep = f"{scope}/separable_conv2d"
-    axes = g.node("Cast", [g.init(f"{scope}/ExpandDims/dim:0", np.array(1, np.int32))],
-                  f"{scope}/ExpandDims__{g.uid()}", to=TensorProto.INT64)
-    axes = g.node("Reshape", [axes, g.init(f"{scope}/ExpandDims__{g.uid()}__shape", [1], I64)],
-                  f"{scope}/ExpandDims__{g.uid()}")
-    h = g.node("Unsqueeze", ["x", axes], f"{scope}/ExpandDims")
-    h = g.node("Transpose", [h], f"{sep}/depthwise__{g.uid()}", perm=[0, 3, 1, 2])
-    w = _noopt_dw_weight(g, sep, dw[None], [1, 3, 1, 8])
-    h = g.node("Conv", [h, w], f"{sep}/depthwise",
-               **conv_attrs([1, 3], [1, 1], [1, 1], [0, 1, 0, 1], 8, depthwise=True))
-    h = g.node("Transpose", [h], f"{sep}/depthwise__{g.uid()}", perm=[0, 2, 3, 1])
+    h = _noopt_expand_depthwise(g, scope, sep, dw)
     h = g.node("Transpose", [h], f"{sep}__{g.uid()}", perm=[0, 3, 1, 2])
     h = g.node("Conv", [h, g.init(f"{scope}/ExpandDims_2:0", pw.T[:, :, None, None]),
                         g.init(f"{scope}/BiasAdd/ReadVariableOp:0", bias)],
@@ -362,16 +369,7 @@ def k2_dwconv1d_noopt():
     x = rng.standard_normal((1, 40, 8), np.float32)
     g = TfGraph("sequential", share=False)
     scope = "sequential/depthwise_conv1d"
-    axes = g.node("Cast", [g.init(f"{scope}/ExpandDims/dim:0", np.array(1, np.int32))],
-                  f"{scope}/ExpandDims__{g.uid()}", to=TensorProto.INT64)
-    axes = g.node("Reshape", [axes, g.init(f"{scope}/ExpandDims__{g.uid()}__shape", [1], I64)],
-                  f"{scope}/ExpandDims__{g.uid()}")
-    h = g.node("Unsqueeze", ["x", axes], f"{scope}/ExpandDims")
-    h = g.node("Transpose", [h], f"{scope}/depthwise__{g.uid()}", perm=[0, 3, 1, 2])
-    w = _noopt_dw_weight(g, scope, kernel[None], [1, 3, 1, 8])
-    h = g.node("Conv", [h, w], f"{scope}/depthwise",
-               **conv_attrs([1, 3], [1, 1], [1, 1], [0, 1, 0, 1], 8, depthwise=True))
-    h = g.node("Transpose", [h], f"{scope}/depthwise__{g.uid()}", perm=[0, 2, 3, 1])
+    h = _noopt_expand_depthwise(g, scope, scope, kernel)
     h = g.node("Add", [h, g.init(f"{scope}/BiasAdd/ReadVariableOp:0", bias)], f"{scope}/BiasAdd")
     h = g.node("Squeeze", [h, g.init(f"{scope}/Squeeze__{g.uid()}", [1], I64)], f"{scope}/Squeeze")
     h = g.node("Identity", [h], "Identity")
@@ -387,10 +385,7 @@ MODELS = [
 
 
 def main(filters):
-    for make in MODELS:
-        if not filters or any(f in make.__name__ for f in filters):
-            make()
-    print_table()
+    make_all(MODELS, filters)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
-from _common import print_table, save
+from _common import make_all, save
 
 OPSET = 13
 # tf2onnx 1.17 stamps IR version 7 on its opset-13 models (every k3_* exporter sample
@@ -636,10 +636,7 @@ MODELS = [
 
 
 def main(filters):
-    for make in MODELS:
-        if not filters or any(f in make.__name__ for f in filters):
-            make()
-    print_table()
+    make_all(MODELS, filters)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _common import HERE, print_table, save
+from _common import HERE, make_all, save
 
 EXPECTED_TORCH = "2.13.0"
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" noise
@@ -559,10 +559,7 @@ def main(filters):
     if not torch.__version__.startswith(EXPECTED_TORCH):
         print(f"warning: torch {torch.__version__}, the models were made with {EXPECTED_TORCH}; "
               "exports may differ", file=sys.stderr)
-    for make in MODELS:
-        if not filters or any(f in make.__name__ for f in filters):
-            make()
-    print_table()
+    make_all(MODELS, filters)
 
 
 if __name__ == "__main__":

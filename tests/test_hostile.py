@@ -242,15 +242,20 @@ def assert_one_line_exit_2(code: int, stderr: str, pattern: str) -> None:
     assert re.search(pattern, lines[0]), (pattern, lines[0])
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
-@pytest.mark.parametrize("kind", list(BAD_MODELS))
-def test_bad_model_one_line_exit_2_nothing_written_input_unchanged(tmp_path, kind, command):
+def _bad_case(tmp_path, kind):
+    """Folders `in` (the bad model, its files and a good model) and `out`, and a snapshot of both."""
     work, out = tmp_path / "in", tmp_path / "out"
     work.mkdir()
     out.mkdir()
     bad, files, message = BAD_MODELS[kind](work)
     good = write(work / "good.onnx", conv_model())
-    before = snapshot(work, out)
+    return work, out, bad, files, message, good, snapshot(work, out)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("kind", list(BAD_MODELS))
+def test_bad_model_one_line_exit_2_nothing_written_input_unchanged(tmp_path, kind, command):
+    work, out, bad, files, message, good, before = _bad_case(tmp_path, kind)
     hashes = {p: sha(p) for p in ([bad] if bad.is_file() else []) + files}
     code, _, stderr = invoke(COMMANDS[command](bad, good, out))
     assert_one_line_exit_2(code, stderr, message)
@@ -262,12 +267,7 @@ def test_bad_model_one_line_exit_2_nothing_written_input_unchanged(tmp_path, kin
 @pytest.mark.parametrize("kind", ["truncated", "unknown-domain", "kernel-shape", "external-../../etc/passwd"])
 def test_bad_model_in_a_real_process(tmp_path, kind, command):
     """The same, as a user's shell sees it: the process's own exit code and stderr."""
-    work, out = tmp_path / "in", tmp_path / "out"
-    work.mkdir()
-    out.mkdir()
-    bad, files, message = BAD_MODELS[kind](work)
-    good = write(work / "good.onnx", conv_model())
-    before = snapshot(work, out)
+    work, out, bad, files, message, good, before = _bad_case(tmp_path, kind)
     proc = subprocess.run(PY + COMMANDS[command](bad, good, out), capture_output=True, text=True, timeout=120)
     assert_one_line_exit_2(proc.returncode, proc.stderr, message)
     assert snapshot(work, out) == before
