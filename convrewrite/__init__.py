@@ -43,14 +43,15 @@ __all__ = [
 
 
 _CHECKER_NAMES = (
-    "check", "bisect", "CheckReport", "BisectResult", "make_inputs", "compare_arrays", "default_tolerance", "render_text",
+    "check", "bisect", "CheckReport", "BisectResult", "make_inputs", "compare_arrays", "compare_values",
+    "default_tolerance", "render_text",
 )
 
 
 def __getattr__(name: str):
     # The checker pulls in onnxruntime: import it only when asked for.
     if name in _CHECKER_NAMES:
-        from . import verify
+        from . import checker
 
-        return getattr(verify, name)
+        return getattr(checker, name)
     raise AttributeError(f"module 'convrewrite' has no attribute {name!r}")

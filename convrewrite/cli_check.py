@@ -1,8 +1,9 @@
 """`convrewrite check`: run two models (or one model and reference outputs) and compare.
 
-Parses options, calls `verify.check`, renders. Exit 0 equivalent; 1 not
-equivalent or a required provider unavailable; 2 usage error or unreadable
-model (one line on stderr, never a traceback).
+Parses options, calls `checker.check`, renders. Exit 0 equivalent; 1 not
+equivalent or a required provider unavailable; 2 cannot check (the original
+does not run), a usage error or an unreadable model (one line on stderr,
+never a traceback).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import onnx
 from . import runtime
 from .cli_common import guarded, settings
 from .io import same_file, writable_target
-from .verify import BisectResult, CheckInputError, bisect, check, render_text
+from .checker import BisectResult, CheckInputError, CheckReport, bisect, check, render_text
 
 
 # ------------------------------------------------------------------- parsing
@@ -53,7 +54,7 @@ def parse_range(text: str) -> tuple[str, tuple[float, float]]:
         lo, hi = (float(p) for p in value.split(","))
     except ValueError:
         raise CheckInputError(f"--range {text!r}: expected {example}") from None
-    return name, (lo, hi)  # bounds are validated by verify.check
+    return name, (lo, hi)  # bounds are validated by the checker
 
 
 def parse_tolerances(values: tuple[str, ...], option: str) -> dict[str, float] | None:
@@ -68,7 +69,7 @@ def parse_tolerances(values: tuple[str, ...], option: str) -> dict[str, float] |
         elif not name:
             raise CheckInputError(f"{option} {text!r}: expected VALUE or OUTPUT=VALUE")
         try:
-            out[name] = float(value)  # the range (finite, >= 0) is validated by verify.check
+            out[name] = float(value)  # the range (finite, >= 0) is validated by the checker
         except ValueError:
             raise CheckInputError(f"{option} {text!r}: {value!r} is not a number") from None
     return out
@@ -110,9 +111,11 @@ def check_options(
     atols: Iterable[str] = (),
     rtols: Iterable[str] = (),
     ort_opt: str = "disabled",
+    finite: bool = False,
+    ignore_interface: bool = False,
     verbose: bool = False,
 ) -> dict[str, Any]:
-    """The keyword arguments of `verify.check` from option strings as typed (shared with `rewrite --check`)."""
+    """The keyword arguments of `checker.check` from option strings as typed (shared with `rewrite --check`)."""
     if isinstance(required, str):
         required = [required]
     return dict(
@@ -126,6 +129,8 @@ def check_options(
         providers=providers,
         require=list(required or []) or None,
         ort_opt=ort_opt,
+        finite=finite,
+        ignore_interface=ignore_interface,
         verbose=verbose,
     )
 
@@ -137,8 +142,8 @@ def check_and_render(
     quiet: bool = False,
     verbose: bool = False,
     **options: Any,
-) -> bool:
-    """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return ok.
+) -> CheckReport:
+    """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return it.
 
     `options` are those of `check_options` (option strings as typed).
     """
@@ -149,7 +154,7 @@ def check_and_render(
         **check_options(verbose=verbose, **options),
     )
     click.echo(report.summary if quiet else render_text(report, verbose=verbose))
-    return report.ok
+    return report
 
 
 def bisect_and_render(
@@ -194,9 +199,11 @@ def bisect_and_render(
               help="Reference outputs (keyed by output name) to compare ORIGINAL against, instead of a CANDIDATE. "
                    "Inputs default to the same file.")
 @click.option("--seed", default="0", metavar="N", help="Seed of the random inputs (trial k uses N+k). Default 0.")
-@click.option("--trials", default="1", metavar="N", help="Number of random input sets. Default 1.")
+@click.option("--trials", default="1", metavar="N",
+              help="Number of normal draws; a wide and a special-values draw are always added. Default 1.")
+@click.option("--finite", is_flag=True, help="Leave out the special-values draw (Inf, NaN, -0, subnormals).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=1x64x128",
-              help="Shape of an input with dynamic dimensions (repeatable). Default: 1 for the first dim, 16 else.")
+              help="Shape of an input with dynamic dimensions (repeatable). Default: chosen so the original runs.")
 @click.option("--range", "ranges", multiple=True, metavar="NAME=LO,HI",
               help="Draw this input uniformly from [LO, HI] instead of a standard normal (repeatable).")
 @click.option("--atol", "atols", multiple=True, metavar="[OUT=]VALUE",
@@ -210,6 +217,8 @@ def bisect_and_render(
               help="Providers that must run: unavailable is a failure (exit 1).")
 @click.option("--ort-opt", "ort_opt", default="disabled", metavar="LEVEL",
               help="onnxruntime graph optimizations: disabled (default), basic, extended, all.")
+@click.option("--ignore-interface", is_flag=True,
+              help="Interface changes (names, types, dims of inputs and outputs) are warnings, not failures.")
 @click.option("--json", "json_path", metavar="FILE", help="Also write the report as JSON ('-': stdout, no table).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 @click.option("-v", "--verbose", is_flag=True, help="Details for every output and onnxruntime's own log lines.")
@@ -228,6 +237,8 @@ def check_command(
     providers: str | None,
     require: tuple[str, ...],
     ort_opt: str,
+    finite: bool,
+    ignore_interface: bool,
     json_path: str | None,
     quiet: bool,
     verbose: bool,
@@ -236,7 +247,8 @@ def check_command(
 
     With --expected, compare ORIGINAL against reference outputs (from the
     framework it was exported from) instead. Exit 0 equivalent, 1 not
-    equivalent (or a --require'd provider unavailable), 2 bad usage or model.
+    equivalent (or a --require'd provider unavailable), 2 cannot check (the
+    original does not run on any input tried), bad usage or unreadable model.
     """
     quiet = quiet or settings().quiet
     verbose = verbose or settings().verbose
@@ -253,7 +265,7 @@ def check_command(
     options = check_options(
         providers=providers, required=require, seed=_parse_int(seed, "--seed"),
         trials=_parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
-        atols=atols, rtols=rtols, ort_opt=ort_opt, verbose=verbose,
+        atols=atols, rtols=rtols, ort_opt=ort_opt, finite=finite, ignore_interface=ignore_interface, verbose=verbose,
     )
     report = check(original, candidate, expected=expected_path, **options)
     if json_path == "-":
@@ -268,4 +280,4 @@ def check_command(
             except OSError as exc:
                 raise CheckInputError(f"--json {json_path}: cannot write: {exc.strerror or exc}") from None
         click.echo(report.summary if quiet else render_text(report, verbose=verbose))
-    sys.exit(0 if report.ok else 1)
+    sys.exit(report.exit_code)

@@ -96,7 +96,10 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--providers", default=None, help="With --check: providers to compare on (cpu,cuda). Default: all that can run.")
 @click.option("--require", "required", default=None, help="With --check: providers that must run (e.g. cuda).")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --check: seed for random inputs.")
-@click.option("--trials", type=int, default=1, show_default=True, help="With --check: number of input sets.")
+@click.option("--trials", type=int, default=1, show_default=True,
+              help="With --check: number of normal draws (a wide and a special-values draw are always added).")
+@click.option("--finite", is_flag=True, help="With --check: leave out the special-values draw (Inf, NaN, -0, subnormals).")
+@click.option("--ignore-interface", is_flag=True, help="With --check: interface changes are warnings, not failures.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=1x64x128", help="With --check: size of dynamic input dims.")
 @click.option("--range", "ranges", multiple=True, metavar="NAME=LO,HI",
               help="With --check: draw this input uniformly from [LO, HI] instead of a standard normal.")
@@ -113,7 +116,8 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                     layout: str, folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, causal_target: str | None, force: bool, report_path: str | None,
                     run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
-                    trials: int, shapes: tuple[str, ...], ranges: tuple[str, ...], ort_opt: str,
+                    trials: int, finite: bool, ignore_interface: bool, shapes: tuple[str, ...],
+                    ranges: tuple[str, ...], ort_opt: str,
                     inputs_path: str | None, atols: tuple[str, ...], rtols: tuple[str, ...],
                     external_data: bool | None) -> None:
     """Rewrite the convolutions of MODEL and write the result to -o OUT.
@@ -154,9 +158,16 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
 
         check_args = dict(providers=providers, required=required, seed=seed, trials=trials, shapes=shapes,
                           ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
+                          finite=finite, ignore_interface=ignore_interface,
                           quiet=opts.quiet, verbose=opts.verbose)
-        ok = check_and_render(original, result.model, **check_args)
-        if not ok:
+        report = check_and_render(original, result.model, **check_args)
+        if report.cannot_check is not None:
+            if report_path:
+                _write_json(report_path, result.to_dict())
+            click.echo("convrewrite: cannot check: the original does not run on the inputs tried; nothing written "
+                       "(give --shape or --inputs, or drop --check)", err=True)
+            sys.exit(2)
+        if not report.ok:
             if bisect:
                 from .cli_check import bisect_and_render
 

@@ -113,6 +113,11 @@ _SOURCE_PREFIX = re.compile(r"^\S+\.(?:cc|cpp|h):\d+\s+.*?\)\s+")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def strip_ansi(text: str) -> str:
+    """onnxruntime's text without terminal colour codes."""
+    return _ANSI.sub("", text)
+
+
 def ort_error_line(exc: BaseException | str) -> str:
     """onnxruntime's first line of an error, without its error-code and source-file prefixes."""
     text = _ANSI.sub("", str(exc))

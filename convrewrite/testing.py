@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .io import ModelSource
-from .verify import CheckReport, check, render_text
+from .checker import CheckReport, check, render_text
 
 
 def assert_equivalent(a: ModelSource, b: ModelSource | None = None, **options: Any) -> CheckReport:

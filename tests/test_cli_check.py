@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 
 from convrewrite import runtime
 from convrewrite.cli_check import check_command
-from convrewrite.verify import make_inputs
+from convrewrite.checker import make_inputs
 from util import init, make_model, vi
 
 F = TensorProto.FLOAT
@@ -160,10 +160,10 @@ def test_json_report(tmp_path):
     result = invoke(a, b, "--json", out, "--seed", "7", "--trials", "2", "--atol", "1e-4", "--rtol", "y=1e-3")
     assert result.exit_code == 1
     data = json.loads(out.read_text())
-    assert data["schema"] == "convrewrite.check/1" and data["ok"] is False
+    assert data["schema"] == "convrewrite.check/2" and data["ok"] is False
     row = next(r for r in data["results"] if r["output"] == "y")
     assert (row["atol"], row["rtol"]) == (1e-4, 1e-3)
-    assert [t["seed"] for t in data["trials"]] == [7, 8]
+    assert [t["seed"] for t in data["trials"]] == [7, 8, 9, 10]  # 2 normal, wide, special values
     to_stdout = invoke(a, a, "--json", "-")
     assert to_stdout.exit_code == 0 and json.loads(to_stdout.stdout)["ok"] is True
 
@@ -172,9 +172,10 @@ def test_shape_and_range_options(tmp_path):
     a = save(tmp_path, "a.onnx", conv1d(shape=("N", 3, "T")))
     result = invoke(a, a, "--shape", "x=2x3x40", "--range", "x=-1,1", "-v")
     assert result.exit_code == 0, result.output
-    assert "x: float32 [2x3x40] uniform[-1, 1)" in result.stdout and "N=2, T=40" in result.stdout
+    assert "x: float32 [2x3x40] uniform in [-1, 1]" in result.stdout
+    assert "dims: N=2 (given shape), T=40 (given shape)" in result.stdout
     defaults = invoke(a, a)
-    assert "N=1, T=16" in defaults.stdout and "defaults used" in defaults.stdout
+    assert "dims: N=2 (batch: 2 distinct samples), T=16 (default length)" in defaults.stdout
 
 
 @pytest.mark.parametrize("onnx_path", sorted(glob.glob(str(SAMPLES / "*.onnx"))), ids=os.path.basename)
@@ -205,14 +206,14 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path):
     raw = tmp_path / "raw.npz"
     raw.write_bytes(pickle.dumps([1, 2, 3]))
     assert_one_line_error(invoke(a, a, "--inputs", raw), "pickled")
-    assert_one_line_error(invoke(a, a, "--atol", "nope=1e-3"), "--atol", "'nope'")
+    assert_one_line_error(invoke(a, a, "--atol", "nope=1e-3"), "atol: the model has no output", "'nope'")
     assert_one_line_error(invoke(a, a, "--shape", "x=1xbadx16"), "--shape")
     assert_one_line_error(invoke(a, a, "--shape", "1x3x16"), "--shape")
-    assert_one_line_error(invoke(a, a, "--shape", "x=1x3"), "--shape", "rank")
+    assert_one_line_error(invoke(a, a, "--shape", "x=1x3"), "shape of input 'x'", "rank")
     assert_one_line_error(invoke(a, a, "--range", "x=1"), "--range")
     assert_one_line_error(invoke(a, a, "--providers", "quantum"), "quantum")
     assert_one_line_error(invoke(a, a, "--seed", "x"), "--seed")
-    assert_one_line_error(invoke(a, a, "--ort-opt", "max"), "--ort-opt")
+    assert_one_line_error(invoke(a, a, "--ort-opt", "max"), "graph optimization level 'max'")
     assert_one_line_error(invoke(a), "CANDIDATE")
     assert_one_line_error(invoke(a, a, "--json", tmp_path / "no" / "r.json"), "--json")
     not_onnx = tmp_path / "text.onnx"
@@ -251,7 +252,7 @@ def test_check_and_render_for_rewrite(capsys):
                             shapes=(), inputs_path=None, atols=(), rtols=(), quiet=False, verbose=False)
     out = capsys.readouterr().out
     assert "original vs rewritten" in out and out.strip().splitlines()[-1].startswith("EQUIVALENT")
-    assert not check_and_render(conv1d(), weight_changed(), providers="cpu", quiet=True, atols=("y=1e-6",))
+    assert not check_and_render(conv1d(), weight_changed(), providers="cpu", quiet=True, atols=("y=1e-6",)).ok
     assert capsys.readouterr().out.strip().startswith("NOT EQUIVALENT")
 
 
@@ -291,7 +292,7 @@ def test_wired_into_the_convrewrite_group(tmp_path):
     result = CliRunner().invoke(main, ["-q", "check", a, b])
     assert result.exit_code == 1 and len(result.stdout.strip().splitlines()) == 1
     result = CliRunner().invoke(main, ["check", a, b, "--atol", "zz=1"])
-    assert result.exit_code == 2 and result.stderr.startswith("convrewrite: error: --atol")
+    assert result.exit_code == 2 and result.stderr.startswith("convrewrite: error: atol: the model has no output named 'zz'")
 
 
 # ------------------------------------------- `rewrite --check` end to end, with a planted fault
@@ -372,10 +373,10 @@ def test_rewrite_check_options_reach_the_checker(tmp_path):
     result = CliRunner().invoke(main, ["rewrite", str(source), "--to-2d", "-o", str(out), "--check", "--providers", "cpu",
                                        "--range", f"{name}=-2,2", "--ort-opt", "all", "--trials", "2", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert "uniform[-2, 2)" in result.stdout and "graph optimizations: all" in result.stdout
-    assert "seeds 3, 4" in result.stdout and out.exists()
+    assert "uniform in [-2, 2]" in result.stdout and "graph optimizations: all" in result.stdout
+    assert "trials: normal (seed 3), normal (seed 4), wide (seed 5)" in result.stdout and out.exists()
     bad = CliRunner().invoke(main, ["rewrite", str(source), "--to-2d", "-o", str(out), "--check", "--ort-opt", "max"])
-    assert bad.exit_code == 2 and bad.stderr.startswith("convrewrite: error: --ort-opt")
+    assert bad.exit_code == 2 and bad.stderr.startswith("convrewrite: error: graph optimization level")
 
 
 def test_rewrite_check_keeps_onnxruntime_log_lines_off_stderr(tmp_path):

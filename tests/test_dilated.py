@@ -710,11 +710,15 @@ def test_cli_compact_then_expand_gives_the_same_model(tmp_path):
     before = src.read_bytes()
     compact, back = tmp_path / "compact.onnx", tmp_path / "back.onnx"
     runner = CliRunner()
-    r1 = runner.invoke(main, ["rewrite", str(src), "-o", str(compact), "--fold", "dilated", "--check"])
+    # Dropping (or adding) zero taps changes what Inf/NaN inputs give: the check's special-values
+    # trial says so; equal for finite inputs (issue 16 makes this fold opt-in).
+    unchecked = runner.invoke(main, ["rewrite", str(src), "-o", str(compact), "--fold", "dilated", "--check"])
+    assert unchecked.exit_code == 1 and "only under special values" in unchecked.output and not compact.exists()
+    r1 = runner.invoke(main, ["rewrite", str(src), "-o", str(compact), "--fold", "dilated", "--check", "--finite"])
     assert r1.exit_code == 0, r1.output
     assert attrs(convs(onnx.load(str(compact)).graph)[0])["dilations"] == [2]
     r2 = runner.invoke(main, ["rewrite", str(compact), "-o", str(back), "--fold", "dilated", "--expand-dilations",
-                              "--check"])
+                              "--check", "--finite"])
     assert r2.exit_code == 0, r2.output
     assert onnx.load(str(back)) == onnx.load(str(src))
     assert src.read_bytes() == before
