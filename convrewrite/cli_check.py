@@ -112,6 +112,7 @@ def check_options(
     rtols: Iterable[str] = (),
     ort_opt: str = "disabled",
     finite: bool = False,
+    draws: str | None = None,
     ignore_interface: bool = False,
     verbose: bool = False,
 ) -> dict[str, Any]:
@@ -130,6 +131,7 @@ def check_options(
         require=list(required or []) or None,
         ort_opt=ort_opt,
         finite=finite,
+        draws=draws,
         ignore_interface=ignore_interface,
         verbose=verbose,
     )
@@ -200,8 +202,9 @@ def bisect_and_render(
                    "Inputs default to the same file.")
 @click.option("--seed", default="0", metavar="N", help="Seed of the random inputs (trial k uses N+k). Default 0.")
 @click.option("--trials", default="1", metavar="N",
-              help="Number of normal draws; a wide and a special-values draw are always added. Default 1.")
+              help="Number of normal draws (the wide and special-values draws are added once each). Default 1.")
 @click.option("--finite", is_flag=True, help="Leave out the special-values draw (Inf, NaN, -0, subnormals).")
+@click.option("--draws", metavar="LIST", help="Which draws run: normal,wide,special (default: all three).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=1x64x128",
               help="Shape of an input with dynamic dimensions (repeatable). Default: chosen so the original runs.")
 @click.option("--range", "ranges", multiple=True, metavar="NAME=LO,HI",
@@ -238,6 +241,7 @@ def check_command(
     require: tuple[str, ...],
     ort_opt: str,
     finite: bool,
+    draws: str | None,
     ignore_interface: bool,
     json_path: str | None,
     quiet: bool,
@@ -265,7 +269,8 @@ def check_command(
     options = check_options(
         providers=providers, required=require, seed=_parse_int(seed, "--seed"),
         trials=_parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
-        atols=atols, rtols=rtols, ort_opt=ort_opt, finite=finite, ignore_interface=ignore_interface, verbose=verbose,
+        atols=atols, rtols=rtols, ort_opt=ort_opt, finite=finite, draws=draws, ignore_interface=ignore_interface,
+        verbose=verbose,
     )
     report = check(original, candidate, expected=expected_path, **options)
     if json_path == "-":

@@ -97,8 +97,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--require", "required", default=None, help="With --check: providers that must run (e.g. cuda).")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --check: seed for random inputs.")
 @click.option("--trials", type=int, default=1, show_default=True,
-              help="With --check: number of normal draws (a wide and a special-values draw are always added).")
+              help="With --check: number of normal draws (the wide and special-values draws are added once each).")
 @click.option("--finite", is_flag=True, help="With --check: leave out the special-values draw (Inf, NaN, -0, subnormals).")
+@click.option("--draws", metavar="LIST", help="With --check: which draws run: normal,wide,special (default: all).")
 @click.option("--ignore-interface", is_flag=True, help="With --check: interface changes are warnings, not failures.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=1x64x128", help="With --check: size of dynamic input dims.")
 @click.option("--range", "ranges", multiple=True, metavar="NAME=LO,HI",
@@ -116,7 +117,7 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                     layout: str, folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, causal_target: str | None, force: bool, report_path: str | None,
                     run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
-                    trials: int, finite: bool, ignore_interface: bool, shapes: tuple[str, ...],
+                    trials: int, finite: bool, draws: str | None, ignore_interface: bool, shapes: tuple[str, ...],
                     ranges: tuple[str, ...], ort_opt: str,
                     inputs_path: str | None, atols: tuple[str, ...], rtols: tuple[str, ...],
                     external_data: bool | None) -> None:
@@ -158,7 +159,7 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
 
         check_args = dict(providers=providers, required=required, seed=seed, trials=trials, shapes=shapes,
                           ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
-                          finite=finite, ignore_interface=ignore_interface,
+                          finite=finite, draws=draws, ignore_interface=ignore_interface,
                           quiet=opts.quiet, verbose=opts.verbose)
         report = check_and_render(original, result.model, **check_args)
         if report.cannot_check is not None:

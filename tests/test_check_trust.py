@@ -441,3 +441,20 @@ def test_npz_member_larger_than_its_header_is_refused(tmp_path):
     assert bomb.stat().st_size < 2**20
     result = cli("check", path, path, "--inputs", bomb)
     assert result.exit_code == 2 and "header promises 16" in result.stderr
+
+
+def test_draws_choose_which_trials_run(tmp_path):
+    model = zero_tap(False)
+    only = check(model, model, providers="cpu", draws="normal", trials=2)
+    assert [t["kind"] for t in only.trials] == ["normal", "normal"] and only.ok
+    assert [t["kind"] for t in check(model, model, providers="cpu", draws=["special", "wide"]).trials] == ["wide", "special"]
+    with pytest.raises(CheckInputError, match="draws: bogus"):
+        check(model, model, draws="bogus")
+    with pytest.raises(CheckInputError, match="nothing left"):
+        check(model, model, draws="special", finite=True)
+    path = saved(tmp_path, "m.onnx", model)
+    result = cli("check", path, path, "--draws", "normal,wide")
+    assert result.exit_code == 0 and "trials: normal (seed 0), wide (seed 1)\n" in result.stdout
+    out = tmp_path / "o.onnx"
+    rewritten = cli("rewrite", path, "-o", out, "--to-2d", "--check", "--draws", "wide")
+    assert rewritten.exit_code == 0 and "trials: wide (seed 0)" in rewritten.stdout

@@ -64,7 +64,7 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
       "inputs": [{"name", "dtype", "shape", "source"}],
       "dims": {key: int}, "dim_reasons": {key: str},
       "trials": [{"label", "kind": "normal" | "wide" | "special" | "given", "seed"}],
-      "settings": {"ort_opt", "cuda_options", "finite", "memory_budget"},
+      "settings": {"ort_opt", "cuda_options", "finite", "draws", "memory_budget"},
       "notes": [str], "warnings": [str]
     }
 """
@@ -113,6 +113,7 @@ def check(
     ort_opt: str = "disabled",
     cuda_options: Mapping[str, str] | None = None,
     finite: bool = False,
+    draws: Iterable[str] | str | None = None,
     ignore_interface: bool = False,
     memory_budget: int | None = None,
     verbose: bool = False,
@@ -125,7 +126,8 @@ def check(
     no candidate, compare `original` with reference outputs from its framework
     (inputs default to the same file). Models are paths, bytes or ModelProtos.
     `trials`: how many normal draws (a wide and a special-values draw are always
-    added; `finite=True` drops the special one). `shapes`/`ranges`: per input.
+    added; `finite=True` drops the special one; `draws` picks among normal, wide
+    and special). `shapes`/`ranges`: per input.
     `atol`/`rtol`: a float for every output, or a mapping of output name to
     value ('' for the global value). `providers`: 'cpu', 'cuda', ... (default:
     every one that really runs; TensorRT only when named); `require`: providers
@@ -142,7 +144,7 @@ def check(
     checker = Checker(
         original, expected=expected, inputs=inputs, seed=seed, trials=trials, shapes=shapes, ranges=ranges,
         atol=atol, rtol=rtol, providers=providers, require=require, ort_opt=ort_opt, cuda_options=cuda_options,
-        verbose=verbose, original_label=original_label, finite=finite, ignore_interface=ignore_interface,
+        verbose=verbose, original_label=original_label, finite=finite, draws=draws, ignore_interface=ignore_interface,
         budget=memory_budget,
     )
     try:

@@ -49,11 +49,18 @@ class Trial:
         return {"label": self.label, "kind": self.kind, "seed": self.seed}
 
 
-def plan_trials(seed: int, normal: int, finite: bool) -> list[Trial]:
-    trials = [Trial(f"normal (seed {seed + t})", "normal", seed + t) for t in range(normal)]
-    trials.append(Trial(f"wide (seed {seed + normal})", "wide", seed + normal))
-    if not finite:
-        trials.append(Trial(f"special values (seed {seed + normal + 1})", "special", seed + normal + 1))
+DRAWS = ("normal", "wide", "special")
+
+
+def plan_trials(seed: int, normal: int, draws: tuple[str, ...] = DRAWS) -> list[Trial]:
+    """The trials to run: `normal` draws of N(0, 1), then the wide and special-values draws if asked for."""
+    trials = [Trial(f"normal (seed {seed + t})", "normal", seed + t) for t in range(normal)] if "normal" in draws else []
+    next_seed = seed + (normal if "normal" in draws else 0)
+    if "wide" in draws:
+        trials.append(Trial(f"wide (seed {next_seed})", "wide", next_seed))
+        next_seed += 1
+    if "special" in draws:
+        trials.append(Trial(f"special values (seed {next_seed})", "special", next_seed))
     return trials
 
 

@@ -74,6 +74,24 @@ def load_model(source: cio.ModelSource) -> cio.LoadedModel:
     return cio.load_with_info(source, check=True)
 
 
+def _draw_kinds(value: Iterable[str] | str | None, finite: bool) -> tuple[str, ...]:
+    """Which draws run, in their fixed order; `finite` drops the special-values one."""
+    if value is None:
+        chosen = set(draws.DRAWS)
+    else:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        chosen = {str(v).strip() for v in items if str(v).strip()}
+        unknown = chosen - set(draws.DRAWS)
+        if unknown or not chosen:
+            raise CheckInputError(f"draws: {', '.join(sorted(unknown)) or 'none given'}; choose from "
+                                  f"{', '.join(draws.DRAWS)}")
+    if finite:
+        chosen.discard("special")
+    if not chosen:
+        raise CheckInputError("draws: nothing left to run")
+    return tuple(d for d in draws.DRAWS if d in chosen)
+
+
 def _finite_magnitude(feed: Mapping[str, np.ndarray]) -> float:
     """The largest finite |value| among the float inputs (1 when there are none)."""
     largest = 1.0
@@ -132,6 +150,7 @@ class Checker:
         verbose: bool = False,
         original_label: str | None = None,
         finite: bool = False,
+        draws: Iterable[str] | str | None = None,
         ignore_interface: bool = False,
         budget: int | None = None,
     ) -> None:
@@ -149,6 +168,7 @@ class Checker:
         if int(seed) < 0:
             raise CheckInputError(f"seed: must be >= 0, got {seed}")
         self.seed, self.normal_trials = int(seed), int(trials)
+        self.draws = _draw_kinds(draws, finite)
         self.budget = int(budget) if budget is not None else memory_budget()
         self.cuda_options = dict(runtime.DEFAULT_CUDA_OPTIONS)
         self.cuda_options.update({str(k): str(v) for k, v in (cuda_options or {}).items()})
@@ -374,7 +394,7 @@ class Checker:
                 return None
             return out
         assert self.planner is not None
-        self.trials = draws.plan_trials(self.seed, self.normal_trials, self.finite)
+        self.trials = draws.plan_trials(self.seed, self.normal_trials, self.draws)
         tried: list[str] = []
         last: RunFailure | None = None
         for n, candidate in enumerate(self.planner.candidates()):
@@ -422,7 +442,7 @@ class Checker:
                        for p in self.providers],
             trials=[t.to_dict() for t in self.trials],
             settings={"ort_opt": self.ort_opt, "cuda_options": dict(self.cuda_options), "finite": self.finite,
-                      "memory_budget": self.budget},
+                      "draws": list(self.draws), "memory_budget": self.budget},
             notes=list(self.notes), warnings=list(self.warnings), cannot_check=self.cannot,
         )
         if self.chosen is not None:

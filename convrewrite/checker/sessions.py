@@ -80,8 +80,10 @@ class OrtModel:
         provider_options: Mapping[str, Mapping[str, str]],
         verbose: bool,
         notes: list[str],
+        threads: int | None = None,
     ) -> None:
         self.role = role
+        self.threads = threads  # onnxruntime's intra-op threads; None: its default
         self.opt_level = opt_level
         self.provider_options = provider_options
         self.verbose = verbose
@@ -118,10 +120,13 @@ class OrtModel:
 
         log: list[str] = []
         try:
+            options = runtime.session_options(self.opt_level, self.verbose)
+            if self.threads:
+                options.intra_op_num_threads = int(self.threads)
             with runtime.capture_native_stderr(passthrough=self.verbose) as log:
                 sess = ort.InferenceSession(
                     self.source,
-                    runtime.session_options(self.opt_level, self.verbose),
+                    options,
                     providers=runtime.provider_list(provider, self.provider_options.get(provider)),
                     enable_fallback=0,
                 )
