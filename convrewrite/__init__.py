@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 from .api import inspect, rewrite
 from .conv import ConvAttrs
 from .errors import ConvRewriteError, ModelInvalidError, ModelLoadError, OutputError
-from .io import load, save
+from .model import load, save
 from .passes import Record, RewriteResult, available_passes
 
 __all__ = [

@@ -110,7 +110,7 @@ import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, numpy_helper
 
-from . import io as cio
+from . import model as cio
 from . import runtime
 from .errors import ConvRewriteError
 
