@@ -10,6 +10,7 @@ import click
 
 from .cli_common import guarded, settings
 from .errors import ConvRewriteError
+from .interrupts import exit_on_interrupt
 from .model import (LoadedModel, check_distinct, load_with_info, needs_external_data, output_paths, same_file, save,
                     writable_target, write_text_target)
 from .passes import FOLD_ORDER, RewriteResult, available_passes, summarize
@@ -161,7 +162,8 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
             click.echo(render_records(result), err=to_stderr)
 
     if run_check:
-        from .cli_check import check_and_render  # the checker pulls in onnxruntime
+        with exit_on_interrupt():  # the checker pulls in onnxruntime; nothing is written yet
+            from .cli_check import check_and_render
 
         check_args = dict(providers=providers, required=required, seed=seed, trials=trials, shapes=shapes,
                           ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
