@@ -17,7 +17,6 @@ temporary file left.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import resource
@@ -30,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 import convrewrite
