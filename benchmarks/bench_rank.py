@@ -39,7 +39,7 @@ STAGES = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import convrewrite
-from convrewrite.io import load_with_info, save, validate
+from convrewrite.model import load_with_info, save, validate
 from convrewrite.passes import expand_pass_names
 expand_pass_names(["to-2d"])
 t1 = time.perf_counter()

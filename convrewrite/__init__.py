@@ -12,11 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import inspect, rewrite
-from .conv import ConvAttrs
 from .errors import ConvRewriteError, ModelInvalidError, ModelLoadError, OutputError
-from .io import load, save
-from .passes import Record, RewriteResult, available_passes
 
 __all__ = [
     "__version__",
@@ -30,7 +26,9 @@ __all__ = [
     "BisectResult",
     "make_inputs",
     "compare_arrays",
+    "compare_values",
     "default_tolerance",
+    "bench",
     "ConvAttrs",
     "Record",
     "RewriteResult",
@@ -42,16 +40,30 @@ __all__ = [
 ]
 
 
-_CHECKER_NAMES = (
-    "check", "bisect", "CheckReport", "BisectResult", "make_inputs", "compare_arrays", "compare_values",
-    "default_tolerance", "render_text",
-)
+# Where each public name lives. Imported on first use: `import convrewrite` (and
+# so the `convrewrite` command's start-up) stays light, onnx and onnxruntime
+# load only when something needs them, and Ctrl-C is handled from the start.
+_LAZY = {
+    "load": "model", "save": "model",
+    "inspect": "api", "rewrite": "api",
+    "ConvAttrs": "conv",
+    "Record": "passes", "RewriteResult": "passes", "available_passes": "passes",
+    **{name: "checker" for name in ("check", "bisect", "CheckReport", "BisectResult", "make_inputs",
+                                     "compare_arrays", "compare_values", "default_tolerance", "render_text")},
+    "bench": "bench",
+}
 
 
 def __getattr__(name: str):
-    # The checker pulls in onnxruntime: import it only when asked for.
-    if name in _CHECKER_NAMES:
-        from . import checker
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convrewrite' has no attribute {name!r}")
+    import importlib
 
-        return getattr(checker, name)
-    raise AttributeError(f"module 'convrewrite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

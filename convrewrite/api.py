@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 
 import onnx
 
-from .io import ModelSource, load
+from .model import ModelSource, load
 from .passes import PassOptions, RewriteResult, run_passes
 
 

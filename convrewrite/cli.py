@@ -5,19 +5,71 @@ option) is one line on stderr and exit 2, never a traceback; onnxruntime's
 own log lines are hidden unless --verbose; SIGTERM during a save cleans up
 like Ctrl-C does (the output is written atomically, so the target holds
 either the old file or the new one).
+
+`main` is the console entry point (`convrewrite = convrewrite.cli:main`).
+Importing it loads click and nothing heavy: each command's module (and so
+onnx, numpy, onnxruntime) is imported only when that command runs. Imports
+(click's here, a command's on first use) run under `exit_on_interrupt`:
+Ctrl-C then ends the process at once with the usual line and exit code.
 """
 
 from __future__ import annotations
 
-import signal
+from .interrupts import exit_on_interrupt
 
-import click
+with exit_on_interrupt():  # Ctrl-C while the CLI loads: exit at once
+    import importlib
+    import signal
+    from typing import Any
 
-from . import __version__
-from .cli_common import Settings, sigterm_as_interrupt
+    import click
+
+    from . import __version__
+    from .cli_common import Settings, interrupted, sigterm_as_interrupt
+
+# Command name -> (module, attribute); imported when the command is looked up.
+COMMANDS = {
+    "inspect": ("cli_inspect", "inspect_command"),
+    "rewrite": ("cli_rewrite", "rewrite_command"),
+    "check": ("cli_check", "check_command"),
+    "bench": ("cli_bench", "bench_command"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group: commands load lazily, and Ctrl-C anywhere is one line and exit 130."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        with exit_on_interrupt():
+            return getattr(importlib.import_module(f".{module}", __package__), attr)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            interrupted(exc)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            interrupted(exc)
+            raise  # not reached
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            interrupted(exc)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="convrewrite")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and the final verdict.")
 @click.option("-v", "--verbose", is_flag=True, help="More detail, including onnxruntime's own log lines.")
@@ -27,7 +79,7 @@ def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 
     Commands: inspect (list every convolution), rewrite (1D<->2D, fold causal,
     dilated and separable patterns), check (run two models in onnxruntime and
-    compare their outputs).
+    compare their outputs), bench (time models side by side).
     """
     ctx.obj = Settings(quiet=quiet, verbose=verbose)
     # onnxruntime is imported (and quietened) only by the commands that run models.
@@ -35,17 +87,3 @@ def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
         signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     except ValueError:  # not the main thread (embedded use)
         pass
-
-
-def _register() -> None:
-    """Attach the commands; each lives beside the API it renders."""
-    from .cli_check import check_command
-    from .cli_inspect import inspect_command
-    from .cli_rewrite import rewrite_command
-
-    main.add_command(inspect_command)
-    main.add_command(rewrite_command)
-    main.add_command(check_command)
-
-
-_register()

@@ -9,7 +9,6 @@ never a traceback).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import click
@@ -17,8 +16,8 @@ import onnx
 
 from . import runtime
 from .cli_common import guarded, settings
-from .io import same_file, writable_target
 from .checker import BisectResult, CheckInputError, CheckReport, bisect, check, render_text
+from .model import check_distinct, model_files, writable_target, write_text_target
 
 
 # ------------------------------------------------------------------- parsing
@@ -92,11 +91,19 @@ def _named(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]], opt
     return out
 
 
-def _json_target(path: str | None) -> Path | None:
-    """Refuse an unwritable --json target before spending time on the check."""
+def _check_json_target(path: str | None, reads: list[tuple[str, str | None]]) -> None:
+    """Refuse, before spending time on the check, a --json file that cannot be written or names a file read.
+
+    The models' external data files count as read: finding them parses the
+    models once more (their weights are not read).
+    """
     if path is None or path == "-":
-        return None
-    return writable_target(path, f"--json {path}")
+        return
+    writable_target(path, "--json")
+    check_distinct([("--json", path)], [(label, p) for label, p in reads if p])
+    for label, p in reads[:2]:  # ORIGINAL, CANDIDATE
+        if p:
+            check_distinct([("--json", path)], [(f"{label}'s external data", f) for f in model_files(p)[1:]])
 
 
 def check_options(
@@ -262,10 +269,8 @@ def check_command(
         raise CheckInputError("give CANDIDATE, or --expected FILE to compare ORIGINAL with reference outputs")
     if candidate is not None and expected_path is not None:
         raise CheckInputError("give either CANDIDATE or --expected, not both")
-    json_target = _json_target(json_path)
-    for given in (original, candidate, inputs_path, expected_path):
-        if json_target is not None and given and same_file(json_target, given):
-            raise CheckInputError(f"--json {json_path}: is an input ({given}); give another file name")
+    _check_json_target(json_path, [("the input ORIGINAL", original), ("the input CANDIDATE", candidate),
+                                   ("--inputs", inputs_path), ("--expected", expected_path)])
     options = check_options(
         providers=providers, required=require, seed=_parse_int(seed, "--seed"),
         trials=_parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
@@ -276,13 +281,7 @@ def check_command(
     if json_path == "-":
         click.echo(report.to_json())
     else:
-        if json_target is not None:
-            try:
-                from .io import _atomic_write  # the old file or the whole new one, never a part
-
-                folder = json_target.parent if str(json_target.parent) else Path(".")
-                _atomic_write(folder, json_target, [(report.to_json() + "\n").encode("utf-8")])
-            except OSError as exc:
-                raise CheckInputError(f"--json {json_path}: cannot write: {exc.strerror or exc}") from None
+        if json_path is not None:
+            write_text_target(json_path, report.to_json() + "\n", "--json")  # atomic: old file or whole new one
         click.echo(report.summary if quiet else render_text(report, verbose=verbose))
     sys.exit(report.exit_code)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import click
 
 from .errors import ConvRewriteError
+from .interrupts import MESSAGE
 
 
 class Settings:
@@ -39,13 +40,20 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ConvRewriteError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         except KeyboardInterrupt as exc:
-            # Saves are atomic: the output holds the old file or the complete new one.
-            click.echo("convrewrite: interrupted; no partial file written", err=True)
-            sys.exit(143 if isinstance(exc, Terminated) else 130)
+            interrupted(exc)
         except MemoryError:
             fail("out of memory")
 
     return wrapper
+
+
+def interrupted(exc: KeyboardInterrupt) -> None:
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): one line, no traceback.
+
+    Saves are atomic: the output holds the old file or the complete new one.
+    """
+    click.echo(MESSAGE, err=True)
+    sys.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 def settings() -> Settings:
@@ -60,3 +68,4 @@ class Terminated(KeyboardInterrupt):
 
 def sigterm_as_interrupt(signum: int, frame: Any) -> None:
     raise Terminated
+

@@ -8,11 +8,11 @@ import click
 
 from .cli_common import guarded, settings
 from .inventory import inventory, render_text, summary_line
-from .io import load
+from .model import load
 
 
 @click.command("inspect")
-@click.argument("model", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("model", type=click.Path(path_type=str, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {model, opsets, convolutions: [...]}.")
 @guarded
 def inspect_command(model: str, as_json: bool) -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
 from .cli_common import guarded, settings
 from .errors import ConvRewriteError
-from .io import load_with_info, same_file, save, writable_target
+from .interrupts import exit_on_interrupt
+from .model import (LoadedModel, check_distinct, load_with_info, needs_external_data, output_paths, same_file, save,
+                    writable_target, write_text_target)
 from .passes import FOLD_ORDER, RewriteResult, available_passes, summarize
 from .api import rewrite
 
@@ -73,8 +74,8 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 
 
 @click.command("rewrite")
-@click.argument("model", type=click.Path(dir_okay=True, path_type=str))
-@click.option("-o", "--output", type=click.Path(path_type=str), help="Where to write the rewritten model.")
+@click.argument("model", type=click.Path(path_type=str, readable=False))
+@click.option("-o", "--output", type=click.Path(path_type=str, readable=False), help="Where to write the rewritten model.")
 @click.option("--in-place", is_flag=True, help="Overwrite MODEL itself (atomically).")
 @click.option("--to-2d", "to_2d", is_flag=True, help="Lift 1D convolutions (and their regions) to 2D.")
 @click.option("--to-1d", "to_1d", is_flag=True, help="Lower 2D convolutions with a unit axis (and exporter wrappers) to 1D.")
@@ -90,7 +91,7 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--causal-target", type=click.Choice(["CausalConvWithState"]), default=None,
               help="Also fold streaming Concat->Conv->Slice into this op (opset 27).")
 @click.option("--force", is_flag=True, help="Fuse even when it costs more; write even when --check fails.")
-@click.option("--report", "report_path", type=click.Path(path_type=str), help="Write every record as JSON here.")
+@click.option("--report", "report_path", type=click.Path(path_type=str, readable=False), help="Write every record as JSON here.")
 @click.option("--check", "run_check", is_flag=True, help="Run original and result in onnxruntime and compare before writing.")
 @click.option("--bisect", is_flag=True, help="With --check: when outputs differ, find the rewrite(s) that cause it.")
 @click.option("--providers", default=None, help="With --check: providers to compare on (cpu,cuda). Default: all that can run.")
@@ -106,7 +107,7 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
               help="With --check: draw this input uniformly from [LO, HI] instead of a standard normal.")
 @click.option("--ort-opt", "ort_opt", default="disabled", metavar="LEVEL",
               help="With --check: onnxruntime graph optimizations: disabled (default), basic, extended, all.")
-@click.option("--inputs", "inputs_path", type=click.Path(path_type=str), default=None,
+@click.option("--inputs", "inputs_path", type=click.Path(path_type=str, readable=False), default=None,
               help="With --check: inputs from an .npz or a folder of .pb tensors.")
 @click.option("--atol", "atols", multiple=True, metavar="[OUT=]VALUE", help="With --check: absolute tolerance.")
 @click.option("--rtol", "rtols", multiple=True, metavar="[OUT=]VALUE", help="With --check: relative tolerance.")
@@ -139,23 +140,35 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
     unknown = [p for p in order if p not in available_passes()]
     if unknown:
         raise ConvRewriteError(f"unknown pass {unknown[0]!r} (known: {', '.join(available_passes())})")
-    writable_target(target, target)
-    if report_path:
-        _check_report_path(report_path, model, target)
+    target_option = "--in-place" if output is None else "-o"
+    writable_target(target, target_option)
+    if report_path and report_path != "-":
+        writable_target(report_path, "--report")
+    inputs = [("--inputs", inputs_path)] if run_check and inputs_path else []
+    # What can be checked without reading the model, before reading it.
+    check_distinct(([] if in_place else [(target_option, target)]) + [("--report", report_path)],
+                   [("the input model", model)] + inputs)
 
     loaded = load_with_info(model)
+    original = loaded.model
+    want_external = external_data
+    if want_external is None:
+        want_external = loaded.had_external_data or needs_external_data(original)
+    _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
     options: dict[str, Any] = dict(layout=layout, fuse_separable=fuse_separable, force=force,
                                    expand_dilations=expand_dilations, causal_target=causal_target)
-    original = loaded.model
     result = _run_with_progress(original, order, options, quiet=opts.quiet, copy=run_check)
 
+    # With --report -, standard output is the report: everything else goes to stderr.
+    to_stderr = report_path == "-"
     if not opts.quiet:
-        click.echo(render_summary(result))
+        click.echo(render_summary(result), err=to_stderr)
         if opts.verbose:
-            click.echo(render_records(result))
+            click.echo(render_records(result), err=to_stderr)
 
     if run_check:
-        from .cli_check import check_and_render  # the checker pulls in onnxruntime
+        with exit_on_interrupt():  # the checker pulls in onnxruntime; nothing is written yet
+            from .cli_check import check_and_render
 
         check_args = dict(providers=providers, required=required, seed=seed, trials=trials, shapes=shapes,
                           ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
@@ -175,17 +188,35 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                 bisect_and_render(original, order, options, result, **check_args)
             if not force:
                 if report_path:
-                    _write_json(report_path, result.to_dict())  # the records say what to look at (not the model)
+                    _write_report(report_path, result)  # the records say what to look at (not the model)
                 click.echo("convrewrite: outputs differ; nothing written (use --force to write anyway)", err=True)
                 sys.exit(1)
-    if external_data is None:
-        external_data = True if loaded.had_external_data else None
-    written = save(result.model, target, external_data=external_data, source=model, in_place=in_place,
+    if not want_external and external_data is None and needs_external_data(result.model):
+        want_external = True  # the rewrite grew the model past protobuf's limit: its .data must be checked too
+        _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
+    save(result.model, target, external_data=want_external, source=model, in_place=in_place,
                    source_files=loaded.external_files)
     if report_path:
-        _write_json(report_path, result.to_dict())
+        _write_report(report_path, result)
     if not opts.quiet:
-        click.echo(f"wrote {written}")
+        click.echo(f"wrote {target}", err=to_stderr)
+
+
+def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, external: bool, in_place: bool,
+                         report_path: str | None, inputs: list[tuple[str, str]]) -> None:
+    """Refuse, before any work, a written path (output, its .data, --report) that names a read one or another.
+
+    --in-place may replace the model and its external data, nothing else.
+    """
+    outs = output_paths(target, external, target_option)
+    model_reads = [("the input model", loaded.path)]
+    model_reads += [("the input's external data", f) for f in loaded.external_files]
+    report = [("--report", report_path)]
+    if in_place:
+        check_distinct(outs + report, inputs)
+        check_distinct(report, model_reads)
+    else:
+        check_distinct(outs + report, model_reads + inputs)
 
 
 def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: bool, copy: bool) -> RewriteResult:
@@ -206,19 +237,6 @@ def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: 
     return result
 
 
-def _check_report_path(report: str, model: str, target: str) -> None:
-    """Refuse a --report path that cannot be written or would replace the input or the output."""
-    writable_target(report, f"--report {report}")
-    for other, what in ((model, "the input model"), (target, "the output model")):
-        if same_file(report, other):
-            raise ConvRewriteError(f"--report {report}: is {what}; give another file name")
-
-
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    from .io import _atomic_write
-
-    target = writable_target(path, f"--report {path}")
-    try:
-        _atomic_write(target.parent if str(target.parent) else Path("."), target, [json.dumps(data, indent=2, default=str).encode() + b"\n"])
-    except OSError as exc:
-        raise ConvRewriteError(f"--report {path}: cannot write: {exc.strerror or exc}") from None
+def _write_report(path: str, result: RewriteResult) -> None:
+    """--report: every record as JSON, atomically (or to standard output for `-`)."""
+    write_text_target(path, json.dumps(result.to_dict(), indent=2, default=str) + "\n", "--report")

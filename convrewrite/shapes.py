@@ -11,7 +11,7 @@ from __future__ import annotations
 import onnx
 
 from .graph import shape_from_value_info, subgraphs
-from .io import tensor_nbytes
+from .model.tensors import tensor_nbytes
 
 SKELETON_MIN_BYTES = 4096
 
@@ -92,7 +92,7 @@ def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     shape inference judge the graph exactly as they would the full model
     (an input with the initializer's type and shape is what inference sees
     either way), at a cost independent of the weights' size. The weights'
-    own consistency is checked separately (`io.check_tensor_sizes`).
+    own consistency is checked separately (`model.validate.check_tensor_sizes`).
     """
     sk = onnx.ModelProto()
     copy_fields(model, sk, skip="graph")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .io import ModelSource
+from .model import ModelSource
 from .checker import CheckReport, check, render_text
 
 

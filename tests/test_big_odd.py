@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import convrewrite
-import convrewrite.io as cio
+import convrewrite.model as cio
 from convrewrite.cli import main
 from util import assert_same_outputs, feeds_for, init, make_model, vi
 
@@ -144,13 +144,13 @@ def test_past_the_limit_goes_external_by_itself(tmp_path, monkeypatch):
     model = small_net()
     plain = tmp_path / "plain.onnx"
     onnx.save(model, str(plain))
-    monkeypatch.setattr(cio, "EXTERNAL_DATA_THRESHOLD", 1024)
+    monkeypatch.setattr(cio.write, "EXTERNAL_DATA_THRESHOLD", 1024)
     out = tmp_path / "o.onnx"
     r = CliRunner().invoke(main, ["rewrite", str(plain), "-o", str(out), "--fold", "all", "--to-2d"])
     assert r.exit_code == 0, r.output
     assert external_locations(out) == {"o.onnx.data"}
     assert_same_outputs(model, cio.load(out), atol=1e-5)
-    monkeypatch.setattr(cio, "EXTERNAL_DATA_THRESHOLD", 2**40)
+    monkeypatch.setattr(cio.write, "EXTERNAL_DATA_THRESHOLD", 2**40)
     out2 = tmp_path / "o2.onnx"
     r = CliRunner().invoke(main, ["rewrite", str(plain), "-o", str(out2), "--fold", "all", "--to-2d"])
     assert r.exit_code == 0 and external_locations(out2) == set()

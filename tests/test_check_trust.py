@@ -458,3 +458,92 @@ def test_draws_choose_which_trials_run(tmp_path):
     out = tmp_path / "o.onnx"
     rewritten = cli("rewrite", path, "-o", out, "--to-2d", "--check", "--draws", "wide")
     assert rewritten.exit_code == 0 and "trials: wide (seed 0)" in rewritten.stdout
+
+
+# ------------------------------------------------------- tensor files never hang or blow up
+
+
+def run_cli(args, cap_bytes=None, timeout=30):
+    """The CLI in a child process with a time limit (a hang fails) and optionally a memory cap."""
+    import signal
+
+    def setup():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cap_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
+
+    return subprocess.run([sys.executable, "-m", "convrewrite", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=setup)
+
+
+def relu_model(tmp_path):
+    return saved(tmp_path, "m.onnx", graph([helper.make_node("Relu", ["x"], ["y"])], [vi("x", [1, 4])],
+                                          [vi("y", [1, 4])]))
+
+
+def test_fifo_inputs_and_expected_are_refused_without_blocking(tmp_path):
+    path = relu_model(tmp_path)
+    fifo = tmp_path / "x.npz"
+    os.mkfifo(fifo)
+    for args in (["check", path, path, "--inputs", fifo], ["check", path, "--expected", fifo],
+                 ["rewrite", path, "-o", tmp_path / "o.onnx", "--to-2d", "--check", "--inputs", fifo]):
+        proc = run_cli(args)
+        assert proc.returncode == 2 and "is a FIFO" in proc.stderr and "Traceback" not in proc.stderr
+    folder = tmp_path / "sets"
+    folder.mkdir()
+    os.mkfifo(folder / "input_0.pb")
+    proc = run_cli(["check", path, path, "--inputs", folder])
+    assert proc.returncode == 2 and "is a FIFO" in proc.stderr
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_npz_bomb_is_never_decompressed_under_a_memory_cap(tmp_path):
+    import io
+    import zipfile
+
+    path = relu_model(tmp_path)
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((1, 4), np.float32))
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("x.npy", buf.getvalue())
+        zf.writestr("unused.npy", b"\0" * (1100 * 2**20))  # 1.1 GB for an input the model does not have
+        big = io.BytesIO()
+        np.lib.format.write_array_header_2_0(big, {"descr": "<f4", "fortran_order": False, "shape": (1, 4)})
+        zf.writestr("y.npy", big.getvalue() + b"\0" * (800 * 2**20))  # an output whose header lies
+    assert bomb.stat().st_size < 4 * 2**20
+    proc = run_cli(["check", path, path, "--inputs", bomb], cap_bytes=3 * 2**30)
+    assert proc.returncode == 0, proc.stderr  # 'unused' and 'y' were never decompressed
+    proc = run_cli(["check", path, "--expected", bomb], cap_bytes=3 * 2**30)
+    assert proc.returncode == 2 and "header promises 16" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pb_external_data_is_read_from_its_own_folder(tmp_path, monkeypatch):
+    from onnx import numpy_helper
+
+    model = graph([helper.make_node("Relu", ["x"], ["y"])], [vi("x", [1, 1024])], [vi("y", [1, 1024])])
+    path = saved(tmp_path, "m.onnx", model)
+    folder = tmp_path / "sets"
+    folder.mkdir()
+    x = np.linspace(-1, 1, 1024, dtype=np.float32).reshape(1, 1024)
+    tensor = numpy_helper.from_array(x, "x")
+    (folder / "x.bin").write_bytes(tensor.raw_data)
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "x.bin"), ("offset", "0"), ("length", str(x.nbytes))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    (folder / "input_0.pb").write_bytes(tensor.SerializeToString())
+    monkeypatch.chdir(tmp_path)  # not the folder: the old code read x.bin relative to here
+    report = check(path, path, inputs=folder, providers="cpu")
+    assert report.ok and report.inputs[0]["shape"] == [1, 1024]
+    for bad, message in (("../m.onnx", "outside"), ("/etc/passwd", "relative"), ("x.bin\0", "relative")):
+        tensor.external_data[0].value = bad
+        (folder / "input_0.pb").write_bytes(tensor.SerializeToString())
+        with pytest.raises(CheckInputError, match=message):
+            check(path, path, inputs=folder, providers="cpu")
+    tensor.external_data[0].value = "x.bin"
+    tensor.external_data[2].value = "0x30"
+    (folder / "input_0.pb").write_bytes(tensor.SerializeToString())
+    with pytest.raises(CheckInputError, match="length '0x30' is not a non-negative decimal integer"):
+        check(path, path, inputs=folder, providers="cpu")

@@ -1,4 +1,5 @@
-"""Broken and hostile inputs, and nothing lost (issue 8, items 3 and 4).
+"""Broken and hostile inputs, and nothing lost (issue 8, items 3 and 4; issue 14 adds special files and
+external-data fields to the matrix, and tests/test_file_safety.py the rest of that issue).
 
 Every bad input, for every command that reads it, gives exactly one line on
 stderr and exit code 2, writes nothing (no output, no temporary file left in
@@ -20,6 +21,7 @@ import os
 import pickle
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -80,10 +82,19 @@ def external(folder: Path, location: str = "m.weights") -> Path:
 
 def relocate(path: Path, location: str) -> None:
     """Point the model's external data at `location` (without loading the data)."""
+    set_external_field(path, "location", location)
+
+
+def set_external_field(path: Path, key: str, value: str) -> None:
+    """Set (or add) one external-data field of the model's weight, without loading the data."""
     model = onnx.load(str(path), load_external_data=False)
-    for entry in model.graph.initializer[0].external_data:
-        if entry.key == "location":
-            entry.value = location
+    entries = model.graph.initializer[0].external_data
+    for entry in entries:
+        if entry.key == key:
+            entry.value = value
+            break
+    else:
+        entries.add(key=key, value=value)
     path.write_bytes(model.SerializeToString())
 
 
@@ -194,6 +205,52 @@ def _ext_short(tmp):
     return path, [data], "too short"
 
 
+def _ext_field(key: str, value: str, message: str):
+    def build(tmp):
+        path = external(tmp / "model")
+        set_external_field(path, key, value)
+        return path, [path.parent / "m.weights"], message
+    return build
+
+
+def _ext_big_length(tmp):
+    # Within the file (a sparse 64 MiB), but not what the tensor's dims need: refused before reading.
+    path = external(tmp / "model")
+    with open(path.parent / "m.weights", "r+b") as fh:
+        fh.truncate(64 * 2**20)
+    set_external_field(path, "length", str(64 * 2**20))
+    return path, [path.parent / "m.weights"], r"tensor 'w' external data length 67108864 disagrees"
+
+
+def _ext_char_device(tmp):
+    path = external(tmp / "model")
+    data = path.parent / "m.weights"
+    data.unlink()
+    try:
+        os.mknod(data, 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # a copy of /dev/zero
+    except (OSError, AttributeError) as exc:
+        pytest.skip(f"cannot create a character device here: {exc}")
+    return path, [], "is a character device, not a regular file"
+
+
+def _model_char_device(tmp):
+    try:
+        os.mknod(tmp / "null.onnx", 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # a copy of /dev/null
+    except (OSError, AttributeError) as exc:
+        pytest.skip(f"cannot create a character device here: {exc}")
+    return tmp / "null.onnx", [], "null.onnx: is a character device, not a regular file"
+
+
+def _model_socket(tmp):
+    import socket
+
+    path = tmp / "sock.onnx"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()  # the socket file stays
+    return path, [], "sock.onnx: is a socket, not a regular file"
+
+
 BAD_MODELS = {
     "missing": _missing,
     "folder": _folder,
@@ -212,6 +269,18 @@ BAD_MODELS = {
     "external-symlink-out": _ext_symlink,
     "external-missing": _ext_missing,
     "external-too-short": _ext_short,
+    "external-offset-abc": _ext_field("offset", "abc", r"tensor 'w' external data offset 'abc' is not a non-negative"),
+    "external-offset--1": _ext_field("offset", "-1", r"tensor 'w' external data offset '-1' is not a non-negative"),
+    "external-length-0x30": _ext_field("length", "0x30", r"tensor 'w' external data length '0x30' is not a"),
+    "external-length--1": _ext_field("length", "-1", r"tensor 'w' external data length '-1' is not a"),
+    "external-length-+8": _ext_field("length", "+8", r"tensor 'w' external data length '\+8' is not a"),
+    "external-offset-arabic-digit": _ext_field("offset", "\u0661", r"tensor 'w' external data offset '.' is not a"),
+    "external-offset-past-end": _ext_field("offset", "4096", r"too short for tensor 'w' \(needs 6656 bytes, has 2560\)"),
+    "external-length-too-big": _ext_big_length,
+    "external-location-NUL": _ext_field("location", "m.weights\0/../../etc/passwd", r"tensor 'w' .*contains a NUL byte"),
+    "external-character-device": _ext_char_device,
+    "model-character-device": _model_char_device,
+    "model-socket": _model_socket,
 }
 
 COMMANDS = {
@@ -442,7 +511,7 @@ def test_check_json_naming_an_input_is_refused(tmp_path):
     before = snapshot(tmp_path)
     for target in (model, other, tmp_path / "." / "n.onnx", tmp_path / "link.onnx", npz):
         code, _, stderr = invoke(["check", model, other, "--inputs", npz, "--providers", "cpu", "--json", target])
-        assert_one_line_exit_2(code, stderr, "--json .*is an input")
+        assert_one_line_exit_2(code, stderr, "--json .*is the input|--json .*is --inputs")
     assert snapshot(tmp_path) == before
 
 
@@ -490,6 +559,11 @@ def big_model(path: Path, mb: int = 24) -> Path:
     return path
 
 
+def default_sigint() -> None:
+    """preexec_fn: SIGINT as by default in the child; pytest run as a background job starts it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not marker.exists():
@@ -522,7 +596,8 @@ def test_signal_while_writing_leaves_the_old_file(tmp_path, big_input, sig, old_
     env = dict(os.environ, _CONVREWRITE_TEST_PAUSE=f"write:60:{marker}")
     args = ["rewrite", str(big_input), "--to-2d", "-o", str(target)]
     args += ["--external-data"] if external_data else []
-    proc = subprocess.Popen(PY + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(PY + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_sigint)
     _wait_for(marker, proc)
     # Mid-write: a partial temporary file (or folder) sits beside the target.
     assert any(p.name.startswith(".o.onnx.") for p in out_dir.iterdir())
@@ -545,7 +620,8 @@ def test_signal_between_the_renames_is_held_until_both_are_done(tmp_path, big_in
     marker = tmp_path / "paused"
     env = dict(os.environ, _CONVREWRITE_TEST_PAUSE=f"rename:1.5:{marker}")
     args = ["rewrite", str(big_input), "--to-2d", "-o", str(target), "--external-data"]
-    proc = subprocess.Popen(PY + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(PY + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_sigint)
     _wait_for(marker, proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
@@ -569,7 +645,7 @@ def test_signals_at_random_moments_leave_old_or_new_never_partial(tmp_path, big_
     for delay in (0.4, 0.8, 1.2, 2.0):
         target.write_bytes(b"old")
         proc = subprocess.Popen(PY + ["rewrite", str(big_input), "--to-2d", "-o", str(target)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
         time.sleep(delay)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import helper
 
-import convrewrite.io as cio
+import convrewrite.model as cio
 from convrewrite.errors import ModelInvalidError, ModelLoadError, OutputError
 from util import init, make_model, run, vi
 
@@ -143,7 +143,7 @@ def test_external_data_missing_or_short(tmp_path):
 
 def test_large_models_take_the_external_data_path(tmp_path, monkeypatch):
     """Past the protobuf limit the save goes external; shown with a lowered threshold."""
-    monkeypatch.setattr(cio, "EXTERNAL_DATA_THRESHOLD", 1000)
+    monkeypatch.setattr(cio.write, "EXTERNAL_DATA_THRESHOLD", 1000)
     model = small_model(8 * 8 * 7)
     out = cio.save(model, tmp_path / "big.onnx")
     assert (tmp_path / "big.onnx.data").exists()
@@ -190,9 +190,9 @@ def test_output_folder_problems(tmp_path):
             from test_hostile import _drop_dac_capabilities
 
             onnx.save(small_model(), str(tmp_path / "m.onnx"))
-            code = ("import sys, onnx, convrewrite.io as cio\n"
+            code = ("import sys, onnx, convrewrite.model as cio, convrewrite.errors as errors\n"
                     "try:\n    cio.save(onnx.load(sys.argv[1]), sys.argv[2])\n"
-                    "except cio.OutputError as exc:\n    print(exc)\n")
+                    "except errors.OutputError as exc:\n    print(exc)\n")
             child = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.onnx"), str(ro / "o.onnx")],
                                    capture_output=True, text=True, timeout=60, preexec_fn=_drop_dac_capabilities)
             assert "not writable" in child.stdout, child.stdout + child.stderr

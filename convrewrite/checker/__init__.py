@@ -76,7 +76,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from onnx import ModelProto
 
-from .. import io as cio
+from .. import model as cio
 from . import draws
 from .bisect import BisectResult, bisect
 from .compare import ComparisonStats, compare_arrays, compare_values

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from onnx import ModelProto
 
-from .. import io as cio
+from .. import model as cio
 from .report import CheckReport
 from .run import Checker
 

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import ModelProto
 
-from .. import io as cio
+from .. import model as cio
 from .. import runtime
 from . import draws
 from .compare import compare_values, stats_rank

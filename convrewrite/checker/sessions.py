@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 from onnx import ModelProto
 
-from .. import io as cio
+from .. import model as cio
 from .. import runtime
 from .errors import CheckInputError
 

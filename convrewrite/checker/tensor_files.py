@@ -24,7 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import CheckInputError
-from .files import read_regular_bytes, require_regular_file
+from ..model import read_regular_bytes, require_regular_file
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from onnx import ModelProto, TensorProto
 
-from .. import io as cio
+from .. import model as cio
 from ..errors import ModelInvalidError
 from ..shapes import skeleton
 
