@@ -16,7 +16,8 @@ from .api import inspect, rewrite
 from .conv import ConvAttrs
 from .errors import ConvRewriteError, ModelInvalidError, ModelLoadError, OutputError
 from .io import load, save
-from .passes import Record, RewriteResult, available_passes
+from .passes import available_passes
+from .rewrite import Record, RewriteResult, register_rule
 
 __all__ = [
     "__version__",
@@ -35,6 +36,7 @@ __all__ = [
     "Record",
     "RewriteResult",
     "available_passes",
+    "register_rule",
     "ConvRewriteError",
     "ModelLoadError",
     "ModelInvalidError",

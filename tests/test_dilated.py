@@ -640,9 +640,9 @@ def test_dynamic_pads_from_data_are_refused():
     ])
     cast = next(n for n in g.node if list(n.input) == [shape_node.output[0]] and n.op_type == "Cast")
     cast.input[0] = "shape_plus"
-    from convrewrite.graph import _toposort
+    from convrewrite.graph import toposort
 
-    order = _toposort(list(g.node), {"x"} | {t.name for t in g.initializer})
+    order = toposort(list(g.node), {"x"} | {t.name for t in g.initializer})
     del g.node[:]
     g.node.extend(order)
     check_skipped(model, "space-to-batch chain not folded")

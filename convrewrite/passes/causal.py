@@ -37,7 +37,7 @@ from ..graph import (
     INT32_MAX, INT64_MAX, GraphView, attr, remove_attr, slice_kept_range, slice_operands, subgraphs,
     unsqueeze_axes,
 )
-from . import PassContext, Record, register
+from ..rewrite import Option, PassContext, Record, register
 
 PASS = "causal"
 STD_DOMAINS = ("", "ai.onnx")
@@ -60,6 +60,11 @@ SYMBOLIC_DEPTH = 12
 @register
 class CausalPass:
     name = PASS
+    phase = "fold"
+    order = 10
+    repeat = True
+    options = (Option("causal_target", str, None, "also fold streaming Concat->Conv->Slice into this op (opset 27)",
+                      (STATE_OP,)),)
     description = (
         "fold a zero Pad before a conv and a Slice after it (TCN chomp, trimmed ConvTranspose) into the "
         "conv's pads; make auto_pad explicit where static"

@@ -25,7 +25,7 @@ from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import ConvAttrs
 from ..graph import GraphView, attr, make_squeeze, make_unsqueeze, unsqueeze_axes
-from . import PassContext, Record, register
+from ..rewrite import PassContext, Record, register
 from .reshapes import constant_node_tensor, drop_value_info, set_tensor_dims
 
 LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"})

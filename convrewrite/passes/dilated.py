@@ -132,7 +132,7 @@ from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
 from ..graph import INT32_MAX, GraphView, attr, make_squeeze, make_unsqueeze
-from . import PassContext, Record, register
+from ..rewrite import Option, PassContext, Record, register
 
 PASS_NAME = "dilated"
 COUNTERS = ("s2b_folded", "kernels_compacted", "kernels_expanded", "shape_nodes_removed")
@@ -1942,6 +1942,10 @@ def _labels(view: GraphView) -> dict[int, str]:
 @register
 class DilatedPass:
     name = PASS_NAME
+    phase = "fold"
+    order = 20
+    repeat = True
+    options = (Option("expand_dilations", bool, False, "turn dilations into zero-inserted kernels"),)
     description = ("fold SpaceToBatch/BatchToSpace lowerings (static or shape-computed) and zero-inserted "
                    "kernels into one Conv with dilations; expand_dilations does the inverse for kernels")
 

@@ -34,11 +34,12 @@ from onnx import NodeProto
 
 from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
 from ..graph import GraphView
-from . import PassContext, Record, register
+from ..rewrite import Option, PassContext, Record, register
 from .keras_lowering import fold_bias_adds, remove_transposes
 from .reshapes import Block, NodePlan, RegionEngine, Wait, drop_value_info, edit_spatial_attrs, unit_proven
 
 DATA_INPUT = 0
+LAYOUT = Option("layout", str, "h", "where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1]", ("h", "w"))
 
 
 def node_labels(view: GraphView) -> dict[int, str]:
@@ -287,6 +288,9 @@ class LowerPass(RankPass):
 @register
 class To2D(LiftPass):
     name = "to-2d"
+    phase = "lift"
+    order = 10
+    options = (LAYOUT,)
     description = "Lift 1D convolutions (and the regions around them) to 2D; layout h: [N,C,1,L], w: [N,C,L,1]."
     source_rank = 1
 
@@ -294,6 +298,9 @@ class To2D(LiftPass):
 @register
 class To3D(LiftPass):
     name = "to-3d"
+    phase = "lift"
+    order = 20
+    options = (LAYOUT,)
     description = "Lift 2D convolutions (and the regions around them) to 3D; layout h: [N,C,1,H,W], w: [N,C,H,W,1]."
     source_rank = 2
 
@@ -301,6 +308,8 @@ class To3D(LiftPass):
 @register
 class To1D(LowerPass):
     name = "to-1d"
+    phase = "lower"
+    order = 10
     description = "Lower 2D convolutions with a unit spatial axis to 1D, removing exporter Unsqueeze/Transpose/Squeeze wrappers."
     source_rank = 2
 
@@ -308,8 +317,8 @@ class To1D(LowerPass):
 @register
 class ThreeDTo2D(LowerPass):
     name = "3d-to-2d"
+    phase = "lower"
+    order = 20
     description = "Lower 3D convolutions with a unit spatial axis to 2D."
     source_rank = 3
 
-
-from . import channels_spatial as _channels_spatial  # noqa: E402,F401  (registers the Keras equivalence passes)

@@ -37,7 +37,7 @@ from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
 from ..graph import (
     FOLD_MAX_ELEMENTS, GraphView, Shape, attr, outer_names_used, set_attr, subgraphs,
 )
-from . import PassContext, Record, register
+from ..rewrite import Option, PassContext, Record, register
 from .channel_layout import layout_axes as _layout_axes, per_channel as _per_channel
 
 PASS = "separable"
@@ -68,6 +68,11 @@ class _Skip(Exception):
 @register
 class SeparablePass:
     name = PASS
+    phase = "fold"
+    order = 30
+    repeat = True
+    options = (Option("fuse_separable", bool, False, "fuse depthwise+pointwise pairs into one dense conv"),
+               Option("force", bool, False, "fuse even when it costs more"))
     description = (
         "depthwise + pointwise pairs in one canonical form (BatchNorm, bias Add and cancelling "
         "Transposes folded; depthwise bias moved into the pointwise conv); optional fusion"

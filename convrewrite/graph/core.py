@@ -462,7 +462,7 @@ class GraphView:
             order.extend(self._after.get(key, ()))
         order = [n for n in order if id(n) not in self._removed]
         if not _is_topological(order, self._available_names()):
-            order = _toposort(order, self._available_names())
+            order = toposort(order, self._available_names())
         del self.body.node[:]
         self.body.node.extend(order)
         if not self.is_function:
@@ -531,7 +531,7 @@ def _is_topological(nodes: Sequence[NodeProto], available: set[str]) -> bool:
     return True
 
 
-def _toposort(nodes: Sequence[NodeProto], available: set[str]) -> list[NodeProto]:
+def toposort(nodes: Sequence[NodeProto], available: set[str]) -> list[NodeProto]:
     """Stable Kahn sort: keeps the given order wherever the dependencies allow."""
     producer_index: dict[str, int] = {}
     for idx, n in enumerate(nodes):
@@ -570,11 +570,13 @@ def _toposort(nodes: Sequence[NodeProto], available: set[str]) -> list[NodeProto
 
 # ------------------------------------------------------------ constant folding
 
-_FOLDABLE = {
+# The one constant-chain op set: ops that only compute small operands (shapes, pads, axes, scales), never
+# anything with effects. Constant folding follows them; the cleanup removes them once nothing reads them.
+CONSTANT_CHAIN_OPS = frozenset({
     "Constant", "Identity", "Cast", "Reshape", "Concat", "Slice", "Transpose", "ConstantOfShape",
     "Unsqueeze", "Squeeze", "Gather", "Add", "Sub", "Mul", "Div", "Neg", "Shape", "Size", "Range",
     "Flatten", "Expand", "Abs", "Max", "Min",
-}
+})
 
 
 def _fold(view: GraphView, name: str) -> np.ndarray | None:
@@ -598,7 +600,7 @@ def _fold(view: GraphView, name: str) -> np.ndarray | None:
             parent = view.parent
             results[current] = parent.const_value(current) if parent is not None and current not in view.input_set else None
             continue
-        if node.op_type not in _FOLDABLE or node.domain not in ("", "ai.onnx"):
+        if node.op_type not in CONSTANT_CHAIN_OPS or node.domain not in ("", "ai.onnx"):
             results[current] = None
             continue
         inputs = [i for i in node.input if i]

@@ -1,0 +1,20 @@
+"""Graph helpers: the editable view of one graph body, attribute and opset readers, labels, cleanup."""
+
+from __future__ import annotations
+
+from .cleanup import CONSTANT_CHAIN_OPS, Cleanup, drop_value_info
+from .core import (
+    FOLD_MAX_ELEMENTS, INT32_MAX, INT64_MAX, GraphView, ModelContext, Shape, Walk, attr, collect_names,
+    constant_node_tensor, iter_views, make_squeeze, make_unsqueeze, may_hold_subgraphs, outer_names_used,
+    remove_attr, run_on_views, set_attr, shape_from_value_info, slice_kept_range, slice_operands, subgraphs,
+    tensor_elem_count, toposort, unsqueeze_axes,
+)
+from .labels import node_label, node_labels
+
+__all__ = [
+    "CONSTANT_CHAIN_OPS", "Cleanup", "drop_value_info", "FOLD_MAX_ELEMENTS", "INT32_MAX", "INT64_MAX", "GraphView",
+    "ModelContext", "Shape", "Walk", "attr", "collect_names", "constant_node_tensor", "iter_views", "make_squeeze",
+    "make_unsqueeze", "may_hold_subgraphs", "outer_names_used", "remove_attr", "run_on_views", "set_attr",
+    "shape_from_value_info", "slice_kept_range", "slice_operands", "subgraphs", "tensor_elem_count", "toposort",
+    "unsqueeze_axes", "node_label", "node_labels",
+]
