@@ -358,6 +358,15 @@ class GraphView:
                 if i:
                     self.consumers.setdefault(i, []).append(node)
 
+    def set_output(self, node: NodeProto, index: int, name: str) -> None:
+        """Make `node` write `name` as its output `index` (the index follows)."""
+        node.output[index] = name
+        self.producer[name] = node
+
+    def tensor_changed(self, name: str) -> None:
+        """A stored tensor's value was replaced in place: forget what was computed from it."""
+        self._const_cache.pop(name, None)
+
     def remove(self, node: NodeProto) -> None:
         self._removed.add(id(node))
         self._dirty = True

@@ -37,19 +37,13 @@ from ..graph import (
     INT32_MAX, INT64_MAX, GraphView, attr, remove_attr, slice_kept_range, slice_operands, subgraphs,
     unsqueeze_axes,
 )
-from ..rewrite import Option, PassContext, Record, register
+from ..rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 
 PASS = "causal"
 STD_DOMAINS = ("", "ai.onnx")
 # Layout-only ops allowed between a Pad and its conv (tf2onnx wraps Keras convs in them).
 WRAPPERS = ("Unsqueeze", "Transpose", "Identity")
 MAX_WRAPPERS = 4
-# Ops that only compute small operands: removed once nothing reads them any more.
-OPERAND_OPS = {
-    "Constant", "Identity", "Cast", "Reshape", "Concat", "Slice", "Transpose", "ConstantOfShape",
-    "Unsqueeze", "Squeeze", "Gather", "Add", "Sub", "Mul", "Div", "Neg", "Shape", "Size", "Range",
-    "Flatten", "Expand", "Abs", "Max", "Min",
-}
 STATE_OP = "CausalConvWithState"
 STATE_OPSET = 27
 STATE_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
@@ -58,7 +52,7 @@ SYMBOLIC_DEPTH = 12
 
 
 @register
-class CausalPass:
+class CausalPass(Rule):
     name = PASS
     phase = "fold"
     order = 10
@@ -70,9 +64,14 @@ class CausalPass:
         "conv's pads; make auto_pad explicit where static"
     )
 
-    def run(self, ctx: PassContext) -> None:
-        for view in ctx.views():
-            _ViewFolder(ctx, view).run()
+    def begin(self, run: ViewRun) -> None:
+        run.state = _ViewFolder(run)
+
+    def match(self, run: ViewRun, conv: Conv) -> "_Plan":
+        return run.state.plan(conv.node, conv.attrs)
+
+    def rewrite(self, run: ViewRun, conv: Conv, plan: "_Plan") -> Rewritten:
+        return run.state.apply(conv.node, conv.attrs, plan)
 
 
 # ----------------------------------------------------------------- per conv
@@ -91,6 +90,7 @@ class _Plan:
     details: dict = field(default_factory=dict)
     pads: "list[_PadFold]" = field(default_factory=list)  # nearest to the conv first
     slices: "list[_SliceFold]" = field(default_factory=list)  # nearest to the conv first
+    state: tuple | None = None  # (concat, state, x, slice): the CausalConvWithState rewrite instead
 
 
 @dataclass
@@ -107,59 +107,40 @@ class _SliceFold:
 
 
 class _ViewFolder:
-    """Folds every convolution of one graph body; edits are committed by the pipeline."""
+    """Plans and applies the folds of one graph body's convolutions (the driver loops and records)."""
 
-    def __init__(self, ctx: PassContext, view: GraphView) -> None:
-        self.ctx = ctx
-        self.view = view
-        self.stale_value_info: set[str] = set()
-        self.dead_candidates: list[str] = []
-        self.labels = _labels(view)
+    def __init__(self, run: ViewRun) -> None:
+        self.ctx = run.ctx
+        self.view = run.view
+        self.cleanup = run.cleanup
+        self.stale_value_info = run.cleanup.stale
+        self.labels = run.labels
         self.amounts_cache: dict[tuple, tuple] = {}
-
-    def run(self) -> None:
-        for node in self.view.nodes:
-            if node.op_type in CONV_OPS and node.domain in STD_DOMAINS and not self.view.is_removed(node):
-                self.fold(node)
-        self._sweep_dead()
-        if self.stale_value_info:
-            _drop_value_info(self.view.body, self.stale_value_info)
 
     # ------------------------------------------------------------ one conv
 
-    def fold(self, conv: NodeProto) -> None:
-        view, label = self.view, self.labels[id(conv)]
-        if not self.ctx.allowed(PASS, view.path, label):
-            self._record(conv, "skipped", "excluded by selection")
-            return
-        weight = conv.input[WEIGHT_INPUT[conv.op_type]] if len(conv.input) > WEIGHT_INPUT[conv.op_type] else ""
-        wshape = view.shape(weight) if weight else None
-        try:
-            attrs = ConvAttrs.from_node(conv, wshape.dims if wshape is not None and wshape.dims is not None else None)
-        except ConvAttrError as exc:
-            self._record(conv, "skipped", f"attributes cannot be read: {exc}")
-            return
-        before = attrs
+    def plan(self, conv: NodeProto, attrs: ConvAttrs) -> _Plan:
+        """What folding this conv takes, without changing the graph; NotApplicable when nothing can be done."""
         plan = _Plan(attrs, conv.input[0])
-
-        if self.ctx.options.causal_target == STATE_OP and self._try_state(conv, attrs, plan):
-            return
+        if self.ctx.options.causal_target == STATE_OP:
+            plan.state = self._state_plan(conv, attrs, plan)
+            if plan.state is not None:
+                return plan
         self._resolve_auto_pad(attrs, plan)
         self._plan_pad(conv, plan)
         self._plan_slice(conv, plan)
-
         if not plan.done:
-            reason = "; ".join(plan.skipped) or "no Pad before or Slice after it"
-            self._record(conv, "skipped", reason, before=before.to_dict(), details=plan.details)
-            return
+            raise NotApplicable("; ".join(plan.skipped) or "no Pad before or Slice after it", [conv],
+                                details=plan.details)
+        return plan
+
+    def apply(self, conv: NodeProto, before: ConvAttrs, plan: _Plan) -> Rewritten:
+        if plan.state is not None:
+            return self._apply_state(conv, before, plan.state)
         self._apply(conv, before, plan)
         if plan.skipped:
             plan.details["not_done"] = list(plan.skipped)
-        self._record(conv, "rewritten", "; ".join(plan.done), before=before.to_dict(),
-                     after=plan.attrs.to_dict(), details=plan.details)
-
-    def _record(self, conv: NodeProto, status: str, reason: str, **kw) -> None:
-        self.ctx.record(Record(PASS, self.labels[id(conv)], conv.op_type, self.view.path, status, reason, **kw))
+        return Rewritten(plan.attrs, "; ".join(plan.done), plan.details)
 
     def _sizes(self, plan: _Plan) -> list[int | None]:
         """Static spatial sizes at the conv's data input (after a planned Pad fold), None where dynamic."""
@@ -429,23 +410,27 @@ class _ViewFolder:
 
     # ------------------------------------------------ CausalConvWithState
 
-    def _try_state(self, conv: NodeProto, attrs: ConvAttrs, plan: _Plan) -> bool:
-        """Replace Concat(state, x) -> depthwise Conv -> Slice(new state) when asked; True if done."""
+    def _state_plan(self, conv: NodeProto, attrs: ConvAttrs, plan: _Plan) -> tuple | None:
+        """Concat(state, x) -> depthwise Conv -> Slice(new state), when it can become CausalConvWithState."""
         view = self.view
         concat = view.producer_of(conv.input[0])
         if concat is None or concat.op_type != "Concat" or concat.domain not in STD_DOMAINS:
-            return False
+            return None
         match, reason = _state_match(view, conv, concat, attrs)
         if reason:
             plan.skipped.append(f"{STATE_OP}: {reason}")
-            return False
+            return None
         if view.opset < STATE_OPSET:
             plan.skipped.append(f"{STATE_OP} needs opset {STATE_OPSET}; the model imports opset {view.opset}")
-            return False
+            return None
         if not _has_schema(STATE_OP):
             plan.skipped.append(f"{STATE_OP} is not in the installed onnx {onnx.__version__}")
-            return False
-        state, x, slc = match
+            return None
+        return (concat,) + tuple(match)
+
+    def _apply_state(self, conv: NodeProto, attrs: ConvAttrs, planned: tuple) -> Rewritten:
+        view = self.view
+        concat, state, x, slc = planned
         bias = conv.input[2] if len(conv.input) > 2 else ""
         new = helper.make_node(
             STATE_OP,
@@ -459,15 +444,13 @@ class _ViewFolder:
         view.remove(concat)
         if slc is not None:
             view.remove(slc)
-            self._remove_dead(slc.input[1:])
+            self.cleanup.maybe_dead(slc.input[1:])
         self.stale_value_info.add(concat.output[0])
         self.ctx.count("causal_convs_with_state")
         runtime = _state_runtime_note()
         reason = f"Concat {concat.name or 'Concat'} + {conv.op_type} + Slice became {STATE_OP}"
-        self._record(conv, "rewritten", f"{reason} ({runtime})" if runtime else reason,
-                     before=attrs.to_dict(), after={"op_type": STATE_OP},
-                     details={"runtime": runtime} if runtime else {})
-        return True
+        return Rewritten({"op_type": STATE_OP}, f"{reason} ({runtime})" if runtime else reason,
+                         {"runtime": runtime} if runtime else {}, before=None)
 
     # --------------------------------------------------------------- edits
 
@@ -482,59 +465,14 @@ class _ViewFolder:
             view.remove(fold.pad)
             self.stale_value_info.add(fold.pad.output[0])
             self.stale_value_info.update(w.output[0] for w in fold.wrappers)
-            self._remove_dead(fold.pad.input[1:])
+            self.cleanup.maybe_dead(fold.pad.input[1:])
         for fold in plan.slices:  # nearest first: the conv ends up writing the last Slice's output
             slc = fold.slice
             old, new = conv.output[0], slc.output[0]
             view.remove(slc)
-            conv.output[0] = new
-            view.producer[new] = conv
+            view.set_output(conv, 0, new)
             self.stale_value_info.add(old)
-            self._remove_dead(slc.input[1:])
-
-    def _remove_dead(self, names: Sequence[str]) -> None:
-        """Queue operand names whose producers may have lost their last reader (swept once per body)."""
-        self.dead_candidates.extend(n for n in names if n)
-
-    def _sweep_dead(self) -> None:
-        """Remove operand-computing nodes nobody reads any more, walking back from the candidates.
-
-        Live-reader counts are taken once per name and decremented as readers go,
-        so a constant shared by thousands of Pads costs its reader count once.
-        """
-        view = self.view
-        live: dict[str, int] = {}
-
-        def readers(name: str) -> int:
-            if name not in live:
-                live[name] = len(view.consumers_of(name))
-            return live[name]
-
-        unused: dict[str, None] = {}
-        stack = list(reversed(self.dead_candidates))
-        while stack:
-            name = stack.pop()
-            if view.is_graph_output(name) or readers(name):
-                continue
-            if name in view.initializers:
-                unused[name] = None
-                continue
-            node = view.producer_of(name)
-            if node is None or node.op_type not in OPERAND_OPS or node.domain not in STD_DOMAINS:
-                continue
-            if any(True for _ in subgraphs(node)):
-                continue
-            if any(o and (view.is_graph_output(o) or readers(o)) for o in node.output):
-                continue
-            view.remove(node)
-            self.stale_value_info.update(o for o in node.output if o)
-            for i in dict.fromkeys(i for i in node.input if i):
-                if i in live:
-                    live[i] -= 1
-                stack.append(i)
-        if unused:
-            view.drop_unused_initializers(list(unused))
-
+            self.cleanup.maybe_dead(slc.input[1:])
 
 # --------------------------------------------------------- auto_pad helpers
 
@@ -1008,17 +946,6 @@ def _has_reference(op: str) -> bool:
 # ------------------------------------------------------------------- misc
 
 
-def _labels(view: GraphView) -> dict[int, str]:
-    """node_label for every node at once (unnamed nodes: op type and index among that type)."""
-    counts: dict[str, int] = {}
-    labels: dict[int, str] = {}
-    for node in view.nodes:
-        i = counts.get(node.op_type, 0)
-        counts[node.op_type] = i + 1
-        labels[id(node)] = node.name or f"{node.op_type}_{i}"
-    return labels
-
-
 def _set_ints(node: NodeProto, name: str, values: Sequence[int]) -> None:
     """Set an INTS attribute in place (what helper.make_attribute builds, without its cost)."""
     for a in node.attribute:
@@ -1031,13 +958,3 @@ def _set_ints(node: NodeProto, name: str, values: Sequence[int]) -> None:
     a.name = name
     a.type = onnx.AttributeProto.INTS
     a.ints.extend(values)
-
-
-def _drop_value_info(body, names: set[str]) -> None:
-    """Forget declared shapes of tensors that changed shape or disappeared (one sweep)."""
-    if not hasattr(body, "value_info"):
-        return
-    kept = [vi for vi in body.value_info if vi.name not in names]
-    if len(kept) != len(body.value_info):
-        del body.value_info[:]
-        body.value_info.extend(kept)

@@ -1784,8 +1784,7 @@ def _apply_fold(view: GraphView, conv: NodeProto, plan: FoldPlan, before: ConvAt
             moved[-1].output[0] = plan.y
         else:
             conv_out = plan.y
-    conv.output[0] = conv_out
-    view.producer[conv_out] = conv
+    view.set_output(conv, 0, conv_out)
     if moved or post:
         view.insert_after(conv, moved + post)
     dilations, begins, ends = list(before.dilations), list(before.pads_begin), list(before.pads_end)
@@ -1838,7 +1837,7 @@ def _store_weight(view: GraphView, node: NodeProto, array: np.ndarray, dropped: 
     )
     if sole:
         t.CopyFrom(numpy_helper.from_array(array, name))
-        view._const_cache.pop(name, None)
+        view.tensor_changed(name)
         reshaped[name] = list(array.shape)
         return
     new_name = view.ctx.fresh(f"{name}_dilated")

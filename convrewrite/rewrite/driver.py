@@ -46,7 +46,7 @@ class NotApplicable(Exception):
 class Rewritten:
     """What a rule's `rewrite` did: the attributes after it, a note, details for the record."""
 
-    after: ConvAttrs | None = None
+    after: ConvAttrs | dict[str, Any] | None = None
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     before: dict[str, Any] | None = None  # when the rule changed what `before` should say (rare)
@@ -139,7 +139,7 @@ class ViewRun:
         if done is None:  # the rule recorded it itself
             return
         before = done.before if done.before is not None else conv.attrs.to_dict()
-        after = done.after.to_dict() if done.after is not None else None
+        after = done.after.to_dict() if isinstance(done.after, ConvAttrs) else done.after
         self.record(node, "rewritten", done.reason, before=before, after=after, details=done.details)
 
 
