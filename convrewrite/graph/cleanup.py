@@ -42,7 +42,7 @@ class Cleanup:
 
     def run(self) -> None:
         unused = sweep_dead(self.view, self.dead, self.stale, self.outer)
-        self.dead = []
+        self.dead.clear()
         names = list(unused) + sorted(self.initializers - set(unused))
         if names:
             self.view.drop_unused_initializers(names)

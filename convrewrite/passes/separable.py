@@ -33,11 +33,11 @@ import numpy as np
 import onnx
 from onnx import NodeProto, TensorProto, numpy_helper
 
-from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
+from ..conv import ConvAttrs
 from ..graph import (
-    FOLD_MAX_ELEMENTS, GraphView, Shape, attr, outer_names_used, set_attr, subgraphs,
+    FOLD_MAX_ELEMENTS, GraphView, attr, set_attr,
 )
-from ..rewrite import Option, PassContext, Record, register
+from ..rewrite import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
 from .channel_layout import layout_axes as _layout_axes, per_channel as _per_channel
 
 PASS = "separable"
@@ -53,11 +53,6 @@ FLOAT_TYPES = {
     TensorProto.FLOAT16: np.float16,
     TensorProto.DOUBLE: np.float64,
 }
-# Ops that only compute constants: removed once nothing reads them any more.
-OPERAND_OPS = {
-    "Constant", "Identity", "Cast", "Reshape", "Concat", "Slice", "Transpose", "ConstantOfShape",
-    "Unsqueeze", "Squeeze", "Gather", "Add", "Sub", "Mul", "Div", "Neg", "Flatten", "Expand",
-}
 COUNTERS = ("pairs_canonicalized", "pairs_fused", "batchnorms_folded", "bias_adds_folded", "scale_muls_folded")
 
 
@@ -66,7 +61,7 @@ class _Skip(Exception):
 
 
 @register
-class SeparablePass:
+class SeparablePass(Rule):
     name = PASS
     phase = "fold"
     order = 30
@@ -78,14 +73,21 @@ class SeparablePass:
         "Transposes folded; depthwise bias moved into the pointwise conv); optional fusion"
     )
 
-    def run(self, ctx: PassContext) -> None:
-        for counter in COUNTERS:
-            ctx.count(counter, 0)
-        outer_dead: dict[int, tuple[onnx.GraphProto, set[str]]] = {}
-        for view in ctx.views():
-            _ViewRewriter(ctx, view, outer_dead).run()
-        for body, names in outer_dead.values():
-            _drop_unread_initializers(body, names)
+    counters = COUNTERS
+
+    def begin(self, run: ViewRun) -> None:
+        run.state = _ViewRewriter(run)
+
+    def match(self, run: ViewRun, conv: Conv) -> "_Conv":
+        state = run.state.state_of(conv)
+        if isinstance(state, str):
+            raise NotApplicable(state, [conv.node], with_before=False)
+        return state
+
+    def rewrite(self, run: ViewRun, conv: Conv, state: "_Conv") -> None:
+        """Folds followers, then rewrites the pair or the conv alone; records itself (a pair is two records)."""
+        run.state.visit(state)
+        return None
 
 
 # --------------------------------------------------------------- conv state
@@ -151,68 +153,50 @@ class _Path:
 
 
 class _ViewRewriter:
-    """Rewrites every convolution of one graph body; edits are committed by the pipeline."""
+    """Rewrites the convolutions of one graph body the driver hands it (it commits and cleans up)."""
 
-    def __init__(self, ctx: PassContext, view: GraphView,
-                 outer_dead: dict[int, tuple[onnx.GraphProto, set[str]]]) -> None:
-        self.ctx = ctx
-        self.view = view
-        self.outer_dead = outer_dead  # initializers of enclosing graphs this body stopped reading
-        self.labels = _labels(view)
-        self.handled: set[int] = set()
-        self.dead: list[str] = []
-        self.stale: set[str] = set()
-
-    def run(self) -> None:
-        for node in self.view.nodes:
-            if id(node) in self.handled or self.view.is_removed(node):
-                continue
-            if node.op_type in CONV_OPS and node.domain in STD_DOMAINS:
-                self.visit(node)
-        self._sweep_dead()
-        if self.stale:
-            _drop_value_info(self.view.body, self.stale)
+    def __init__(self, run: ViewRun) -> None:
+        self.run = run
+        self.ctx = run.ctx
+        self.view = run.view
+        self.labels = run.labels
+        self.dead = run.cleanup.dead
+        self.stale = run.cleanup.stale
 
     # ---------------------------------------------------------------- records
 
     def _record(self, node: NodeProto, status: str, reason: str, **kw) -> None:
-        self.ctx.record(Record(PASS, self.labels[id(node)], node.op_type, self.view.path, status, reason, **kw))
+        self.run.record(node, status, reason, **kw)
 
     def _state(self, node: NodeProto) -> _Conv | str:
-        """The conv's state, or why it cannot be handled at all."""
+        """Another conv's state (the pointwise half of a pair), or why it cannot be handled at all."""
         if node.op_type not in ("Conv", "ConvTranspose"):
             return f"quantized convolution ({node.op_type}): its weights are not float"
-        view = self.view
-        weight = node.input[1] if len(node.input) > 1 else ""
-        shape = view.shape(weight) if weight else None
-        if shape is None or shape.dims is None or not all(isinstance(d, int) for d in shape.dims):
-            value = view.const_value(weight) if weight else None  # e.g. a Constant node in a function
-            if value is None or value.dtype.kind != "f":
-                return "the weight's shape is not known"
-            shape = Shape(onnx.helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
         try:
-            attrs = ConvAttrs.from_node(node, shape.dims)
-        except ConvAttrError as exc:
-            return f"attributes cannot be read: {exc}"
+            conv = read_conv(self.view, node, self.labels[id(node)])
+        except NotApplicable as no:
+            return no.reason
+        return self.state_of(conv)
+
+    def state_of(self, conv: Conv) -> _Conv | str:
+        """The conv's state, or why it cannot be handled at all."""
+        node = conv.node
+        if node.op_type not in ("Conv", "ConvTranspose"):
+            return f"quantized convolution ({node.op_type}): its weights are not float"
+        dims = conv.weight_shape
+        if dims is None or not all(isinstance(d, int) for d in dims):
+            return "the weight's shape is not known"
+        attrs = conv.attrs
         if attrs.ambiguous_output_reason():
             return attrs.ambiguous_output_reason()
-        dtype = FLOAT_TYPES.get(shape.elem_type)
+        dtype = FLOAT_TYPES.get(conv.weight_type)
         if dtype is None:
-            return f"weights are {TensorProto.DataType.Name(shape.elem_type)}, not float16/float/double"
-        return _Conv(node, self.labels[id(node)], attrs, [int(d) for d in shape.dims], np.dtype(dtype))
+            return f"weights are {TensorProto.DataType.Name(conv.weight_type)}, not float16/float/double"
+        return _Conv(node, conv.label, attrs, [int(d) for d in dims], np.dtype(dtype))
 
     # -------------------------------------------------------------- one conv
 
-    def visit(self, node: NodeProto) -> None:
-        view = self.view
-        label = self.labels[id(node)]
-        if not self.ctx.allowed(PASS, view.path, label):
-            self._record(node, "skipped", "excluded by selection")
-            return
-        conv = self._state(node)
-        if isinstance(conv, str):
-            self._record(node, "skipped", conv)
-            return
+    def visit(self, conv: _Conv) -> None:
         before = conv.attrs.to_dict()
         self.fold_followers(conv)
         if not conv.is_depthwise:
@@ -222,7 +206,7 @@ class _ViewRewriter:
         if pw is None:
             self._finish_single(conv, before, why)
             return
-        self.handled.add(id(pw.node))
+        self.run.claim(pw.node)
         self.rewrite_pair(conv, pw, before)
 
     def _finish_single(self, conv: _Conv, before: dict, why: str) -> None:
@@ -587,71 +571,7 @@ class _ViewRewriter:
         if old:
             self.dead.append(old)
 
-    def _sweep_dead(self) -> None:
-        """Remove constant-computing nodes and initializers nobody reads any more (from the candidates only)."""
-        view = self.view
-        unused: dict[str, None] = {}
-        stack = list(reversed(self.dead))
-        seen: set[str] = set()
-        while stack:
-            name = stack.pop()
-            if not name or name in seen:
-                continue
-            seen.add(name)
-            if view.is_graph_output(name) or name in view.input_set or view.consumers_of(name):
-                continue
-            if name in view.initializers:
-                unused[name] = None
-                continue
-            if view.initializer(name) is not None:
-                self._outer_unread(name)
-                continue
-            node = view.producer_of(name)
-            if node is None or node.op_type not in OPERAND_OPS or node.domain not in STD_DOMAINS:
-                continue
-            if any(o and (view.consumers_of(o) or view.is_graph_output(o)) for o in node.output):
-                continue
-            view.remove(node)
-            self.stale.update(o for o in node.output if o)
-            stack.extend(reversed([i for i in node.input if i]))
-        if unused:
-            view.drop_unused_initializers(unused)
-
-
-    def _outer_unread(self, name: str) -> None:
-        """Remember an enclosing graph's initializer this body no longer reads (dropped at the end if unread)."""
-        owner = self.view.parent
-        while owner is not None and name not in owner.initializers:
-            owner = owner.parent
-        if owner is not None and not owner.is_function:
-            self.outer_dead.setdefault(id(owner.body), (owner.body, set()))[1].add(name)
-
-
 # -------------------------------------------------------------------- helpers
-
-
-def _drop_unread_initializers(body: onnx.GraphProto, names: set[str]) -> None:
-    """Remove the given initializers of a graph that nothing in it (subgraphs included) reads any more."""
-    read = {o.name for o in body.output} | {i.name for i in body.input}
-    for node in body.node:
-        read.update(node.input)
-        for _, g in subgraphs(node):
-            read.update(outer_names_used(g))
-    doomed = names - read
-    for i in range(len(body.initializer) - 1, -1, -1):
-        if body.initializer[i].name in doomed:
-            del body.initializer[i]
-
-
-def _labels(view: GraphView) -> dict[int, str]:
-    """node_label for every node at once (unnamed nodes: op type and index among that type)."""
-    counts: dict[str, int] = {}
-    labels: dict[int, str] = {}
-    for node in view.nodes:
-        i = counts.get(node.op_type, 0)
-        counts[node.op_type] = i + 1
-        labels[id(node)] = node.name or f"{node.op_type}_{i}"
-    return labels
 
 
 def _scale_out_channels(w: np.ndarray, scale: np.ndarray, attrs: ConvAttrs) -> np.ndarray:
@@ -719,13 +639,3 @@ def _why_not_constant(view: GraphView, name: str) -> str:
 
 def _clean(base: str) -> str:
     return base.replace("/", "_").strip("_") or "separable"
-
-
-def _drop_value_info(body, names: set[str]) -> None:
-    """Forget declared shapes of tensors that changed shape or disappeared (one sweep)."""
-    if not hasattr(body, "value_info"):
-        return
-    kept = [vi for vi in body.value_info if vi.name not in names]
-    if len(kept) != len(body.value_info):
-        del body.value_info[:]
-        body.value_info.extend(kept)
