@@ -130,9 +130,9 @@ import numpy as np
 import onnx
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
+from ..conv import ConvAttrError, ConvAttrs
 from ..graph import INT32_MAX, GraphView, attr, make_squeeze, make_unsqueeze
-from ..rewrite import Option, PassContext, Record, register
+from ..rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 
 PASS_NAME = "dilated"
 COUNTERS = ("s2b_folded", "kernels_compacted", "kernels_expanded", "shape_nodes_removed")
@@ -1927,19 +1927,8 @@ def _expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelC
 # ------------------------------------------------------------------ the pass
 
 
-def _labels(view: GraphView) -> dict[int, str]:
-    """node_label for every node of a view, in one pass (same names as passes.node_label)."""
-    counts: dict[str, int] = {}
-    out: dict[int, str] = {}
-    for node in view.nodes:
-        i = counts.get(node.op_type, 0)
-        counts[node.op_type] = i + 1
-        out[id(node)] = node.name or f"{node.op_type}_{i}"
-    return out
-
-
 @register
-class DilatedPass:
+class DilatedPass(Rule):
     name = PASS_NAME
     phase = "fold"
     order = 20
@@ -1948,27 +1937,86 @@ class DilatedPass:
     description = ("fold SpaceToBatch/BatchToSpace lowerings (static or shape-computed) and zero-inserted "
                    "kernels into one Conv with dilations; expand_dilations does the inverse for kernels")
 
-    def run(self, ctx: PassContext) -> None:
-        for counter in COUNTERS:
-            ctx.count(counter, 0)
-        for view in ctx.views():
-            _run_view(ctx, view)
+    counters = COUNTERS
+
+    def begin(self, run: ViewRun) -> None:
+        run.state = _BodyState()
+
+    def check_conv(self, run: ViewRun, conv: Conv) -> None:
+        if conv.node.op_type not in ("Conv", "ConvTranspose"):
+            raise NotApplicable(f"{NO_PATTERN} (quantized convolutions are not handled)", with_before=False)
+        ambiguous = conv.attrs.ambiguous_output_reason()
+        if ambiguous:
+            raise NotApplicable(ambiguous)
+
+    def match(self, run: ViewRun, conv: Conv) -> tuple["FoldPlan | None", str | None]:
+        """The space-to-batch chain around the conv and the fold plan for it (or why not); no edits."""
+        view, node = run.view, conv.node
+        plan, chain_reason = None, None
+        if node.op_type == "Conv":
+            (back, back_stop), (forward, forward_stop) = _walk_back(view, node), _walk_forward(view, node)
+            if _is_candidate(back, forward):
+                plan, chain_reason = _try_plan(view, node, back, forward, run.state.derived)
+                stop = back_stop or forward_stop
+                if plan is None and chain_reason == NO_PATTERN and stop:
+                    chain_reason = stop
+                elif plan is None and forward_stop:  # the walk after the conv stopped at a shared tensor: say so
+                    chain_reason = f"{chain_reason} ({forward_stop})"
+        return plan, chain_reason
+
+    def rewrite(self, run: ViewRun, conv: Conv, match: tuple["FoldPlan | None", str | None]) -> Rewritten:
+        """Apply the fold, then compact (or expand) the kernel; NotApplicable when neither applies."""
+        view, node, before, state = run.view, conv.node, conv.attrs, run.state
+        plan, chain_reason = match
+        current = before
+        details: dict = {}
+        if plan is not None:
+            current = _apply_fold(view, node, plan, before, state.removed_names, state.reshaped)
+            run.count("s2b_folded")
+            run.count("shape_nodes_removed", len(plan.dead))
+            details.update(plan.details)
+            details["formula"] = _formula(plan, current)
+
+        change, kernel_reason = (_expand if run.options.expand_dilations else _compact)(view, node, current)
+        if change is not None and view.ctx.ir_version < 4 and view.initializer(node.input[1]) is not None:
+            change, kernel_reason = None, (f"{change.details['pattern'].replace('_', ' ')}, but IR version "
+                                           f"{view.ctx.ir_version} lists weights as graph inputs: a new kernel "
+                                           "would change the graph's inputs")
+        if change is not None:
+            _store_weight(view, node, change.array, state.dropped, state.reshaped)
+            change.after.apply(node)
+            current = change.after
+            run.count(change.counter)
+            details["kernel"] = change.details
+            if chain_reason and chain_reason != NO_PATTERN:
+                details["space_to_batch"] = f"not folded: {chain_reason}"
+
+        if plan is None and change is None:  # nothing was changed
+            if chain_reason and chain_reason != NO_PATTERN:
+                reason = f"space-to-batch chain not folded: {chain_reason}"
+            elif kernel_reason and kernel_reason != "no dilations to expand":
+                reason = kernel_reason
+            else:
+                reason = kernel_reason or NO_PATTERN
+            raise NotApplicable(reason, [node])
+        return Rewritten(current, "", details)
+
+    def end(self, run: ViewRun) -> None:
+        state, view = run.state, run.view
+        if state.removed_names or state.dropped:
+            run.cleanup.drop_initializers(state.dropped | _inputs_of_removed(view))
+        if not view.is_function and (state.removed_names or state.reshaped):
+            run.cleanup.forget_shape(state.removed_names | set(state.reshaped))
 
 
-def _run_view(ctx: PassContext, view: GraphView) -> None:
-    labels = _labels(view)
-    removed_names: set[str] = set()
-    dropped: set[str] = set()
-    derived: dict[str, list[int | None]] = {}  # dims of tensors shape inference lost, learnt on the way
-    reshaped: dict[str, list[int]] = {}  # initializers whose dims changed in place
-    for node in list(view.nodes):
-        if node.op_type not in CONV_OPS or node.domain not in ("", "ai.onnx") or view.is_removed(node):
-            continue
-        _visit(ctx, view, node, labels[id(node)], removed_names, dropped, derived, reshaped)
-    if removed_names or dropped:
-        view.drop_unused_initializers(dropped | _inputs_of_removed(view))
-    if not view.is_function and (removed_names or reshaped):
-        _fix_declared_shapes(view.body, removed_names | set(reshaped))
+@dataclass
+class _BodyState:
+    """What the rule learns and changes across one graph body's convolutions."""
+
+    removed_names: set[str] = field(default_factory=set)
+    dropped: set[str] = field(default_factory=set)
+    derived: dict[str, list[int | None]] = field(default_factory=dict)  # dims shape inference lost, learnt here
+    reshaped: dict[str, list[int]] = field(default_factory=dict)  # initializers whose dims changed in place
 
 
 def _inputs_of_removed(view: GraphView) -> set[str]:
@@ -1977,83 +2025,6 @@ def _inputs_of_removed(view: GraphView) -> set[str]:
         if view.is_removed(node):
             names.update(i for i in node.input if i)
     return names
-
-
-def _fix_declared_shapes(graph: onnx.GraphProto, stale: set[str]) -> None:
-    """Drop the value_info of tensors that are gone or whose shape changed (one sweep per graph body)."""
-    keep = [vi for vi in graph.value_info if vi.name not in stale]
-    if len(keep) != len(graph.value_info):
-        del graph.value_info[:]
-        graph.value_info.extend(keep)
-
-
-def _visit(ctx: PassContext, view: GraphView, node: NodeProto, label: str, removed_names: set[str],
-           dropped: set[str], derived: dict[str, list[int | None]], reshaped: dict[str, list[int]]) -> None:
-    def record(status: str, reason: str = "", before=None, after=None, details=None) -> None:
-        ctx.record(Record(PASS_NAME, label, node.op_type, view.path, status, reason,
-                          before.to_dict() if before is not None else None,
-                          after.to_dict() if after is not None else None, details or {}))
-
-    if node.op_type not in ("Conv", "ConvTranspose"):
-        record("skipped", f"{NO_PATTERN} (quantized convolutions are not handled)")
-        return
-    weight_shape = _weight_shape(view, node.input[1]) if len(node.input) > 1 else None
-    try:
-        before = ConvAttrs.from_node(node, weight_shape)
-    except ConvAttrError as exc:
-        record("skipped", str(exc))
-        return
-    if before.ambiguous_output_reason():
-        record("skipped", before.ambiguous_output_reason(), before)
-        return
-    if not ctx.allowed(PASS_NAME, view.path, label):
-        record("skipped", "excluded by selection", before)
-        return
-
-    plan, chain_reason = None, None
-    if node.op_type == "Conv":
-        (back, back_stop), (forward, forward_stop) = _walk_back(view, node), _walk_forward(view, node)
-        if _is_candidate(back, forward):
-            plan, chain_reason = _try_plan(view, node, back, forward, derived)
-            stop = back_stop or forward_stop
-            if plan is None and chain_reason == NO_PATTERN and stop:
-                chain_reason = stop
-            elif plan is None and forward_stop:  # the walk after the conv stopped at a shared tensor: say so
-                chain_reason = f"{chain_reason} ({forward_stop})"
-
-    current = before
-    details: dict = {}
-    if plan is not None:
-        current = _apply_fold(view, node, plan, before, removed_names, reshaped)
-        ctx.count("s2b_folded")
-        ctx.count("shape_nodes_removed", len(plan.dead))
-        details.update(plan.details)
-        details["formula"] = _formula(plan, current)
-
-    change, kernel_reason = (_expand if ctx.options.expand_dilations else _compact)(view, node, current)
-    if change is not None and view.ctx.ir_version < 4 and view.initializer(node.input[1]) is not None:
-        change, kernel_reason = None, (f"{change.details['pattern'].replace('_', ' ')}, but IR version "
-                                       f"{view.ctx.ir_version} lists weights as graph inputs: a new kernel "
-                                       "would change the graph's inputs")
-    if change is not None:
-        _store_weight(view, node, change.array, dropped, reshaped)
-        change.after.apply(node)
-        current = change.after
-        ctx.count(change.counter)
-        details["kernel"] = change.details
-        if chain_reason and chain_reason != NO_PATTERN:
-            details["space_to_batch"] = f"not folded: {chain_reason}"
-
-    if plan is None and change is None:
-        if chain_reason and chain_reason != NO_PATTERN:
-            reason = f"space-to-batch chain not folded: {chain_reason}"
-        elif kernel_reason and kernel_reason != "no dilations to expand":
-            reason = kernel_reason
-        else:
-            reason = kernel_reason or NO_PATTERN
-        record("skipped", reason, before)
-        return
-    record("rewritten", "", before, current, details)
 
 
 def _try_plan(view, node, back, forward, derived) -> tuple[FoldPlan | None, str | None]:
