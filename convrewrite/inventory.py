@@ -328,16 +328,16 @@ def _computed_slice_drop(view, trim, conv, axis, explicit: ConvAttrs) -> tuple[i
     Mamba-style code pads k-1 and keeps `[..., :L]` with L the input length;
     the causal pass proves such an end affine in L with the same helpers.
     """
-    from .passes.causal import SYMBOLIC_DEPTH, _Affine, _NotAffine, _output_affine, _shape_symbols, _static_operands, _symbolic
+    from .symbolic import SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic
 
     if trim.input[0] != conv.output[0] or len(trim.input) < 3:
         return None
-    starts, axes, steps, reason = _static_operands(view, trim)
+    starts, axes, steps, reason = static_operands(view, trim)
     if reason:
         return None
     axes = axes if axes is not None else list(range(len(starts)))
     tensor_rank = explicit.rank + 2
-    lout = _output_affine(explicit, axis)
+    lout = output_affine(explicit, axis)
     if lout is None:
         return None
     for i, a in enumerate(axes):
@@ -347,15 +347,15 @@ def _computed_slice_drop(view, trim, conv, axis, explicit: ConvAttrs) -> tuple[i
         if (steps is not None and steps[i] != 1) or starts[i] < 0:
             return None
         symbols = {
-            conv.input[0]: _shape_symbols(view.shape(conv.input[0]), a, _Affine(1, 0)),
-            conv.output[0]: _shape_symbols(view.shape(conv.output[0]), a, lout),
+            conv.input[0]: shape_symbols(view.shape(conv.input[0]), a, Affine(1, 0)),
+            conv.output[0]: shape_symbols(view.shape(conv.output[0]), a, lout),
         }
         try:
-            value = _symbolic(view, trim.input[2], symbols, [], SYMBOLIC_DEPTH)
-        except (_NotAffine, TypeError, ValueError, IndexError, np.exceptions.AxisError):
+            value = symbolic(view, trim.input[2], symbols, [], SYMBOLIC_DEPTH)
+        except (NotAffine, TypeError, ValueError, IndexError, np.exceptions.AxisError):
             return None
         flat = value.reshape(-1) if value is not None else None
-        if flat is None or i >= flat.size or not isinstance(flat[i], _Affine):
+        if flat is None or i >= flat.size or not isinstance(flat[i], Affine):
             return None
         end = flat[i]
         if end.a != lout.a or lout.b - end.b < 0:
