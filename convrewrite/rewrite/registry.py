@@ -9,6 +9,7 @@ entry-point group of installed distributions, and from `register_rule` calls.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from importlib import metadata
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ ENTRY_POINT_GROUP = "convrewrite.rules"
 # lower: reduce rank before the folds; fold: canonical patterns (`--fold`);
 # lift: raise rank last; extra: run only when named (`--pass NAME`), after the others.
 PHASES = ("lower", "fold", "lift", "extra")
-BUILTIN_MODULES = ("rank", "channels_spatial", "causal", "dilated", "separable")
+BUILTIN_PACKAGE = "convrewrite.passes"  # every module in it is imported: a new rule file registers itself
 
 REGISTRY: dict[str, Callable[[], Any]] = {}
 _loaded = {"builtin": False, "entry_points": False}
@@ -58,8 +59,9 @@ def load_rules() -> None:
     """Import the built-in rules and the installed plugins, once."""
     if not _loaded["builtin"]:
         _loaded["builtin"] = True
-        for module in BUILTIN_MODULES:
-            importlib.import_module(f"convrewrite.passes.{module}")
+        package = importlib.import_module(BUILTIN_PACKAGE)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
     if not _loaded["entry_points"]:
         _loaded["entry_points"] = True
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
