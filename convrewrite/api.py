@@ -43,9 +43,12 @@ def rewrite(
     return run_passes(loaded, list(passes), options, only, copy_model=copy and loaded is model, on_pass=on_pass)
 
 
-def inspect(model: ModelSource) -> dict[str, Any]:
-    """Every convolution in the model (subgraphs and functions included), classified."""
-    from .inventory import inventory
+def inspect(model: ModelSource, rules: bool = False) -> dict[str, Any]:
+    """Every convolution in the model (subgraphs and functions included), classified.
+
+    `rules=True` adds, per convolution, what each registered rule would do and why not.
+    """
+    from .inspection import inventory
 
     loaded = model if isinstance(model, onnx.ModelProto) else load(model)
-    return inventory(loaded)
+    return inventory(loaded, rules=rules)

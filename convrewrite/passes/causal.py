@@ -74,6 +74,11 @@ class CausalPass(Rule):
     def rewrite(self, run: ViewRun, conv: Conv, plan: "_Plan") -> Rewritten:
         return run.state.apply(conv.node, conv.attrs, plan)
 
+    def explain(self, run: ViewRun, conv: Conv, plan: "_Plan") -> str:
+        if plan.state is not None:
+            return f"Concat + {conv.node.op_type} + Slice would become {STATE_OP}"
+        return "; ".join(plan.done + [f"not: {s}" for s in plan.skipped])
+
 
 # ----------------------------------------------------------------- per conv
 

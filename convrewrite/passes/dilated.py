@@ -1241,8 +1241,8 @@ class DilatedPass(Rule):
         if ambiguous:
             raise NotApplicable(ambiguous)
 
-    def match(self, run: ViewRun, conv: Conv) -> tuple["FoldPlan | None", str | None]:
-        """The space-to-batch chain around the conv and the fold plan for it (or why not); no edits."""
+    def match(self, run: ViewRun, conv: Conv) -> tuple:
+        """The fold plan for the space-to-batch chain around the conv, else the kernel change alone; no edits."""
         view, node = run.view, conv.node
         plan, chain_reason = None, None
         if node.op_type == "Conv":
@@ -1254,12 +1254,30 @@ class DilatedPass(Rule):
                     chain_reason = stop
                 elif plan is None and forward_stop:  # the walk after the conv stopped at a shared tensor: say so
                     chain_reason = f"{chain_reason} ({forward_stop})"
-        return plan, chain_reason
+        if plan is not None:
+            return plan, chain_reason, None
+        change, kernel_reason = _kernel_change(run, node, conv.attrs)
+        if change is None:
+            if chain_reason and chain_reason != NO_PATTERN:
+                reason = f"space-to-batch chain not folded: {chain_reason}"
+            elif kernel_reason and kernel_reason != "no dilations to expand":
+                reason = kernel_reason
+            else:
+                reason = kernel_reason or NO_PATTERN
+            raise NotApplicable(reason, [node])
+        return plan, chain_reason, change
 
-    def rewrite(self, run: ViewRun, conv: Conv, match: tuple["FoldPlan | None", str | None]) -> Rewritten:
-        """Apply the fold, then compact (or expand) the kernel; NotApplicable when neither applies."""
+    def explain(self, run: ViewRun, conv: Conv, match: tuple) -> str:
+        plan, _, change = match
+        if plan is not None:
+            dilations = {a: d for a, (d, _, _) in sorted(plan.axes.items())}
+            return f"fold the space-to-batch chain of {len(plan.chain)} ops (dilation by input axis: {dilations})"
+        return f"kernel: {change.details.get('pattern', 'change').replace('_', ' ')}"
+
+    def rewrite(self, run: ViewRun, conv: Conv, match: tuple) -> Rewritten:
+        """Apply the fold, then compact (or expand) the kernel."""
         view, node, before, state = run.view, conv.node, conv.attrs, run.state
-        plan, chain_reason = match
+        plan, chain_reason, change = match
         current = before
         details: dict = {}
         if plan is not None:
@@ -1268,12 +1286,7 @@ class DilatedPass(Rule):
             run.count("shape_nodes_removed", len(plan.dead))
             details.update(plan.details)
             details["formula"] = _formula(plan, current)
-
-        change, kernel_reason = (_expand if run.options.expand_dilations else _compact)(view, node, current)
-        if change is not None and view.ctx.ir_version < 4 and view.initializer(node.input[1]) is not None:
-            change, kernel_reason = None, (f"{change.details['pattern'].replace('_', ' ')}, but IR version "
-                                           f"{view.ctx.ir_version} lists weights as graph inputs: a new kernel "
-                                           "would change the graph's inputs")
+            change, _ = _kernel_change(run, node, current)
         if change is not None:
             _store_weight(view, node, change.array, state.dropped, state.reshaped)
             change.after.apply(node)
@@ -1282,15 +1295,6 @@ class DilatedPass(Rule):
             details["kernel"] = change.details
             if chain_reason and chain_reason != NO_PATTERN:
                 details["space_to_batch"] = f"not folded: {chain_reason}"
-
-        if plan is None and change is None:  # nothing was changed
-            if chain_reason and chain_reason != NO_PATTERN:
-                reason = f"space-to-batch chain not folded: {chain_reason}"
-            elif kernel_reason and kernel_reason != "no dilations to expand":
-                reason = kernel_reason
-            else:
-                reason = kernel_reason or NO_PATTERN
-            raise NotApplicable(reason, [node])
         return Rewritten(current, "", details)
 
     def end(self, run: ViewRun) -> None:
@@ -1299,6 +1303,17 @@ class DilatedPass(Rule):
             run.cleanup.drop_initializers(state.dropped | _inputs_of_removed(view))
         if not view.is_function and (state.removed_names or state.reshaped):
             run.cleanup.forget_shape(state.removed_names | set(state.reshaped))
+
+
+def _kernel_change(run: ViewRun, node: NodeProto, current: ConvAttrs) -> tuple["KernelChange | None", str | None]:
+    """The zero-inserted kernel compaction (or, with expand_dilations, the expansion), or why not; no edits."""
+    view = run.view
+    change, kernel_reason = (_expand if run.options.expand_dilations else _compact)(view, node, current)
+    if change is not None and view.ctx.ir_version < 4 and view.initializer(node.input[1]) is not None:
+        change, kernel_reason = None, (f"{change.details['pattern'].replace('_', ' ')}, but IR version "
+                                       f"{view.ctx.ir_version} lists weights as graph inputs: a new kernel "
+                                       "would change the graph's inputs")
+    return change, kernel_reason
 
 
 @dataclass

@@ -94,6 +94,9 @@ class RankPass(Rule):
     def match(self, run: ViewRun, conv: Conv) -> Candidate:
         return Candidate(conv.node, conv.label, conv.attrs)
 
+    def explain(self, run: ViewRun, conv: Conv, cand: Candidate) -> str:
+        return f"candidate: {self.name} if its whole region can change rank (decided per graph body)"
+
     def rewrite(self, run: ViewRun, conv: Conv, cand: Candidate) -> None:
         run.state[id(conv.node)] = cand  # decided for the whole body at once, in `end`, which records it
         return None

@@ -84,6 +84,10 @@ class SeparablePass(Rule):
             raise NotApplicable(state, [conv.node], with_before=False)
         return state
 
+    def explain(self, run: ViewRun, conv: Conv, state: "_Conv") -> str:
+        what = "depthwise" if state.is_depthwise else "float"
+        return f"{what} conv: per-channel followers folded and a pointwise partner looked for when rewriting"
+
     def rewrite(self, run: ViewRun, conv: Conv, state: "_Conv") -> None:
         """Folds followers, then rewrites the pair or the conv alone; records itself (a pair is two records)."""
         run.state.visit(state)

@@ -121,8 +121,11 @@ class ViewRun:
     def count(self, name: str, n: int = 1) -> None:
         self.ctx.count(name, n)
 
-    def visit(self, node: NodeProto) -> None:
-        """Read, select, match, rewrite one convolution; exactly one record either way."""
+    def visit(self, node: NodeProto, dry: bool = False) -> None:
+        """Read, select, match, rewrite one convolution; exactly one record either way.
+
+        `dry`: match only, and record "matches" (with the rule's `explain`) instead of rewriting (inspect).
+        """
         rule, label = self.rule, self.labels[id(node)]
         conv: Conv | None = None
         try:
@@ -131,6 +134,9 @@ class ViewRun:
             if not self.ctx.allowed(rule.name, self.view.path, label):
                 raise NotApplicable("excluded by selection")
             match = rule.match(self, conv)
+            if dry:
+                self.record(node, "matches", rule.explain(self, conv, match), before=conv.attrs.to_dict())
+                return
             done = rule.rewrite(self, conv, match)
         except NotApplicable as no:
             before = conv.attrs.to_dict() if conv is not None and no.with_before else None
@@ -184,6 +190,10 @@ class Rule:
     def rewrite(self, run: ViewRun, conv: Conv, match: Any) -> Rewritten | None:
         raise NotImplementedError
 
+    def explain(self, run: ViewRun, conv: Conv, match: Any) -> str:
+        """What the rewrite would do, in words, given what `match` found (shown by `inspect -v`)."""
+        return "would rewrite"
+
     def end(self, run: ViewRun) -> None:
         """Per graph body, after its last convolution (before the cleanup and the commit)."""
 
@@ -193,8 +203,11 @@ def convolutions(view: GraphView, ops: Sequence[str] = CONV_OPS) -> list[NodePro
     return [n for n in view.nodes if n.op_type in ops and n.domain in STD_DOMAINS]
 
 
-def run_rule(ctx, rule: Rule) -> None:
-    """The driver loop: every graph body, every convolution, one record each, then cleanup and commit."""
+def run_rule(ctx, rule: Rule, dry: bool = False) -> None:
+    """The driver loop: every graph body, every convolution, one record each, then cleanup and commit.
+
+    `dry`: only match, never rewrite (what `inspect` asks each rule); nothing is edited.
+    """
     for counter in rule.counters:
         ctx.count(counter, 0)
     outer: dict = {}
@@ -207,7 +220,9 @@ def run_rule(ctx, rule: Rule) -> None:
         for node in convs:
             if id(node) in run.claimed or view.is_removed(node):
                 continue
-            run.visit(node)
+            run.visit(node, dry)
+        if dry:
+            continue
         rule.end(run)
         run.cleanup.run()
     for body, names in outer.values():
