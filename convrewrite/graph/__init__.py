@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from .cleanup import CONSTANT_CHAIN_OPS, Cleanup, drop_value_info
-from .core import (
-    FOLD_MAX_ELEMENTS, INT32_MAX, INT64_MAX, GraphView, ModelContext, Shape, Walk, attr, collect_names,
-    constant_node_tensor, iter_views, make_squeeze, make_unsqueeze, may_hold_subgraphs, outer_names_used,
-    remove_attr, run_on_views, set_attr, shape_from_value_info, slice_kept_range, slice_operands, subgraphs,
-    tensor_elem_count, toposort, unsqueeze_axes,
+from .attrs import attr, may_hold_subgraphs, outer_names_used, remove_attr, set_attr, subgraphs
+from .cleanup import Cleanup, drop_value_info
+from .core import GraphView, ModelContext, Shape, Walk, collect_names, iter_views, run_on_views, shape_from_value_info, toposort
+from .fold import (
+    CONSTANT_CHAIN_OPS, FOLD_MAX_ELEMENTS, INT32_MAX, INT64_MAX, constant_node_tensor, fold_constant, slice_kept_range,
+    slice_operands,
 )
+from .ops import make_squeeze, make_unsqueeze, tensor_elem_count, unsqueeze_axes
 from .labels import node_label, node_labels
 
 __all__ = [
@@ -16,5 +17,5 @@ __all__ = [
     "ModelContext", "Shape", "Walk", "attr", "collect_names", "constant_node_tensor", "iter_views", "make_squeeze",
     "make_unsqueeze", "may_hold_subgraphs", "outer_names_used", "remove_attr", "run_on_views", "set_attr",
     "shape_from_value_info", "slice_kept_range", "slice_operands", "subgraphs", "tensor_elem_count", "toposort",
-    "unsqueeze_axes", "node_label", "node_labels",
+    "unsqueeze_axes", "node_label", "node_labels", "fold_constant",
 ]

@@ -12,7 +12,9 @@ from typing import Iterable
 
 import onnx
 
-from .core import CONSTANT_CHAIN_OPS, GraphView, outer_names_used, subgraphs
+from .attrs import outer_names_used, subgraphs
+from .core import GraphView
+from .fold import CONSTANT_CHAIN_OPS
 
 STD_DOMAINS = ("", "ai.onnx")
 
