@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, replace
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
+
 from ...conv import ConvAttrs
 from ...graph import GraphView, make_squeeze, make_unsqueeze
 from ...symbolic import Unprovable

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field, replace
 import onnx
 from onnx import NodeProto
+
 from ...graph import GraphView
 from ...symbolic import SHAPE_READERS, Domain, NeedPeriod, Sym, Unprovable
 from .common import (

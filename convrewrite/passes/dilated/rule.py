@@ -123,6 +123,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import onnx
 from onnx import NodeProto
+
 from ...conv import ConvAttrs
 from ...graph import INT32_MAX, GraphView
 from ...rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import onnx
 from onnx import NodeProto
+
 from ...conv import ConvAttrError, ConvAttrs
 from ...graph import INT32_MAX, GraphView, attr
 from ...symbolic import (
