@@ -19,37 +19,29 @@ thing. This pass, for every convolution:
    `CausalConvWithState`.
 
 Every rewrite is exact; whatever cannot be proven so is left alone with the
-reason in its record. Every convolution gets exactly one record.
-"""
+reason in its record. Every convolution gets exactly one record."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
-from typing import Sequence
-
 import numpy as np
 import onnx
 from onnx import NodeProto, helper
 
-from ..conv import ConvAttrs, effective_kernel
-from ..graph import (
-    INT32_MAX, INT64_MAX, GraphView, attr, remove_attr, slice_kept_range, slice_operands,
-    unsqueeze_axes,
-)
-from ..rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
-from ..symbolic import (
+from ...conv import ConvAttrs
+from ...graph import INT64_MAX, attr, slice_kept_range, slice_operands
+from ...rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...symbolic import (
     SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic,
 )
+from .operands import (
+    MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, wrapper_axis_map, describe, exclusive_reason, fold_axis, pad_amounts,
+    pad_value, set_ints, unresolvable_reason, zero_point_reason,
+)
+from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
+
 
 PASS = "causal"
-STD_DOMAINS = ("", "ai.onnx")
-# Layout-only ops allowed between a Pad and its conv (tf2onnx wraps Keras convs in them).
-WRAPPERS = ("Unsqueeze", "Transpose", "Identity")
-MAX_WRAPPERS = 4
-STATE_OP = "CausalConvWithState"
-STATE_OPSET = 27
-STATE_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
 
 @register
@@ -78,9 +70,6 @@ class CausalPass(Rule):
         if plan.state is not None:
             return f"Concat + {conv.node.op_type} + Slice would become {STATE_OP}"
         return "; ".join(plan.done + [f"not: {s}" for s in plan.skipped])
-
-
-# ----------------------------------------------------------------- per conv
 
 
 @dataclass
@@ -175,7 +164,7 @@ class _ViewFolder:
             return
         resolved = attrs.resolved(self._sizes(plan))
         if resolved is None:
-            plan.skipped.append(f"auto_pad {attrs.auto_pad} kept: {_unresolvable_reason(attrs, self._sizes(plan))}")
+            plan.skipped.append(f"auto_pad {attrs.auto_pad} kept: {unresolvable_reason(attrs, self._sizes(plan))}")
             return
         plan.attrs = resolved
         plan.done.append(f"auto_pad {attrs.auto_pad} made explicit pads {list(resolved.pads)}")
@@ -213,23 +202,23 @@ class _ViewFolder:
         readers = list(reversed(wrappers)) + [conv]  # from the Pad towards the conv
         tensor, producer_op = pad.output[0], "Pad"
         for reader in readers:
-            reason = _exclusive_reason(view, tensor, producer_op)
+            reason = exclusive_reason(view, tensor, producer_op)
             if reason:
                 return reason
             producer_op, tensor = reader.op_type, reader.output[0]
         mode = attr(pad, "mode", "constant")
         if mode != "constant":
             return f"Pad mode is {mode}"
-        value, reason = _pad_value(view, pad)
+        value, reason = pad_value(view, pad)
         if reason:
             return reason
         if value != 0:
             return f"Pad value is {value}, not 0"
         if conv.op_type in ("QLinearConv", "ConvInteger"):
-            reason = _zero_point_reason(view, conv)
+            reason = zero_point_reason(view, conv)
             if reason:
                 return reason
-        axis_map, pad_rank, reason = _axis_map(view, wrappers, attrs.rank + 2)
+        axis_map, pad_rank, reason = wrapper_axis_map(view, wrappers, attrs.rank + 2)
         if reason:
             return reason
         amounts, reason = self._pad_amounts(pad, pad_rank)
@@ -260,18 +249,18 @@ class _ViewFolder:
             plan.pad_shift = shift if plan.pad_shift is None else [a + b for a, b in zip(plan.pad_shift, shift)]
         # Earlier folds leave readers[0] reading this Pad's output by the time this one is applied.
         plan.pads.append(_PadFold(pad, readers[0], list(wrappers)))
-        plan.done.append(f"folded Pad {plan.details['pad'][-1]} ({_describe(begins, ends)}) into the pads")
+        plan.done.append(f"folded Pad {plan.details['pad'][-1]} ({describe(begins, ends)}) into the pads")
         plan.details.setdefault("pad_added", []).append({"begin": begins, "end": ends})
         self.ctx.count("pads_folded")
         return None
 
     def _pad_amounts(self, pad: NodeProto, rank: int):
-        """`_pad_amounts`, remembered per operand names (exporters share one pads constant among many Pads)."""
+        """`pad_amounts`, remembered per operand names (exporters share one pads constant among many Pads)."""
         if self.view.opset < 11:
-            return _pad_amounts(self.view, pad, rank)
+            return pad_amounts(self.view, pad, rank)
         key = (tuple(pad.input[1:2]) + tuple(pad.input[3:4]), rank)
         if key not in self.amounts_cache:
-            self.amounts_cache[key] = _pad_amounts(self.view, pad, rank)
+            self.amounts_cache[key] = pad_amounts(self.view, pad, rank)
         return self.amounts_cache[key]
 
     # --------------------------------------------------------------- Slice
@@ -317,7 +306,7 @@ class _ViewFolder:
         begins, ends = list(attrs.pads_begin), list(attrs.pads_end)
         dropped_b, dropped_e = [0] * attrs.rank, [0] * attrs.rank
         for j, (q0, q1) in bounds.items():
-            reason = _fold_axis(attrs, j, q0, q1, sizes[j], begins, ends)
+            reason = fold_axis(attrs, j, q0, q1, sizes[j], begins, ends)
             if reason:
                 return reason
             dropped_b[j], dropped_e[j] = q0, q1
@@ -328,7 +317,7 @@ class _ViewFolder:
                 return f"cannot prove the folded output length on spatial axis {j}"
         plan.attrs = new_attrs
         plan.slices.append(_SliceFold(slc, operand_nodes))
-        dropped = _describe(dropped_b, dropped_e)
+        dropped = describe(dropped_b, dropped_e)
         plan.done.append(f"folded Slice {plan.details['slice'][-1]} (drops {dropped}) into the pads")
         plan.details.setdefault("slice_dropped", []).append({"begin": dropped_b, "end": dropped_e})
         self.ctx.count("slices_folded")
@@ -409,7 +398,7 @@ class _ViewFolder:
         if end.a != lout.a or end.a <= 0 or lout.b - end.b < 0 or end.a + end.b < 0:
             return None, [], "slice end is computed at run time"
         # Every reader of the conv output other than the Slice must die with it (TorchScript's Shape chain).
-        dying = _exclusive_nodes(view, visited, slc)
+        dying = exclusive_nodes(view, visited, slc)
         dropped = lout.b - end.b
         # As a constant end this is "-dropped" (or "to the end" when nothing is dropped).
         return (-dropped if dropped else INT64_MAX), dying, None
@@ -422,14 +411,14 @@ class _ViewFolder:
         concat = view.producer_of(conv.input[0])
         if concat is None or concat.op_type != "Concat" or concat.domain not in STD_DOMAINS:
             return None
-        match, reason = _state_match(view, conv, concat, attrs)
+        match, reason = state_match(view, conv, concat, attrs)
         if reason:
             plan.skipped.append(f"{STATE_OP}: {reason}")
             return None
         if view.opset < STATE_OPSET:
             plan.skipped.append(f"{STATE_OP} needs opset {STATE_OPSET}; the model imports opset {view.opset}")
             return None
-        if not _has_schema(STATE_OP):
+        if not has_schema(STATE_OP):
             plan.skipped.append(f"{STATE_OP} is not in the installed onnx {onnx.__version__}")
             return None
         return (concat,) + tuple(match)
@@ -453,7 +442,7 @@ class _ViewFolder:
             self.cleanup.maybe_dead(slc.input[1:])
         self.stale_value_info.add(concat.output[0])
         self.ctx.count("causal_convs_with_state")
-        runtime = _state_runtime_note()
+        runtime = state_runtime_note()
         reason = f"Concat {concat.name or 'Concat'} + {conv.op_type} + Slice became {STATE_OP}"
         return Rewritten({"op_type": STATE_OP}, f"{reason} ({runtime})" if runtime else reason,
                          {"runtime": runtime} if runtime else {}, before=None)
@@ -463,7 +452,7 @@ class _ViewFolder:
     def _apply(self, conv: NodeProto, before: ConvAttrs, plan: _Plan) -> None:
         view = self.view
         if plan.attrs.auto_pad == before.auto_pad:
-            _set_ints(conv, "pads", plan.attrs.pads)  # only the pads changed: same result as apply(), cheaper
+            set_ints(conv, "pads", plan.attrs.pads)  # only the pads changed: same result as apply(), cheaper
         else:
             plan.attrs.apply(conv)
         for fold in plan.pads:  # nearest first: each leaves the next Pad's output read by its first reader
@@ -479,302 +468,3 @@ class _ViewFolder:
             view.set_output(conv, 0, new)
             self.stale_value_info.add(old)
             self.cleanup.maybe_dead(slc.input[1:])
-
-# --------------------------------------------------------- auto_pad helpers
-
-
-def _unresolvable_reason(attrs: ConvAttrs, spatial: Sequence[int | None]) -> str:
-    """Why `attrs.resolved(spatial)` found no explicit pads."""
-    for j, size in enumerate(spatial):
-        if attrs.strides[j] != 1 and size is None:
-            return f"its pads depend on the dynamic size of spatial axis {j} (stride {attrs.strides[j]})"
-    if attrs.transposed:
-        for j, op in enumerate(attrs.output_padding):
-            if op and attrs.auto_pad != "NOTSET":
-                return (f"output_padding {op} on spatial axis {j}: onnx shape inference makes the SAME output "
-                        "D*s + output_padding, onnxruntime D*s, so explicit pads would change the inferred shapes")
-        for j, s in enumerate(attrs.strides):
-            span = effective_kernel(attrs.kernel_shape[j], attrs.dilations[j])
-            if span + attrs.output_padding[j] < s:
-                # Seen with onnx 1.23 / onnxruntime 1.31: the reference grows the output to D*s (an extra
-                # bias-only step at the front for SAME_UPPER, at the end for SAME_LOWER); onnxruntime does not.
-                return (f"kernel span {span} is shorter than stride {s} on spatial axis {j}, so SAME needs "
-                        "negative pads, which explicit pads cannot express (the ONNX reference and onnxruntime "
-                        "also disagree on this case)")
-    return "no explicit pads give the same output"
-
-
-# -------------------------------------------------------------- Pad helpers
-
-
-def _exclusive_reason(view: GraphView, tensor: str, op: str) -> str | None:
-    """Why `tensor` (written by `op`) is read by more than the next node of the pattern, or None."""
-    if view.is_graph_output(tensor):
-        return f"{op} output is a graph output"
-    n = len(view.consumers_of(tensor))
-    if n != 1:
-        return f"{op} output has {n} consumers"
-    return None
-
-
-def _pad_value(view: GraphView, pad: NodeProto):
-    """(the Pad's constant value as a Python number, None) or (None, reason)."""
-    if view.opset < 11:
-        return attr(pad, "value", 0.0), None
-    if len(pad.input) < 3 or not pad.input[2]:
-        return 0, None
-    value = view.const_value(pad.input[2])
-    if value is None:
-        return None, "Pad value is computed at run time"
-    if value.size != 1:
-        return None, f"Pad value has {value.size} elements"
-    return value.reshape(-1)[0].item(), None  # NaN compares unequal to 0 and is reported as such
-
-
-def _zero_point_reason(view: GraphView, conv: NodeProto) -> str | None:
-    """A quantized conv pads with its input zero point: a zero Pad matches only when that is 0."""
-    name = conv.input[2] if len(conv.input) > 2 else ""
-    if not name:
-        return None
-    zp = view.const_value(name)
-    if zp is None:
-        return "x_zero_point is computed at run time, so a zero Pad may differ from the conv's own padding"
-    if np.any(zp != 0):
-        return f"x_zero_point is {zp.reshape(-1)[0].item()}, not 0, so a zero Pad differs from the conv's own padding"
-    return None
-
-
-def _axis_map(view: GraphView, wrappers: list[NodeProto], conv_rank: int):
-    """For each conv input axis, the Pad output axis it comes from (None for inserted axes).
-
-    Returns (map, the Pad's rank, None) or (None, None, reason).
-    """
-    current: list[int | None] = list(range(conv_rank))
-    rank = conv_rank
-    for node in wrappers:  # from the conv back towards the Pad
-        if node.op_type == "Identity":
-            continue
-        if node.op_type == "Transpose":
-            perm = attr(node, "perm")
-            perm = list(perm) if perm is not None else list(reversed(range(rank)))
-            if sorted(perm) != list(range(rank)):
-                return None, None, "Transpose perm does not match the tensor's rank"
-            current = [None if c is None else perm[c] for c in current]
-            continue
-        axes = unsqueeze_axes(view, node)
-        if axes is None:
-            return None, None, "Unsqueeze axes between the Pad and the conv are computed at run time"
-        inserted = sorted(a + rank if a < 0 else a for a in axes)
-        if len(set(inserted)) != len(inserted) or any(not 0 <= a < rank for a in inserted):
-            return None, None, "Unsqueeze axes do not match the tensor's rank"
-        inserted_set = set(inserted)
-        current = [
-            None if c is None or c in inserted_set else c - sum(1 for a in inserted if a < c) for c in current
-        ]
-        rank -= len(inserted)
-    return current, rank, None
-
-
-def _pad_amounts(view: GraphView, pad: NodeProto, rank: int):
-    """[(begin, end)] per axis of the Pad's input, or (None, reason)."""
-    if view.opset < 11:
-        pads = attr(pad, "pads", attr(pad, "paddings"))
-        pads = list(pads) if pads is not None else None
-    else:
-        pads = view.const_ints(pad.input[1]) if len(pad.input) > 1 and pad.input[1] else None
-    if pads is None:
-        return None, "Pad amounts are computed at run time"
-    axes = list(range(rank))
-    if view.opset >= 18 and len(pad.input) > 3 and pad.input[3]:
-        given = view.const_ints(pad.input[3])
-        if given is None:
-            return None, "Pad axes are computed at run time"
-        axes = [a + rank if a < 0 else a for a in given]
-        if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
-            return None, f"Pad axes {given} do not fit rank {rank}"
-    if len(pads) != 2 * len(axes):
-        return None, f"Pad has {len(pads)} amounts for {len(axes)} axes"
-    if any(p < 0 for p in pads):
-        return None, "Pad has negative amounts (it crops)"
-    amounts = [(0, 0)] * rank
-    for i, a in enumerate(axes):
-        amounts[a] = (pads[i], pads[len(axes) + i])
-    return amounts, None
-
-
-def _describe(begins: Sequence[int], ends: Sequence[int]) -> str:
-    parts = []
-    for j, (b, e) in enumerate(zip(begins, ends)):
-        if b or e:
-            parts.append(f"{b} at the front and {e} at the end of spatial axis {j}")
-    return ", ".join(parts) or "nothing"
-
-
-# ------------------------------------------------------------ Slice helpers
-
-
-def _fold_axis(
-    attrs: ConvAttrs, j: int, q0: int, q1: int, size: int | None, begins: list[int], ends: list[int]
-) -> str | None:
-    """Adjust begins/ends[j] for a Slice dropping q0 outputs at the front and q1 at the end; or say why not."""
-    if attrs.transposed:
-        # A ConvTranspose's pads crop its full output: dropping more is more pads, at any stride.
-        begins[j] += q0
-        ends[j] += q1
-        return None
-    s, pb, pe = attrs.strides[j], begins[j], ends[j]
-    if q0:
-        if pb < q0 * s:
-            stride = f" (stride {s})" if s != 1 else ""
-            return f"slice drops {q0} outputs at the front{stride} but begin pad is {pb}"
-        begins[j] = pb - q0 * s
-    if q1:
-        if pe >= q1 * s:
-            ends[j] = pe - q1 * s  # exact for every input length
-        elif s == 1:
-            return f"slice drops {q1} outputs but end pad is {pe}"
-        elif size is None:
-            return (f"slice drops {q1} outputs at the end (stride {s}) but end pad is {pe} < {q1 * s}, "
-                    "and the length is dynamic")
-        else:
-            # floor division leaves slack r: any end reduction in [q1*s - s + r + 1, q1*s + r] keeps the length.
-            span = effective_kernel(attrs.kernel_shape[j], attrs.dilations[j])
-            slack = (size + pb + pe - span) % s
-            lowest = q1 * s - s + slack + 1
-            if pe < lowest:
-                return f"slice drops {q1} outputs at the end (stride {s}) but end pad is {pe}, needs {lowest}"
-            ends[j] = 0
-    return None
-
-
-def _exclusive_nodes(view: GraphView, nodes: list[NodeProto], sink: NodeProto) -> list[NodeProto]:
-    """The subset of `nodes` whose outputs are read only by that subset or by `sink` (they die with it)."""
-    alive = {id(n): n for n in nodes}
-    changed = True
-    while changed:
-        changed = False
-        for key, node in list(alive.items()):
-            for o in node.output:
-                if not o:
-                    continue
-                if view.is_graph_output(o) or any(
-                    u is not sink and id(u) not in alive for u in view.consumers_of(o)
-                ):
-                    del alive[key]
-                    changed = True
-                    break
-    return list(alive.values())
-
-
-# ------------------------------------------------- CausalConvWithState helpers
-
-
-def _state_match(view: GraphView, conv: NodeProto, concat: NodeProto, attrs: ConvAttrs):
-    """((state, x, new-state Slice or None), None) when Concat(state, x) -> Conv is a stateful causal conv."""
-    if conv.op_type != "Conv":
-        return None, f"{conv.op_type} is not a plain Conv"
-    if attrs.rank != 1:
-        return None, "only 1-D convolutions have a stateful form"
-    if len([i for i in concat.input if i]) != 2:
-        return None, "the Concat does not join exactly a state and an input"
-    axis = attr(concat, "axis")
-    if axis not in (2, -1):
-        return None, f"the Concat joins axis {axis}, not the time axis"
-    state, x = concat.input[0], concat.input[1]
-    k = attrs.kernel_shape[0]
-    wshape = view.shape(conv.input[1])
-    channels = wshape.static(0) if wshape is not None else None
-    if attrs.group != channels or (wshape is not None and wshape.static(1) != 1):
-        return None, "the conv is not depthwise with one output per channel"
-    if attrs.strides[0] != 1 or attrs.dilations[0] != 1:
-        return None, "the conv is strided or dilated"
-    if attrs.auto_pad not in ("NOTSET", "VALID") or (attrs.auto_pad == "NOTSET" and any(attrs.pads)):
-        return None, "the conv pads its input"
-    sshape = view.shape(state)
-    if sshape is None or sshape.static(2) != k - 1:
-        return None, f"the state is not k-1 = {k - 1} steps long"
-    if view.elem_type(x) not in STATE_TYPES:
-        return None, "the input type is not float, float16 or bfloat16"
-    if view.is_graph_output(concat.output[0]):
-        return None, "the Concat output is a graph output"
-    users = view.consumers_of(concat.output[0])
-    others = [u for u in users if u is not conv]
-    slc = None
-    if others:
-        if len(others) != 1 or others[0].op_type != "Slice" or others[0].input[0] != concat.output[0]:
-            return None, f"the Concat output has {len(users)} consumers"
-        slc = others[0]
-        operands = slice_operands(view, slc)
-        if operands is None:
-            return None, "the new-state Slice bounds are computed at run time"
-        starts, ends, axes, steps = operands
-        hshape = view.shape(concat.output[0])
-        length = hshape.static(2) if hshape is not None else None
-        keeps_tail = len(starts) == 1 and (
-            (starts[0] == -(k - 1) and (ends[0] >= INT32_MAX or (length is not None and ends[0] == length)))
-            or (length is not None and starts[0] == length - (k - 1) and ends[0] >= length)
-        )
-        # axes absent means axis 0, which is not the time axis.
-        if not (keeps_tail and axes in ([2], [-1]) and steps in (None, [1])):
-            return None, f"the Slice of the Concat does not keep exactly the last {k - 1} steps"
-    return (state, x, slc), None
-
-
-@functools.lru_cache(maxsize=None)
-def _has_schema(op: str) -> bool:
-    try:
-        onnx.defs.get_schema(op, STATE_OPSET)
-        return True
-    except Exception:  # noqa: BLE001 - absent in this onnx
-        return False
-
-
-@functools.lru_cache(maxsize=None)
-def _state_runtime_note() -> str:
-    """Say whether the installed onnxruntime can run an opset-27 model at all."""
-    try:
-        import onnxruntime as ort
-
-        node = helper.make_node("Identity", ["x"], ["y"])
-        graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-                                  [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", STATE_OPSET)], ir_version=10)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 4
-        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except ImportError:
-        return "no onnxruntime is installed to run it"
-    except Exception:  # noqa: BLE001 - the runtime refuses the opset
-        return (f"onnxruntime {ort.__version__} cannot run it (it does not support ai.onnx opset {STATE_OPSET}); "
-                + ("onnx.reference.ReferenceEvaluator can" if _has_reference(STATE_OP) else
-                   f"nor can onnx {onnx.__version__}'s reference evaluator"))
-    return ""
-
-
-@functools.lru_cache(maxsize=None)
-def _has_reference(op: str) -> bool:
-    """Whether the installed onnx's reference evaluator implements `op` (the only other way to run it)."""
-    try:
-        from onnx.reference.ops import load_op
-
-        load_op("", op, STATE_OPSET)
-        return True
-    except Exception:  # noqa: BLE001 - not implemented in this onnx
-        return False
-
-
-# ------------------------------------------------------------------- misc
-
-
-def _set_ints(node: NodeProto, name: str, values: Sequence[int]) -> None:
-    """Set an INTS attribute in place (what helper.make_attribute builds, without its cost)."""
-    for a in node.attribute:
-        if a.name == name and a.type == onnx.AttributeProto.INTS:
-            del a.ints[:]
-            a.ints.extend(values)
-            return
-    remove_attr(node, name)
-    a = node.attribute.add()
-    a.name = name
-    a.type = onnx.AttributeProto.INTS
-    a.ints.extend(values)
