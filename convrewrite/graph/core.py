@@ -252,7 +252,7 @@ class GraphView:
             return None
         if name in self._const_cache:
             return self._const_cache[name]
-        result = fold_constant(self, name)
+        result = fold_constant(self, name, self._const_cache)
         self._const_cache[name] = result
         return result
 

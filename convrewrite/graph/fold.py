@@ -37,7 +37,7 @@ CONSTANT_CHAIN_OPS = frozenset({
 })
 
 
-def fold_constant(view: GraphView, name: str) -> np.ndarray | None:
+def fold_constant(view: GraphView, name: str, cache: dict[str, np.ndarray | None]) -> np.ndarray | None:
     """Evaluate `name` if it depends on constants only (iterative; small tensors only)."""
     results: dict[str, np.ndarray | None] = {}
     stack: list[tuple[str, bool]] = [(name, False)]
@@ -45,7 +45,7 @@ def fold_constant(view: GraphView, name: str) -> np.ndarray | None:
         current, expanded = stack.pop()
         if current in results:
             continue
-        cached = view._const_cache.get(current, ...) if current != name else ...
+        cached = cache.get(current, ...) if current != name else ...
         if cached is not ...:
             results[current] = cached
             continue
@@ -95,7 +95,7 @@ def fold_constant(view: GraphView, name: str) -> np.ndarray | None:
             value = None
         results[current] = value
         if current != name:
-            view._const_cache[current] = value
+            cache[current] = value
     return results.get(name)
 
 
