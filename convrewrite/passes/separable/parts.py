@@ -11,7 +11,6 @@ from ...conv import ConvAttrs
 from ...graph import FOLD_MAX_ELEMENTS, GraphView
 
 
-
 PASS = "separable"
 
 
@@ -19,13 +18,6 @@ STD_DOMAINS = ("", "ai.onnx")
 
 
 BIAS_SLOT = 2
-
-
-# Ops that move data without mixing channels: followed (channel axis tracked) between a conv and what it feeds.
-LAYOUT_OPS = ("Identity", "Transpose", "Squeeze", "Unsqueeze")
-
-
-MAX_LAYOUT_OPS = 8
 
 
 # Fusion that costs more than this many times the pair's multiply-adds needs `force`.
@@ -81,25 +73,6 @@ class ConvState:
     @property
     def kernel_size(self) -> int:
         return int(np.prod(self.attrs.kernel_shape))
-
-
-@dataclass
-class LayoutPath:
-    """Where a conv's output goes through layout-only ops (each read once, none a graph output)."""
-
-    layout: list[NodeProto]
-    name: str  # the tensor the next op reads
-    axes: list[int | None]  # axes[i]: which axis of the conv output sits at position i (None: inserted)
-    user: NodeProto | None  # the sole reader of `name`; None when the walk stopped
-    stop: str = ""  # why it stopped when `user` is None
-
-    @property
-    def channel_axis(self) -> int:
-        return self.axes.index(1)
-
-    @property
-    def same_layout(self) -> bool:
-        return self.axes == list(range(len(self.axes)))
 
 
 def scale_out_channels(w: np.ndarray, scale: np.ndarray, attrs: ConvAttrs) -> np.ndarray:

@@ -28,12 +28,12 @@ from __future__ import annotations
 import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
-from ...graph import attr, set_attr
+from ...graph import LayoutPath, attr, set_attr, walk_down
 from ...rewrite import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
-from ..channel_layout import layout_axes as _layout_axes, per_channel as _per_channel
+from ..channel_layout import per_channel as _per_channel
 from .parts import (
-    BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT, LAYOUT_OPS, LayoutPath,
-    MAX_LAYOUT_OPS, PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, pointwise_reason,
+    BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
+    PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, pointwise_reason,
     scale_out_channels, why_not_constant,
 )
 
@@ -147,27 +147,7 @@ class _ViewRewriter:
 
     def walk(self, conv: ConvState) -> LayoutPath:
         """Follow the conv's output through layout-only ops to the first other reader."""
-        view = self.view
-        name = conv.node.output[0]
-        axes: list[int | None] = list(range(conv.attrs.rank + 2))
-        layout: list[NodeProto] = []
-        while True:
-            if view.is_graph_output(name):
-                return LayoutPath(layout, name, axes, None, "is a graph output")
-            users = view.consumers_of(name)
-            if len(users) != 1:
-                kinds = ", ".join(u.op_type for u in users)
-                stop = f"has {len(users)} consumers ({kinds})" if users else "is not read"
-                return LayoutPath(layout, name, axes, None, stop)
-            user = users[0]
-            if user.op_type not in LAYOUT_OPS or user.domain not in STD_DOMAINS or user.input[0] != name:
-                return LayoutPath(layout, name, axes, user)
-            moved = _layout_axes(view, user, axes)
-            if moved is None or len(layout) >= MAX_LAYOUT_OPS:
-                return LayoutPath(layout, name, axes, user)
-            layout.append(user)
-            axes = moved
-            name = user.output[0]
+        return walk_down(self.view, conv.node.output[0], conv.attrs.rank + 2)
 
     def fold_followers(self, conv: ConvState) -> None:
         """Fold every per-channel affine op that follows the conv into its weight and bias."""
