@@ -61,33 +61,42 @@ class Conv:
     attrs: ConvAttrs
     weight_shape: list[Any] | None
     weight_type: int | None
+    weight_static: bool = False  # every weight dim is a known int
 
 
-def weight_info(view: GraphView, node: NodeProto) -> tuple[list[Any] | None, int | None]:
-    """The weight's dims and element type: from shape inference, else (the one fallback) from its constant value."""
+def _all_int(dims) -> bool:
+    for d in dims:
+        if d.__class__ is not int:
+            return False
+    return True
+
+
+def weight_info(view: GraphView, node: NodeProto) -> tuple[list[Any] | None, int | None, bool]:
+    """The weight's dims, element type and whether all dims are known ints: from shape inference, else (the one
+    fallback) from its constant value."""
     slot = WEIGHT_INPUT[node.op_type]
     name = node.input[slot] if len(node.input) > slot else ""
     if not name:
-        return None, None
+        return None, None, False
     s = view.shape(name)
-    if s is not None and s.dims is not None and all(isinstance(d, int) for d in s.dims):
-        return list(s.dims), s.elem_type
+    if s is not None and s.dims is not None and _all_int(s.dims):
+        return list(s.dims), s.elem_type, True
     value = view.const_value(name)  # e.g. a Constant node inside a function body
     if value is not None:
-        return list(value.shape), onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+        return list(value.shape), onnx.helper.np_dtype_to_tensor_dtype(value.dtype), True
     if s is None:
-        return None, None
-    return (list(s.dims) if s.dims is not None else None), s.elem_type
+        return None, None, False
+    return (list(s.dims) if s.dims is not None else None), s.elem_type, False
 
 
 def read_conv(view: GraphView, node: NodeProto, label: str) -> Conv:
     """The convolution's normalized attributes, or NotApplicable saying why they cannot be read."""
-    dims, elem_type = weight_info(view, node)
+    dims, elem_type, static = weight_info(view, node)
     try:
         attrs = ConvAttrs.from_node(node, dims)
     except ConvAttrError as exc:
         raise NotApplicable(f"attributes cannot be read: {exc}", [node], with_before=False) from None
-    return Conv(node, label, attrs, dims, elem_type)
+    return Conv(node, label, attrs, dims, elem_type, static)
 
 
 class ViewRun:

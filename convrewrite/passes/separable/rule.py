@@ -85,8 +85,8 @@ class _ViewRewriter:
 
     # ---------------------------------------------------------------- records
 
-    def _record(self, node: NodeProto, status: str, reason: str, **kw) -> None:
-        self.run.record(node, status, reason, **kw)
+    def _record(self, node: NodeProto, status: str, reason: str, before=None, after=None, details=None) -> None:
+        self.run.record(node, status, reason, before, after, details)
 
     def _state(self, node: NodeProto) -> ConvState | str:
         """Another conv's state (the pointwise half of a pair), or why it cannot be handled at all."""
@@ -104,7 +104,7 @@ class _ViewRewriter:
         if node.op_type not in ("Conv", "ConvTranspose"):
             return f"quantized convolution ({node.op_type}): its weights are not float"
         dims = conv.weight_shape
-        if dims is None or not all(isinstance(d, int) for d in dims):
+        if dims is None or not conv.weight_static:
             return "the weight's shape is not known"
         attrs = conv.attrs
         if attrs.ambiguous_output_reason():
