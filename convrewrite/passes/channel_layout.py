@@ -1,9 +1,9 @@
-"""Where a conv's output channels sit after layout-only ops, and which constants act per channel.
+"""Which constants act per channel: the part of moving a per-channel affine op into a conv that is not layout.
 
-Shared by the folds that move a per-channel affine op into a conv (separable.py's
-followers, keras_lowering.py's bias Adds): a constant folds into the conv's
-bias only when it broadcasts over the channel axis alone, as that axis sits
-in the layout the op sees (a Transpose between them moves it).
+Shared by separable's followers and keras_lowering's bias Adds: a constant
+folds into the conv's bias only when it broadcasts over the channel axis
+alone, as that axis sits in the layout the op sees (where the axis goes
+through layout ops is graph/layout.py's).
 """
 
 from __future__ import annotations

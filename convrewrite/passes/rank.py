@@ -16,7 +16,7 @@ Passes (all exact by construction; see conv-semantics.md "1D -> 2D" and "2D -> 1
 - `channels-as-spatial` / `spatial-as-channels` (channels_spatial.py): the Keras
   equivalence between a Conv1D and a one-channel Conv2D whose kernel spans C.
 
-Each pass works on regions, not single convs (see reshapes.py): a 1D network of
+Each pass works on regions, not single convs (see passes/reshapes/): a 1D network of
 convs, activations, norms, residual adds and pools gets one Unsqueeze per
 tensor entering it and one Squeeze per tensor leaving it.
 
