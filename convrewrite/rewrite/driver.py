@@ -35,11 +35,27 @@ class NotApplicable(Exception):
 
     def __init__(self, reason: str, nodes: Sequence[NodeProto] = (), details: dict[str, Any] | None = None,
                  with_before: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.nodes = list(nodes)
-        self.details = details or {}
-        self.with_before = with_before
+        # Kept in `args` only (no instance dict): rules raise this once per convolution they decline.
+        self.args = (reason, nodes, details, with_before)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    @property
+    def reason(self) -> str:
+        return self.args[0]
+
+    @property
+    def nodes(self) -> list[NodeProto]:
+        return list(self.args[1])
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.args[2] if self.args[2] is not None else {}
+
+    @property
+    def with_before(self) -> bool:
+        return self.args[3]
 
 
 @dataclass
@@ -52,7 +68,7 @@ class Rewritten:
     before: dict[str, Any] | None = None  # when the rule changed what `before` should say (rare)
 
 
-@dataclass
+@dataclass(slots=True)
 class Conv:
     """One convolution as the driver read it: node, label, attributes, weight shape and element type."""
 
@@ -64,13 +80,6 @@ class Conv:
     weight_static: bool = False  # every weight dim is a known int
 
 
-def _all_int(dims) -> bool:
-    for d in dims:
-        if d.__class__ is not int:
-            return False
-    return True
-
-
 def weight_info(view: GraphView, node: NodeProto) -> tuple[list[Any] | None, int | None, bool]:
     """The weight's dims, element type and whether all dims are known ints: from shape inference, else (the one
     fallback) from its constant value."""
@@ -79,8 +88,13 @@ def weight_info(view: GraphView, node: NodeProto) -> tuple[list[Any] | None, int
     if not name:
         return None, None, False
     s = view.shape(name)
-    if s is not None and s.dims is not None and _all_int(s.dims):
-        return list(s.dims), s.elem_type, True
+    dims = s.dims if s is not None else None
+    if dims is not None:
+        for d in dims:
+            if d.__class__ is not int:
+                break
+        else:
+            return list(dims), s.elem_type, True
     value = view.const_value(name)  # e.g. a Constant node inside a function body
     if value is not None:
         return list(value.shape), onnx.helper.np_dtype_to_tensor_dtype(value.dtype), True
@@ -108,6 +122,9 @@ class ViewRun:
         self.rule = rule
         self.labels = node_labels(view)
         self.claimed: set[int] = set()
+        self.records = ctx.records
+        # Rules that add no conv-only conditions skip the call (this loop runs once per convolution).
+        self.check_conv = rule.check_conv if type(rule).check_conv is not Rule.check_conv else None
         self.cleanup = Cleanup(view, outer)
         self.state: Any = None  # the rule's own per-body state, set by `begin`
 
@@ -124,8 +141,10 @@ class ViewRun:
 
     def record(self, node: NodeProto, status: str, reason: str = "", before: dict | None = None,
                after: dict | None = None, details: dict | None = None) -> Record:
-        return self.ctx.record(Record(self.rule.name, self.labels[id(node)], node.op_type, self.view.path, status,
-                                      reason, before, after, details if details is not None else {}))
+        record = Record(self.rule.name, self.labels[id(node)], node.op_type, self.view.path, status, reason, before,
+                        after, details if details is not None else {})
+        self.records.append(record)
+        return record
 
     def count(self, name: str, n: int = 1) -> None:
         self.ctx.count(name, n)
@@ -139,7 +158,8 @@ class ViewRun:
         conv: Conv | None = None
         try:
             conv = read_conv(self.view, node, label)
-            rule.check_conv(self, conv)
+            if self.check_conv is not None:
+                self.check_conv(self, conv)
             if not self.ctx.allowed(rule.name, self.view.path, label):
                 raise NotApplicable("excluded by selection")
             match = rule.match(self, conv)
@@ -230,9 +250,9 @@ def run_rule(ctx, rule: Rule, dry: bool = False) -> None:
             if id(node) in run.claimed or view.is_removed(node):
                 continue
             run.visit(node, dry)
-        if dry:
-            continue
-        rule.end(run)
-        run.cleanup.run()
+        if not dry:
+            rule.end(run)
+            run.cleanup.run()
+        run.state = None  # a rule's state may point back at the run: leave no cycle for the (maybe disabled) GC
     for body, names in outer.values():
         drop_unread_initializers(body, names)

@@ -72,7 +72,7 @@ class CausalPass(Rule):
         return "; ".join(plan.done + [f"not: {s}" for s in plan.skipped])
 
 
-@dataclass
+@dataclass(slots=True)
 class _Plan:
     """What will be done to one conv: new attributes and the graph edits that go with them."""
 

@@ -8,7 +8,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 
-from ...graph import CONSTANT_CHAIN_OPS, attr, constant_node_tensor, make_squeeze, make_unsqueeze, set_attr
+from ...graph import (
+    CONSTANT_CHAIN_OPS, attr, constant_node_tensor, make_squeeze, make_unsqueeze, set_attr, sweep_dead,
+)
 from .plans import NodePlan, QDQ, const_dims, is_insert_wrapper, is_remove_wrapper, normalize, set_tensor_dims
 
 if TYPE_CHECKING:
@@ -332,29 +334,15 @@ class RegionRewrite:
             self._exit_wrap(lowered, name, a, producer)
 
     def drop_dead(self, names: Iterable[str]) -> None:
-        """Remove constant operands (and the chains computing them) that nothing reads any more."""
-        view = self.view
-        stack = [n for n in names if n]
-        dead_inits = []
-        while stack:
-            name = stack.pop()
-            if view.consumers_of(name) or view.is_graph_output(name):
-                continue
-            producer = view.producer_of(name)
-            if producer is None:
-                if name in view.initializers and name not in view.input_set:
-                    dead_inits.append(name)
-                continue
-            if view.is_removed(producer):
-                continue
-            if any(view.consumers_of(o) or view.is_graph_output(o) for o in producer.output if o):
-                continue
-            if producer.op_type not in CONSTANT_CHAIN_OPS:
-                continue
-            view.remove(producer)
-            stack.extend(i for i in producer.input if i)
-        if dead_inits:
-            view.drop_unused_initializers(dead_inits)
+        """Remove constant operands (and the chains computing them) that nothing reads any more, now.
+
+        The graph's one cleanup sweep; run at once (not deferred to the driver) because later
+        region edits look at these operands' readers. Value_info is left as the region engine
+        manages it (its own `dropped_value_info`).
+        """
+        unused = sweep_dead(self.view, [n for n in names if n], set(), {})
+        if unused:
+            self.view.drop_unused_initializers(list(unused))
 
     def replace_operand(self, node: NodeProto, slot: int, values: Sequence[int], base: str) -> None:
         """Point an int64 operand (pads, axes) at a new constant and drop the old one if now unused."""
