@@ -33,6 +33,7 @@ __all__ = [
     "Record",
     "RewriteResult",
     "available_passes",
+    "register_rule",
     "ConvRewriteError",
     "ModelLoadError",
     "ModelInvalidError",
@@ -47,10 +48,10 @@ _LAZY = {
     "load": "model", "save": "model",
     "inspect": "api", "rewrite": "api",
     "ConvAttrs": "conv",
-    "Record": "passes", "RewriteResult": "passes", "available_passes": "passes",
+    "Record": "rewrite", "RewriteResult": "rewrite", "register_rule": "rewrite", "available_passes": "passes",
     **{name: "checker" for name in ("check", "bisect", "CheckReport", "BisectResult", "make_inputs",
                                      "compare_arrays", "compare_values", "default_tolerance", "render_text")},
-    "bench": "bench",
+    "bench": "timing",
 }
 
 

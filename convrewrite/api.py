@@ -28,27 +28,27 @@ def rewrite(
 
     The input is never modified (`copy=False` lets a caller that owns the
     model skip the copy). `only` restricts the rewrite to candidates whose
-    record key is in the set: everything else is left as it is.
+    record key is in the set: everything else is left as it is. Other
+    keywords are options declared by registered rules (third-party ones too);
+    an undeclared one raises ConvRewriteError naming the known options.
     """
     if layout not in ("h", "w"):
         from .errors import ConvRewriteError
 
         raise ConvRewriteError(f"layout must be 'h' or 'w', not {layout!r}")
     loaded = model if isinstance(model, onnx.ModelProto) else load(model)
-    options = PassOptions(
-        layout=layout,
-        fuse_separable=fuse_separable,
-        force=force,
-        expand_dilations=expand_dilations,
-        causal_target=causal_target,
-        extra=extra,
-    )
+    # Every option is declared by a registered rule: an unknown keyword is an error naming the known ones.
+    options = PassOptions(layout=layout, fuse_separable=fuse_separable, force=force,
+                          expand_dilations=expand_dilations, causal_target=causal_target, **extra)
     return run_passes(loaded, list(passes), options, only, copy_model=copy and loaded is model, on_pass=on_pass)
 
 
-def inspect(model: ModelSource) -> dict[str, Any]:
-    """Every convolution in the model (subgraphs and functions included), classified."""
-    from .inventory import inventory
+def inspect(model: ModelSource, rules: bool = False) -> dict[str, Any]:
+    """Every convolution in the model (subgraphs and functions included), classified.
+
+    `rules=True` adds, per convolution, what each registered rule would do and why not.
+    """
+    from .inspection import inventory
 
     loaded = model if isinstance(model, onnx.ModelProto) else load(model)
-    return inventory(loaded)
+    return inventory(loaded, rules=rules)

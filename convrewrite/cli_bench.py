@@ -11,7 +11,7 @@ import sys
 import click
 
 from . import runtime
-from .cli_check import _named, _parse_int, parse_shape
+from .cli_check import named_values, parse_int, parse_shape
 from .cli_common import guarded, settings
 from .model import check_distinct, writable_target, write_text_target
 
@@ -37,7 +37,7 @@ def bench_command(models: tuple[str, ...], providers: str | None, require: tuple
                   threads: str | None, ort_opt: str, shapes: tuple[str, ...], inputs_path: str | None, seed: str,
                   json_path: str | None, quiet: bool, verbose: bool) -> None:
     """Time MODEL(s) side by side: median, p90, p99, min, and the ratio to the first."""
-    from .bench import bench  # onnxruntime only when a command needs it
+    from .timing import bench  # onnxruntime only when a command needs it
 
     quiet = quiet or settings().quiet
     verbose = verbose or settings().verbose
@@ -48,10 +48,10 @@ def bench_command(models: tuple[str, ...], providers: str | None, require: tuple
         check_distinct([("--json", json_path)], [("MODEL", m) for m in models] +
                        ([("--inputs", inputs_path)] if inputs_path else []))
     options = dict(
-        providers=providers, require=list(require) or None, runs=_parse_int(runs, "--runs"),
-        warmup=_parse_int(warmup, "--warmup"), threads=_parse_int(threads, "--threads") if threads else None,
-        ort_opt=ort_opt, shapes=_named(shapes, parse_shape, "--shape") or None, inputs=inputs_path,
-        seed=_parse_int(seed, "--seed"), verbose=verbose,
+        providers=providers, require=list(require) or None, runs=parse_int(runs, "--runs"),
+        warmup=parse_int(warmup, "--warmup"), threads=parse_int(threads, "--threads") if threads else None,
+        ort_opt=ort_opt, shapes=named_values(shapes, parse_shape, "--shape") or None, inputs=inputs_path,
+        seed=parse_int(seed, "--seed"), verbose=verbose,
     )
     if quiet or not sys.stderr.isatty():
         report = bench(list(models), **options)

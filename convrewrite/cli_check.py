@@ -74,14 +74,14 @@ def parse_tolerances(values: tuple[str, ...], option: str) -> dict[str, float] |
     return out
 
 
-def _parse_int(text: str, option: str) -> int:
+def parse_int(text: str, option: str) -> int:
     try:
         return int(text)
     except ValueError:
         raise CheckInputError(f"{option}: {text!r} is not an integer") from None
 
 
-def _named(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]], option: str) -> dict[str, Any]:
+def named_values(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]], option: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for text in values:
         name, value = parse(text)
@@ -130,8 +130,8 @@ def check_options(
         inputs=inputs_path,
         seed=seed,
         trials=trials,
-        shapes=_named(tuple(shapes), parse_shape, "--shape") or None,
-        ranges=_named(tuple(ranges), parse_range, "--range") or None,
+        shapes=named_values(tuple(shapes), parse_shape, "--shape") or None,
+        ranges=named_values(tuple(ranges), parse_range, "--range") or None,
         atol=parse_tolerances(tuple(atols), "--atol"),
         rtol=parse_tolerances(tuple(rtols), "--rtol"),
         providers=providers,
@@ -150,6 +150,7 @@ def check_and_render(
     *,
     quiet: bool = False,
     verbose: bool = False,
+    err: bool = False,
     **options: Any,
 ) -> CheckReport:
     """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return it.
@@ -162,7 +163,7 @@ def check_and_render(
         original, candidate, original_label="original", candidate_label="rewritten",
         **check_options(verbose=verbose, **options),
     )
-    click.echo(report.summary if quiet else render_text(report, verbose=verbose))
+    click.echo(report.summary if quiet else render_text(report, verbose=verbose), err=err)
     return report
 
 
@@ -174,6 +175,7 @@ def bisect_and_render(
     *,
     quiet: bool = False,
     verbose: bool = False,
+    err: bool = False,
     **options: Any,
 ) -> BisectResult:
     """`rewrite --check --bisect`: find the rewrite records that make the outputs differ and name them.
@@ -189,9 +191,9 @@ def bisect_and_render(
     # A required provider that cannot run fails every subset alike: no rewrite to blame, so bisect without it.
     options = {**options, "required": None}
     found = bisect(original, rewrite_fn, keys, **check_options(verbose=verbose, **options))
-    click.echo(found.describe())
+    click.echo(found.describe(), err=err)
     if found.culprits and not quiet:
-        click.echo(render_text(found.report, verbose=verbose))
+        click.echo(render_text(found.report, verbose=verbose), err=err)
     return found
 
 
@@ -272,8 +274,8 @@ def check_command(
     _check_json_target(json_path, [("the input ORIGINAL", original), ("the input CANDIDATE", candidate),
                                    ("--inputs", inputs_path), ("--expected", expected_path)])
     options = check_options(
-        providers=providers, required=require, seed=_parse_int(seed, "--seed"),
-        trials=_parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
+        providers=providers, required=require, seed=parse_int(seed, "--seed"),
+        trials=parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
         atols=atols, rtols=rtols, ort_opt=ort_opt, finite=finite, draws=draws, ignore_interface=ignore_interface,
         verbose=verbose,
     )

@@ -13,8 +13,31 @@ from .errors import ConvRewriteError
 from .interrupts import exit_on_interrupt
 from .model import (LoadedModel, check_distinct, load_with_info, needs_external_data, output_paths, same_file, save,
                     writable_target, write_text_target)
-from .passes import FOLD_ORDER, RewriteResult, available_passes, summarize
+from .passes import available_passes
+from .rewrite import RewriteResult, describe_rules, fold_order, summarize
 from .api import rewrite
+
+
+class RegistryChoice(click.Choice):
+    """A click.Choice whose values are read from the rule registry when used (plugins included)."""
+
+    def __init__(self, phase: str, extra: tuple[str, ...] = ()) -> None:
+        self.phase = phase
+        self.extra = extra
+        super().__init__([])
+
+    @property
+    def choices(self):  # type: ignore[override]
+        return [name for name, _ in describe_rules(self.phase)] + list(self.extra)
+
+    @choices.setter
+    def choices(self, value) -> None:  # click's __init__ assigns it; the registry is the source
+        pass
+
+
+def _fold_help() -> str:
+    folds = "; ".join(f"{name}: {text.split(';')[0].split('(')[0].strip()}" for name, text in describe_rules("fold"))
+    return f"Fold a pattern into canonical convolutions (repeatable; 'all' = every fold, in this order). {folds}."
 
 
 def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], extra: tuple[str, ...]) -> list[str]:
@@ -28,7 +51,7 @@ def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], ex
         raise ConvRewriteError("choose at most one of --to-2d, --to-1d, --to-3d")
     fold_names: list[str] = []
     for f in folds:
-        for name in (FOLD_ORDER if f == "all" else [f]):
+        for name in (fold_order() if f == "all" else [f]):
             if name not in fold_names:
                 fold_names.append(name)
     order: list[str] = []
@@ -82,8 +105,7 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--to-3d", "to_3d", is_flag=True, help="Lift 2D convolutions to 3D.")
 @click.option("--layout", type=click.Choice(["h", "w"]), default="h", show_default=True,
               help="Where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1].")
-@click.option("--fold", "folds", multiple=True, type=click.Choice(["causal", "dilated", "separable", "all"]),
-              help="Fold a pattern into canonical convolutions (repeatable; 'all' = every fold).")
+@click.option("--fold", "folds", multiple=True, type=RegistryChoice("fold", ("all",)), help=_fold_help())
 @click.option("--pass", "extra_passes", multiple=True, metavar="NAME",
               help="Run another registered pass by name (e.g. channels-as-spatial).")
 @click.option("--fuse-separable", is_flag=True, help="Fuse depthwise+pointwise pairs into one dense conv.")
@@ -173,11 +195,11 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
         check_args = dict(providers=providers, required=required, seed=seed, trials=trials, shapes=shapes,
                           ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
                           finite=finite, draws=draws, ignore_interface=ignore_interface,
-                          quiet=opts.quiet, verbose=opts.verbose)
+                          quiet=opts.quiet, verbose=opts.verbose, err=to_stderr)
         report = check_and_render(original, result.model, **check_args)
         if report.cannot_check is not None:
             if report_path:
-                _write_json(report_path, result.to_dict())
+                _write_report(report_path, result)
             click.echo("convrewrite: cannot check: the original does not run on the inputs tried; nothing written "
                        "(give --shape or --inputs, or drop --check)", err=True)
             sys.exit(2)

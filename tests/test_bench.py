@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from onnx import helper
 
 from convrewrite import runtime
-from convrewrite.bench import SCHEMA, bench
+from convrewrite.timing import SCHEMA, bench
 from convrewrite.checker import CheckInputError
 from convrewrite.cli import main
 from util import MODELS, make_model, vi

@@ -28,7 +28,8 @@ from onnx import TensorProto, helper, numpy_helper
 from convrewrite.conv import CONV_OPS
 from convrewrite.graph import subgraphs
 from convrewrite.passes import PassContext, PassOptions, run_passes
-from convrewrite.passes.dilated import NO_PATTERN, DilatedPass, Domain, Lin, NeedPeriod, Unprovable, _exact_quotient
+from convrewrite.passes.dilated import NO_PATTERN, DilatedPass
+from convrewrite.symbolic import Domain, Lin, NeedPeriod, Unprovable, exact_quotient
 from util import CONFORMANCE, MODELS, SAMPLES, assert_same_outputs, feeds_for, init, make_model, run, runnable, vi
 
 BLOCKING = {"SpaceToDepth", "DepthToSpace", "Pad", "Reshape", "Slice"}
@@ -640,9 +641,9 @@ def test_dynamic_pads_from_data_are_refused():
     ])
     cast = next(n for n in g.node if list(n.input) == [shape_node.output[0]] and n.op_type == "Cast")
     cast.input[0] = "shape_plus"
-    from convrewrite.graph import _toposort
+    from convrewrite.graph import toposort
 
-    order = _toposort(list(g.node), {"x"} | {t.name for t in g.initializer})
+    order = toposort(list(g.node), {"x"} | {t.name for t in g.initializer})
     del g.node[:]
     g.node.extend(order)
     check_skipped(model, "space-to-batch chain not folded")
@@ -912,19 +913,19 @@ def test_domain_decisions():
         d.ge(w, d.const(5))  # true for large W only
     with pytest.raises(Unprovable):
         d.eq(w, d.const(5))
-    assert _exact_quotient(w.scale(4) + d.const(8), d.const(4)) == w + d.const(2)
-    assert _exact_quotient(w.scale(3), w) == d.const(3)
-    assert _exact_quotient(w, d.const(2)) is None  # 2q + 1 is odd
+    assert exact_quotient(w.scale(4) + d.const(8), d.const(4)) == w + d.const(2)
+    assert exact_quotient(w.scale(3), w) == d.const(3)
+    assert exact_quotient(w, d.const(2)) is None  # 2q + 1 is odd
 
 
 def test_mod_asks_for_a_longer_period():
     """(W + 4) % 2 is constant only per residue class of W modulo 2: period 1 is refined."""
-    from convrewrite.passes.dilated import _check_divisible
+    from convrewrite.symbolic import check_divisible
 
     d1 = Domain((1,), (0,), [1])
     with pytest.raises(NeedPeriod) as info:
-        _check_divisible(d1.var(0) + d1.const(4), 2)
+        check_divisible(d1.var(0) + d1.const(4), 2)
     assert (info.value.var, info.value.factor) == (0, 2)
     d2 = Domain((2,), (1,), [0])
-    _check_divisible(d2.var(0) + d2.const(4) - d2.const(1), 2)
+    check_divisible(d2.var(0) + d2.const(4) - d2.const(1), 2)
     assert Lin(3, (2,)).scale(2) == Lin(6, (4,))

@@ -21,7 +21,7 @@ from onnx.reference import ReferenceEvaluator
 from convrewrite import rewrite
 from convrewrite.conv import CONV_OPS, output_length
 from convrewrite.graph import FOLD_MAX_ELEMENTS
-from convrewrite.inventory import inventory
+from convrewrite.inspection import inventory
 from convrewrite.passes import PassContext, PassOptions, run_passes
 from convrewrite.passes.separable import SeparablePass
 from util import MODELS, SAMPLES, assert_same_outputs, feeds_for, init, make_model, run, vi

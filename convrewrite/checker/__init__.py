@@ -71,7 +71,7 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from onnx import ModelProto

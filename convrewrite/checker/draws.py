@@ -22,12 +22,13 @@ mix are seen. Draws are reproducible: each input has its own stream seeded by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import onnx
 from onnx import ModelProto
 
+from .errors import CheckInputError
 from .specs import InputSpec
 
 WIDE = {2: 100.0, 4: 1000.0, 8: 1000.0}  # by float item size
@@ -62,6 +63,24 @@ def plan_trials(seed: int, normal: int, draws: tuple[str, ...] = DRAWS) -> list[
     if "special" in draws:
         trials.append(Trial(f"special values (seed {next_seed})", "special", next_seed))
     return trials
+
+
+def draw_kinds(value: Iterable[str] | str | None, finite: bool) -> tuple[str, ...]:
+    """Which draws run, in their fixed order; `finite` drops the special-values one."""
+    if value is None:
+        chosen = set(DRAWS)
+    else:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        chosen = {str(v).strip() for v in items if str(v).strip()}
+        unknown = chosen - set(DRAWS)
+        if unknown or not chosen:
+            raise CheckInputError(f"draws: {', '.join(sorted(unknown)) or 'none given'}; choose from "
+                                  f"{', '.join(DRAWS)}")
+    if finite:
+        chosen.discard("special")
+    if not chosen:
+        raise CheckInputError("draws: nothing left to run")
+    return tuple(d for d in DRAWS if d in chosen)
 
 
 def special_values(dtype: np.dtype) -> np.ndarray:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import math
 import os
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
-import onnx
 from onnx import ModelProto
 
 from .. import model as cio
@@ -23,92 +21,23 @@ from .. import runtime
 from . import draws
 from .compare import compare_values, stats_rank
 from .dims import Candidate, DimPlanner
+from .draws import draw_kinds
 from .errors import CheckInputError
 from .report import CannotCheck, CheckReport, OutputResult, ProviderDifference
 from .sessions import OrtModel, ProviderStatus, RunFailure, probe, resolve_providers
-from .specs import InputSpec, dims_text, fed_inputs, interface, interface_problems, np_dtype
+from .specs import dims_text, fed_inputs, interface, interface_problems, np_dtype
 from .tensor_files import read_tensor_sets
+from .budget import finite_magnitude, memory_budget, nbytes
 from .tolerance import Tolerance, default_tolerance, split_tolerance
-from .weightless import load_for_check
+from .weightless import load_model
 
 TensorSource = Union[str, os.PathLike, Mapping[str, np.ndarray], Sequence[Mapping[str, np.ndarray]], None]
 FEED_CACHE_LIMIT = 64 * 2**20
 ADVICE = "give the input shapes or real inputs (CLI: --shape NAME=DxD..., --inputs FILE.npz; Python: shapes=, inputs=)"
 
 
-def memory_budget() -> int:
-    """Bytes the inputs and one run may take: well under the free memory (and the address-space limit)."""
-    budget = 4 * 2**30
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    budget = int(int(line.split()[1]) * 1024 * 0.6)
-    except (OSError, ValueError, IndexError):
-        try:
-            budget = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.6)
-        except (ValueError, OSError, AttributeError):
-            pass
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY:
-            used = 0
-            with open("/proc/self/status") as fh:
-                for line in fh:
-                    if line.startswith("VmSize:"):
-                        used = int(line.split()[1]) * 1024
-            budget = min(budget, int(max(soft - used, 0) * 0.6))
-    except (ImportError, OSError, ValueError, IndexError):
-        pass
-    return budget
-
-
-def load_model(source: cio.ModelSource) -> cio.LoadedModel:
-    """A model as the checker needs it: from a file, its graph without the weights onnxruntime reads itself."""
-    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
-        loaded = load_for_check(Path(source), str(source))
-        if loaded is not None and loaded.model.ir_version <= runtime.max_ir_version():
-            return loaded
-    return cio.load_with_info(source, check=True)
-
-
-def _draw_kinds(value: Iterable[str] | str | None, finite: bool) -> tuple[str, ...]:
-    """Which draws run, in their fixed order; `finite` drops the special-values one."""
-    if value is None:
-        chosen = set(draws.DRAWS)
-    else:
-        items = value.split(",") if isinstance(value, str) else list(value)
-        chosen = {str(v).strip() for v in items if str(v).strip()}
-        unknown = chosen - set(draws.DRAWS)
-        if unknown or not chosen:
-            raise CheckInputError(f"draws: {', '.join(sorted(unknown)) or 'none given'}; choose from "
-                                  f"{', '.join(draws.DRAWS)}")
-    if finite:
-        chosen.discard("special")
-    if not chosen:
-        raise CheckInputError("draws: nothing left to run")
-    return tuple(d for d in draws.DRAWS if d in chosen)
-
-
-def _finite_magnitude(feed: Mapping[str, np.ndarray]) -> float:
-    """The largest finite |value| among the float inputs (1 when there are none)."""
-    largest = 1.0
-    for arr in feed.values():
-        if arr.dtype.kind == "f" and arr.size:
-            finite = np.abs(arr[np.isfinite(arr)], dtype=np.float64)
-            if finite.size:
-                largest = max(largest, float(finite.max()))
-    return largest
-
-
 def _label(source: Any, default: str) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else default
-
-
-def _nbytes(dtype: np.dtype, shape: Sequence[int]) -> int:
-    return math.prod(shape) * (64 if dtype == np.dtype(object) else dtype.itemsize)
 
 
 def _output_dtypes(model: ModelProto) -> dict[str, np.dtype | None]:
@@ -168,7 +97,7 @@ class Checker:
         if int(seed) < 0:
             raise CheckInputError(f"seed: must be >= 0, got {seed}")
         self.seed, self.normal_trials = int(seed), int(trials)
-        self.draws = _draw_kinds(draws, finite)
+        self.draws = draw_kinds(draws, finite)
         self.budget = int(budget) if budget is not None else memory_budget()
         self.cuda_options = dict(runtime.DEFAULT_CUDA_OPTIONS)
         self.cuda_options.update({str(k): str(v) for k, v in (cuda_options or {}).items()})
@@ -307,7 +236,7 @@ class Checker:
         if sum(a.nbytes for a in feed.values()) <= FEED_CACHE_LIMIT:
             self._feeds[t] = feed
         if t not in self._magnitudes:
-            self._magnitudes[t] = _finite_magnitude(feed)
+            self._magnitudes[t] = finite_magnitude(feed)
         return feed
 
     def atol_scale(self, t: int) -> float:
@@ -325,7 +254,7 @@ class Checker:
 
     def _estimate(self, candidate: Candidate) -> tuple[int, int]:
         """(bytes of the inputs, bytes of the inputs plus one run) for a candidate's shapes."""
-        inputs = sum(_nbytes(s.dtype, candidate.shapes[s.name]) for s in self.specs)
+        inputs = sum(nbytes(s.dtype, candidate.shapes[s.name]) for s in self.specs)
         sizes = []
         if self.planner is not None:
             for dims in self.planner.infer(candidate.values).values():
@@ -401,7 +330,7 @@ class Checker:
             inputs_bytes, run_bytes = self._estimate(candidate)
             if run_bytes > self.budget:
                 if n == 0:
-                    big = max(self.specs, key=lambda s: _nbytes(s.dtype, candidate.shapes[s.name]))
+                    big = max(self.specs, key=lambda s: nbytes(s.dtype, candidate.shapes[s.name]))
                     raise CheckInputError(
                         f"input {big.name!r} {list(candidate.shapes[big.name])} ({big.dtype.name}): the inputs and one "
                         f"run need about {run_bytes / 2**30:.2f} GiB, over the memory budget of "

@@ -19,6 +19,7 @@ from typing import BinaryIO
 from onnx import ModelProto, TensorProto
 
 from .. import model as cio
+from .. import runtime
 from ..errors import ModelInvalidError
 from ..shapes import skeleton
 
@@ -176,3 +177,12 @@ def _with_placeholders(model: ModelProto, raw_sizes: dict[str, int]) -> ModelPro
     del sk.graph.initializer[:]
     sk.graph.initializer.extend(keep)
     return skeleton(sk)
+
+
+def load_model(source: cio.ModelSource) -> cio.LoadedModel:
+    """A model as the checker needs it: from a file, its graph without the weights onnxruntime reads itself."""
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+        loaded = load_for_check(Path(source), str(source))
+        if loaded is not None and loaded.model.ir_version <= runtime.max_ir_version():
+            return loaded
+    return cio.load_with_info(source, check=True)

@@ -24,19 +24,13 @@ import numpy as np
 from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import ConvAttrs
-from ..graph import GraphView, attr, make_squeeze, make_unsqueeze, unsqueeze_axes
-from . import PassContext, Record, register
-from .reshapes import constant_node_tensor, drop_value_info, set_tensor_dims
+from ..graph import GraphView, attr, constant_node_tensor, make_squeeze, make_unsqueeze, unsqueeze_axes
+from ..rewrite import Conv, NotApplicable, PassContext, Rewritten, Rule, ViewRun, register
+from .reshapes import set_tensor_dims
 
 LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"})
 MAX_CHAIN = 8
 MAX_INDEX_ELEMENTS = 1 << 22
-
-
-def _labels(view: GraphView) -> dict[int, str]:
-    from .rank import node_labels
-
-    return node_labels(view)
 
 
 def _static(view: GraphView, name: str) -> list[int] | None:
@@ -56,51 +50,29 @@ def _local_weight(view: GraphView, name: str, reader: NodeProto):
     return constant_node_tensor(view, name)
 
 
-class _ConvPass:
-    name = ""
-    description = ""
+class _KerasEquivalence(Rule):
+    """What both directions share: a reason string from `check`, the rewrite given the stale-shape set."""
 
-    def run(self, ctx: PassContext) -> None:
-        for view in ctx.views():
-            convs = [n for n in view.nodes if n.op_type in ("Conv", "ConvTranspose", "QLinearConv", "ConvInteger") and n.domain in ("", "ai.onnx")]
-            if not convs:
-                continue
-            labels = _labels(view)
-            dropped: set[str] = set()
-            for node in convs:
-                label = labels[id(node)]
-                before = None
-                try:
-                    w = view.shape(node.input[1] if node.op_type != "QLinearConv" else node.input[3])
-                    before = ConvAttrs.from_node(node, w.dims if w is not None and w.dims is not None else None)
-                except (ValueError, IndexError) as exc:
-                    self._skip(ctx, view, node, label, str(exc))
-                    continue
-                reason = self.check(view, node, before)
-                if not reason and not ctx.allowed(self.name, view.path, label):
-                    reason = "excluded by selection"
-                if reason:
-                    self._skip(ctx, view, node, label, reason, before)
-                    continue
-                after, details = self.rewrite(ctx, view, node, before, dropped)
-                ctx.record(Record(self.name, label, node.op_type, view.path, "rewritten",
-                                  before=before.to_dict(), after=after.to_dict(), details=details))
-            view.commit()
-            drop_value_info(view, dropped)
+    phase = "extra"
 
-    def _skip(self, ctx, view, node, label, reason, attrs=None) -> None:
-        ctx.record(Record(self.name, label, node.op_type, view.path, "skipped", reason,
-                          before=attrs.to_dict() if attrs is not None else None))
+    def match(self, run: ViewRun, conv: Conv) -> None:
+        reason = self.check(run.view, conv.node, conv.attrs)
+        if reason:
+            raise NotApplicable(reason)
+
+    def rewrite(self, run: ViewRun, conv: Conv, match: None) -> Rewritten:
+        after, details = self.rewrite_conv(run.ctx, run.view, conv.node, conv.attrs, run.cleanup.stale)
+        return Rewritten(after, details=details)
 
     def check(self, view: GraphView, node: NodeProto, attrs: ConvAttrs) -> str:
         raise NotImplementedError
 
-    def rewrite(self, ctx, view, node, attrs, dropped):
+    def rewrite_conv(self, ctx, view, node, attrs, dropped):
         raise NotImplementedError
 
 
 @register
-class ChannelsAsSpatial(_ConvPass):
+class ChannelsAsSpatial(_KerasEquivalence):
     name = "channels-as-spatial"
     description = "Rewrite group-1 Conv1D [M,C,k] as a one-channel Conv2D with kernel (C, k) over [N,1,C,L] (the Keras equivalence)."
 
@@ -120,7 +92,7 @@ class ChannelsAsSpatial(_ConvPass):
             return "auto_pad SAME with stride > 1 on a dynamic length"
         return ""
 
-    def rewrite(self, ctx, view, node, attrs, dropped):
+    def rewrite_conv(self, ctx, view, node, attrs, dropped):
         x = view.shape(node.input[0])
         length = x.static(2) if x is not None and x.rank == 3 else None
         attrs1 = attrs.resolved([length])
@@ -163,7 +135,7 @@ class ChannelsAsSpatial(_ConvPass):
 
 
 @register
-class SpatialAsChannels(_ConvPass):
+class SpatialAsChannels(_KerasEquivalence):
     name = "spatial-as-channels"
     description = "Lower a one-input-channel Conv2D whose kernel spans a whole spatial axis to the Conv1D it is (inverse of channels-as-spatial)."
 
@@ -202,7 +174,7 @@ class SpatialAsChannels(_ConvPass):
         axis, reason = self.spanned_axis(view, node, attrs)
         return reason if axis is None else ""
 
-    def rewrite(self, ctx, view, node, attrs, dropped):
+    def rewrite_conv(self, ctx, view, node, attrs, dropped):
         s, _ = self.spanned_axis(view, node, attrs)
         o = 1 - s
         x_shape = _static(view, node.input[0])

@@ -21,14 +21,11 @@ import numpy as np
 from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import WEIGHT_INPUT
-from ..graph import GraphView, attr
-from .channel_layout import layout_axes, per_channel
+from ..graph import GraphView, attr, axes_through, walk_up
+from .channel_layout import per_channel
 
 BIAS_SLOT = 2
 STD_DOMAINS = ("", "ai.onnx")
-# Ops that move data without mixing channels, followed from a conv to its bias Add.
-LAYOUT_OPS = ("Identity", "Transpose", "Squeeze", "Unsqueeze")
-MAX_LAYOUT_OPS = 8
 
 
 def remove_transposes(view: GraphView, names: Iterable[str]) -> int:
@@ -166,7 +163,7 @@ def fold_bias_add(view: GraphView, add: NodeProto, name: str) -> BiasFold | None
     channels = weight.dims[0] if conv.op_type == "Conv" else weight.dims[1] * group
     axes: list[int | None] = list(range(len(weight.dims)))
     for node in layout:
-        moved = layout_axes(view, node, axes)
+        moved = axes_through(view, node, axes)
         if moved is None:
             return kept(f"the channel axis cannot be followed through {node.op_type} {node.name or node.output[0]}")
         axes = moved
@@ -204,14 +201,10 @@ def fold_bias_add(view: GraphView, add: NodeProto, name: str) -> BiasFold | None
 
 def _layout_chain(view: GraphView, name: str) -> tuple[NodeProto, list[NodeProto]] | None:
     """The Conv/ConvTranspose behind `name` and the layout-only ops from it to `name`, or None."""
-    layout: list[NodeProto] = []
-    node = view.producer_of(name)
-    while node is not None and node.op_type in LAYOUT_OPS and node.domain in STD_DOMAINS and len(layout) < MAX_LAYOUT_OPS:
-        layout.append(node)
-        node = view.producer_of(node.input[0]) if node.input else None
+    node, layout = walk_up(view, name)
     if node is None or node.op_type not in ("Conv", "ConvTranspose") or node.domain not in STD_DOMAINS:
         return None
-    return node, layout[::-1]
+    return node, layout
 
 
 def _drop_if_unused(view: GraphView, names: list[str]) -> None:

@@ -16,7 +16,7 @@ Passes (all exact by construction; see conv-semantics.md "1D -> 2D" and "2D -> 1
 - `channels-as-spatial` / `spatial-as-channels` (channels_spatial.py): the Keras
   equivalence between a Conv1D and a one-channel Conv2D whose kernel spans C.
 
-Each pass works on regions, not single convs (see reshapes.py): a 1D network of
+Each pass works on regions, not single convs (see passes/reshapes/): a 1D network of
 convs, activations, norms, residual adds and pools gets one Unsqueeze per
 tensor entering it and one Squeeze per tensor leaving it.
 
@@ -32,24 +32,14 @@ from dataclasses import dataclass
 
 from onnx import NodeProto
 
-from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
-from ..graph import GraphView
-from . import PassContext, Record, register
+from ..conv import WEIGHT_INPUT, ConvAttrs
+from ..graph import GraphView, drop_value_info, node_labels
+from ..rewrite import Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
 from .keras_lowering import fold_bias_adds, remove_transposes
-from .reshapes import Block, NodePlan, RegionEngine, Wait, drop_value_info, edit_spatial_attrs, unit_proven
+from .reshapes import Block, NodePlan, RegionEngine, Wait, edit_spatial_attrs, unit_proven
 
 DATA_INPUT = 0
-
-
-def node_labels(view: GraphView) -> dict[int, str]:
-    """`node_label` for every node at once (linear; node_label itself scans the graph per call)."""
-    labels: dict[int, str] = {}
-    seen: dict[str, int] = {}
-    for node in view.nodes:
-        i = seen.get(node.op_type, 0)
-        seen[node.op_type] = i + 1
-        labels[id(node)] = node.name or f"{node.op_type}_{i}"
-    return labels
+LAYOUT = Option("layout", str, "h", "where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1]", ("h", "w"))
 
 
 @dataclass
@@ -62,33 +52,19 @@ class Candidate:
     after: ConvAttrs | None = None
 
 
-def weight_shape(view: GraphView, node: NodeProto) -> list | None:
-    slot = WEIGHT_INPUT[node.op_type]
-    if len(node.input) <= slot or not node.input[slot]:
-        return None
-    s = view.shape(node.input[slot])
-    return None if s is None or s.dims is None else list(s.dims)
+class RankPass(Rule):
+    """What the four rank passes share: candidates, records, the region engine.
 
-
-def read_attrs(view: GraphView, node: NodeProto) -> ConvAttrs | str:
-    """The conv's normalized attributes, or why they cannot be read."""
-    try:
-        return ConvAttrs.from_node(node, weight_shape(view, node))
-    except ConvAttrError as exc:
-        return str(exc)
-
-
-def convolutions(view: GraphView) -> list[NodeProto]:
-    return [n for n in view.nodes if n.op_type in CONV_OPS and n.domain in ("", "ai.onnx")]
-
-
-class RankPass:
-    """What the four rank passes share: candidates, records, the region engine."""
+    The driver hands over each convolution of the source rank (`match` makes
+    it a candidate); the region engine then decides, for all candidates of a
+    graph body at once, which can change rank, and `end` records them.
+    """
 
     name = ""
     description = ""
     lift = True
     source_rank = 1  # spatial rank of the convolutions this pass rewrites
+    options = (LAYOUT,)
 
     @property
     def target_rank(self) -> int:
@@ -100,35 +76,33 @@ class RankPass:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            for view in ctx.views():
-                self.run_view(ctx, view)
+            run_rule(ctx, self)
         finally:
             if was_enabled:
                 gc.enable()
 
-    def run_view(self, ctx: PassContext, view: GraphView) -> None:
-        convs = convolutions(view)
-        if not convs:
-            return
-        labels = node_labels(view)
-        candidates: dict[int, Candidate] = {}
-        for node in convs:
-            label = labels[id(node)]
-            attrs = read_attrs(view, node)
-            if isinstance(attrs, str):
-                self.skip(ctx, view, node, label, attrs)
-                continue
-            if attrs.rank != self.source_rank:
-                self.skip(ctx, view, node, label, self.wrong_rank_reason(attrs.rank), attrs)
-                continue
-            ambiguous = attrs.ambiguous_output_reason()
-            if ambiguous:
-                self.skip(ctx, view, node, label, ambiguous, attrs)
-                continue
-            if not ctx.allowed(self.name, view.path, label):
-                self.skip(ctx, view, node, label, "excluded by selection", attrs)
-                continue
-            candidates[id(node)] = Candidate(node, label, attrs)
+    def begin(self, run: ViewRun) -> None:
+        run.state = {}  # id(node) -> Candidate, in visiting order
+
+    def check_conv(self, run: ViewRun, conv: Conv) -> None:
+        if conv.attrs.rank != self.source_rank:
+            raise NotApplicable(self.wrong_rank_reason(conv.attrs.rank))
+        ambiguous = conv.attrs.ambiguous_output_reason()
+        if ambiguous:
+            raise NotApplicable(ambiguous)
+
+    def match(self, run: ViewRun, conv: Conv) -> Candidate:
+        return Candidate(conv.node, conv.label, conv.attrs)
+
+    def explain(self, run: ViewRun, conv: Conv, cand: Candidate) -> str:
+        return f"candidate: {self.name} if its whole region can change rank (decided per graph body)"
+
+    def rewrite(self, run: ViewRun, conv: Conv, cand: Candidate) -> None:
+        run.state[id(conv.node)] = cand  # decided for the whole body at once, in `end`, which records it
+        return None
+
+    def end(self, run: ViewRun) -> None:
+        ctx, view, candidates = run.ctx, run.view, run.state
         if not candidates:
             return
         small_rank = (self.source_rank if self.lift else self.target_rank) + 2
@@ -141,14 +115,13 @@ class RankPass:
             plan = engine.plans.get(id(cand.node))
             if plan is None:
                 reason = reasons.get(id(cand.node)) or engine.blocked.get(id(cand.node)) or "not reached"
-                self.skip(ctx, view, cand.node, cand.label, reason, cand.attrs)
+                run.record(cand.node, "skipped", reason, before=cand.attrs.to_dict())
                 continue
             details = {"unit_axis": plan.data[DATA_INPUT], "weight": engine.weight_notes.get(id(cand.node), "")}
             if self.lift:
                 details["layout"] = ctx.options.layout
-            rewritten[cand.label] = ctx.record(Record(self.name, cand.label, cand.node.op_type, view.path, "rewritten",
-                                                      before=cand.attrs.to_dict(), after=cand.after.to_dict(),
-                                                      details=details))
+            rewritten[cand.label] = run.record(cand.node, "rewritten", before=cand.attrs.to_dict(),
+                                               after=cand.after.to_dict(), details=details)
         transpose_outputs = [t.output[0] for t in transposes]
         view.commit()
         drop_value_info(view, engine.dropped_value_info)
@@ -168,10 +141,6 @@ class RankPass:
     def tidy(self, ctx: PassContext, view: GraphView, cancelled: list[str], transposes: list[str],
              rewritten: dict[str, Record]) -> None:
         pass
-
-    def skip(self, ctx: PassContext, view: GraphView, node: NodeProto, label: str, reason: str, attrs: ConvAttrs | None = None) -> None:
-        ctx.record(Record(self.name, label, node.op_type, view.path, "skipped", reason,
-                          before=attrs.to_dict() if attrs is not None else None))
 
     def conv_rule(self, candidates: dict[int, Candidate]):
         lift = self.lift
@@ -287,6 +256,8 @@ class LowerPass(RankPass):
 @register
 class To2D(LiftPass):
     name = "to-2d"
+    phase = "lift"
+    order = 10
     description = "Lift 1D convolutions (and the regions around them) to 2D; layout h: [N,C,1,L], w: [N,C,L,1]."
     source_rank = 1
 
@@ -294,6 +265,8 @@ class To2D(LiftPass):
 @register
 class To3D(LiftPass):
     name = "to-3d"
+    phase = "lift"
+    order = 20
     description = "Lift 2D convolutions (and the regions around them) to 3D; layout h: [N,C,1,H,W], w: [N,C,H,W,1]."
     source_rank = 2
 
@@ -301,6 +274,8 @@ class To3D(LiftPass):
 @register
 class To1D(LowerPass):
     name = "to-1d"
+    phase = "lower"
+    order = 10
     description = "Lower 2D convolutions with a unit spatial axis to 1D, removing exporter Unsqueeze/Transpose/Squeeze wrappers."
     source_rank = 2
 
@@ -308,8 +283,8 @@ class To1D(LowerPass):
 @register
 class ThreeDTo2D(LowerPass):
     name = "3d-to-2d"
+    phase = "lower"
+    order = 20
     description = "Lower 3D convolutions with a unit spatial axis to 2D."
     source_rank = 3
 
-
-from . import channels_spatial as _channels_spatial  # noqa: E402,F401  (registers the Keras equivalence passes)

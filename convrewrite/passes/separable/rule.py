@@ -21,193 +21,102 @@ pair in one shape only. This pass, for every convolution of every graph body:
    FUSE_COST_LIMIT times the pair's multiply-adds (then only with `force`).
 
 Every conv gets exactly one record; whatever cannot be proven exact is left
-alone with the reason in words.
-"""
+alone with the reason in words."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
-
 import numpy as np
-import onnx
 from onnx import NodeProto, TensorProto, numpy_helper
-
-from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
-from ..graph import (
-    FOLD_MAX_ELEMENTS, GraphView, Shape, attr, outer_names_used, set_attr, subgraphs,
+from ...conv import ConvAttrs
+from ...graph import LayoutPath, attr, set_attr, walk_down
+from ...rewrite import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
+from ..channel_layout import per_channel as _per_channel
+from .parts import (
+    BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
+    PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, pointwise_reason,
+    scale_out_channels, why_not_constant,
 )
-from . import PassContext, Record, register
-from .channel_layout import layout_axes as _layout_axes, per_channel as _per_channel
-
-PASS = "separable"
-STD_DOMAINS = ("", "ai.onnx")
-BIAS_SLOT = 2
-# Ops that move data without mixing channels: followed (channel axis tracked) between a conv and what it feeds.
-LAYOUT_OPS = ("Identity", "Transpose", "Squeeze", "Unsqueeze")
-MAX_LAYOUT_OPS = 8
-# Fusion that costs more than this many times the pair's multiply-adds needs `force`.
-FUSE_COST_LIMIT = 4.0
-FLOAT_TYPES = {
-    TensorProto.FLOAT: np.float32,
-    TensorProto.FLOAT16: np.float16,
-    TensorProto.DOUBLE: np.float64,
-}
-# Ops that only compute constants: removed once nothing reads them any more.
-OPERAND_OPS = {
-    "Constant", "Identity", "Cast", "Reshape", "Concat", "Slice", "Transpose", "ConstantOfShape",
-    "Unsqueeze", "Squeeze", "Gather", "Add", "Sub", "Mul", "Div", "Neg", "Flatten", "Expand",
-}
-COUNTERS = ("pairs_canonicalized", "pairs_fused", "batchnorms_folded", "bias_adds_folded", "scale_muls_folded")
-
-
-class _Skip(Exception):
-    """A value this rewrite needs is not available; the message says why."""
 
 
 @register
-class SeparablePass:
+class SeparablePass(Rule):
     name = PASS
+    phase = "fold"
+    order = 30
+    repeat = True
+    options = (Option("fuse_separable", bool, False, "fuse depthwise+pointwise pairs into one dense conv"),
+               Option("force", bool, False, "fuse even when it costs more"))
     description = (
         "depthwise + pointwise pairs in one canonical form (BatchNorm, bias Add and cancelling "
         "Transposes folded; depthwise bias moved into the pointwise conv); optional fusion"
     )
 
-    def run(self, ctx: PassContext) -> None:
-        for counter in COUNTERS:
-            ctx.count(counter, 0)
-        outer_dead: dict[int, tuple[onnx.GraphProto, set[str]]] = {}
-        for view in ctx.views():
-            _ViewRewriter(ctx, view, outer_dead).run()
-        for body, names in outer_dead.values():
-            _drop_unread_initializers(body, names)
+    counters = COUNTERS
 
+    def begin(self, run: ViewRun) -> None:
+        run.state = _ViewRewriter(run)
 
-# --------------------------------------------------------------- conv state
+    def match(self, run: ViewRun, conv: Conv) -> "ConvState":
+        state = run.state.state_of(conv)
+        if isinstance(state, str):
+            raise NotApplicable(state, [conv.node], with_before=False)
+        return state
 
+    def explain(self, run: ViewRun, conv: Conv, state: "ConvState") -> str:
+        what = "depthwise" if state.is_depthwise else "float"
+        return f"{what} conv: per-channel followers folded and a pointwise partner looked for when rewriting"
 
-@dataclass
-class _Conv:
-    """One convolution's weight and bias as this pass changes them (float64, written back once)."""
-
-    node: NodeProto
-    label: str
-    attrs: ConvAttrs
-    wshape: list[int]
-    dtype: np.dtype
-    w: np.ndarray | None = None
-    b: np.ndarray | None = None
-    w_changed: bool = False
-    b_changed: bool = False
-    drop_bias: bool = False
-    done: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    folded: list[str] = field(default_factory=list)
-
-    @property
-    def out_channels(self) -> int:
-        if self.attrs.transposed:
-            return self.wshape[1] * self.attrs.group
-        return self.wshape[0]
-
-    @property
-    def has_bias(self) -> bool:
-        return len(self.node.input) > BIAS_SLOT and bool(self.node.input[BIAS_SLOT])
-
-    @property
-    def is_depthwise(self) -> bool:
-        return not self.attrs.transposed and self.attrs.group > 1 and self.wshape[1] == 1
-
-    @property
-    def kernel_size(self) -> int:
-        return int(np.prod(self.attrs.kernel_shape))
-
-
-@dataclass
-class _Path:
-    """Where a conv's output goes through layout-only ops (each read once, none a graph output)."""
-
-    layout: list[NodeProto]
-    name: str  # the tensor the next op reads
-    axes: list[int | None]  # axes[i]: which axis of the conv output sits at position i (None: inserted)
-    user: NodeProto | None  # the sole reader of `name`; None when the walk stopped
-    stop: str = ""  # why it stopped when `user` is None
-
-    @property
-    def channel_axis(self) -> int:
-        return self.axes.index(1)
-
-    @property
-    def same_layout(self) -> bool:
-        return self.axes == list(range(len(self.axes)))
-
-
-# ------------------------------------------------------------ per graph body
+    def rewrite(self, run: ViewRun, conv: Conv, state: "ConvState") -> None:
+        """Folds followers, then rewrites the pair or the conv alone; records itself (a pair is two records)."""
+        run.state.visit(state)
+        return None
 
 
 class _ViewRewriter:
-    """Rewrites every convolution of one graph body; edits are committed by the pipeline."""
+    """Rewrites the convolutions of one graph body the driver hands it (it commits and cleans up)."""
 
-    def __init__(self, ctx: PassContext, view: GraphView,
-                 outer_dead: dict[int, tuple[onnx.GraphProto, set[str]]]) -> None:
-        self.ctx = ctx
-        self.view = view
-        self.outer_dead = outer_dead  # initializers of enclosing graphs this body stopped reading
-        self.labels = _labels(view)
-        self.handled: set[int] = set()
-        self.dead: list[str] = []
-        self.stale: set[str] = set()
-
-    def run(self) -> None:
-        for node in self.view.nodes:
-            if id(node) in self.handled or self.view.is_removed(node):
-                continue
-            if node.op_type in CONV_OPS and node.domain in STD_DOMAINS:
-                self.visit(node)
-        self._sweep_dead()
-        if self.stale:
-            _drop_value_info(self.view.body, self.stale)
+    def __init__(self, run: ViewRun) -> None:
+        self.run = run
+        self.ctx = run.ctx
+        self.view = run.view
+        self.labels = run.labels
+        self.dead = run.cleanup.dead
+        self.stale = run.cleanup.stale
 
     # ---------------------------------------------------------------- records
 
-    def _record(self, node: NodeProto, status: str, reason: str, **kw) -> None:
-        self.ctx.record(Record(PASS, self.labels[id(node)], node.op_type, self.view.path, status, reason, **kw))
+    def _record(self, node: NodeProto, status: str, reason: str, before=None, after=None, details=None) -> None:
+        self.run.record(node, status, reason, before, after, details)
 
-    def _state(self, node: NodeProto) -> _Conv | str:
-        """The conv's state, or why it cannot be handled at all."""
+    def _state(self, node: NodeProto) -> ConvState | str:
+        """Another conv's state (the pointwise half of a pair), or why it cannot be handled at all."""
         if node.op_type not in ("Conv", "ConvTranspose"):
             return f"quantized convolution ({node.op_type}): its weights are not float"
-        view = self.view
-        weight = node.input[1] if len(node.input) > 1 else ""
-        shape = view.shape(weight) if weight else None
-        if shape is None or shape.dims is None or not all(isinstance(d, int) for d in shape.dims):
-            value = view.const_value(weight) if weight else None  # e.g. a Constant node in a function
-            if value is None or value.dtype.kind != "f":
-                return "the weight's shape is not known"
-            shape = Shape(onnx.helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
         try:
-            attrs = ConvAttrs.from_node(node, shape.dims)
-        except ConvAttrError as exc:
-            return f"attributes cannot be read: {exc}"
+            conv = read_conv(self.view, node, self.labels[id(node)])
+        except NotApplicable as no:
+            return no.reason
+        return self.state_of(conv)
+
+    def state_of(self, conv: Conv) -> ConvState | str:
+        """The conv's state, or why it cannot be handled at all."""
+        node = conv.node
+        if node.op_type not in ("Conv", "ConvTranspose"):
+            return f"quantized convolution ({node.op_type}): its weights are not float"
+        dims = conv.weight_shape
+        if dims is None or not conv.weight_static:
+            return "the weight's shape is not known"
+        attrs = conv.attrs
         if attrs.ambiguous_output_reason():
             return attrs.ambiguous_output_reason()
-        dtype = FLOAT_TYPES.get(shape.elem_type)
+        dtype = FLOAT_TYPES.get(conv.weight_type)
         if dtype is None:
-            return f"weights are {TensorProto.DataType.Name(shape.elem_type)}, not float16/float/double"
-        return _Conv(node, self.labels[id(node)], attrs, [int(d) for d in shape.dims], np.dtype(dtype))
+            return f"weights are {TensorProto.DataType.Name(conv.weight_type)}, not float16/float/double"
+        return ConvState(node, conv.label, attrs, [int(d) for d in dims], np.dtype(dtype))
 
     # -------------------------------------------------------------- one conv
 
-    def visit(self, node: NodeProto) -> None:
-        view = self.view
-        label = self.labels[id(node)]
-        if not self.ctx.allowed(PASS, view.path, label):
-            self._record(node, "skipped", "excluded by selection")
-            return
-        conv = self._state(node)
-        if isinstance(conv, str):
-            self._record(node, "skipped", conv)
-            return
+    def visit(self, conv: ConvState) -> None:
         before = conv.attrs.to_dict()
         self.fold_followers(conv)
         if not conv.is_depthwise:
@@ -217,10 +126,10 @@ class _ViewRewriter:
         if pw is None:
             self._finish_single(conv, before, why)
             return
-        self.handled.add(id(pw.node))
+        self.run.claim(pw.node)
         self.rewrite_pair(conv, pw, before)
 
-    def _finish_single(self, conv: _Conv, before: dict, why: str) -> None:
+    def _finish_single(self, conv: ConvState, before: dict, why: str) -> None:
         """Write back and record a conv that is not (or cannot be) part of a pair."""
         self._write_back(conv)
         details: dict = {"folded": conv.folded} if conv.folded else {}
@@ -236,31 +145,11 @@ class _ViewRewriter:
 
     # -------------------------------------------------------------- followers
 
-    def walk(self, conv: _Conv) -> _Path:
+    def walk(self, conv: ConvState) -> LayoutPath:
         """Follow the conv's output through layout-only ops to the first other reader."""
-        view = self.view
-        name = conv.node.output[0]
-        axes: list[int | None] = list(range(conv.attrs.rank + 2))
-        layout: list[NodeProto] = []
-        while True:
-            if view.is_graph_output(name):
-                return _Path(layout, name, axes, None, "is a graph output")
-            users = view.consumers_of(name)
-            if len(users) != 1:
-                kinds = ", ".join(u.op_type for u in users)
-                stop = f"has {len(users)} consumers ({kinds})" if users else "is not read"
-                return _Path(layout, name, axes, None, stop)
-            user = users[0]
-            if user.op_type not in LAYOUT_OPS or user.domain not in STD_DOMAINS or user.input[0] != name:
-                return _Path(layout, name, axes, user)
-            moved = _layout_axes(view, user, axes)
-            if moved is None or len(layout) >= MAX_LAYOUT_OPS:
-                return _Path(layout, name, axes, user)
-            layout.append(user)
-            axes = moved
-            name = user.output[0]
+        return walk_down(self.view, conv.node.output[0], conv.attrs.rank + 2)
 
-    def fold_followers(self, conv: _Conv) -> None:
+    def fold_followers(self, conv: ConvState) -> None:
         """Fold every per-channel affine op that follows the conv into its weight and bias."""
         while True:
             path = self.walk(conv)
@@ -276,7 +165,7 @@ class _ViewRewriter:
             scale, shift = affine
             try:
                 self._apply_affine(conv, scale, shift)
-            except _Skip as exc:
+            except CannotFold as exc:
                 conv.notes.append(f"{user.op_type} {self._name(user)} kept: {exc}")
                 return
             self._remove_follower(user, path.name)
@@ -292,7 +181,7 @@ class _ViewRewriter:
                 conv.done.append(f"folded {what} into the bias")
                 self.ctx.count("bias_adds_folded")
 
-    def _affine(self, conv: _Conv, path: _Path, user: NodeProto):
+    def _affine(self, conv: ConvState, path: LayoutPath, user: NodeProto):
         """(scale or None, shift) per output channel of the follower; None: not a follower; str: why kept."""
         view, m = self.view, conv.out_channels
         what = f"{user.op_type} {self._name(user)}"
@@ -306,7 +195,7 @@ class _ViewRewriter:
             return None
         data_first = user.input[0] == path.name
         other = user.input[1] if data_first else user.input[0]
-        value = _value(view, other)
+        value = constant_value(view, other)
         if value is None:
             return None  # a residual or gate: not a constant, not ours
         if value.dtype.kind != "f":
@@ -322,7 +211,7 @@ class _ViewRewriter:
             return None, -per_channel
         return -np.ones(m), per_channel  # c - x
 
-    def _batchnorm_affine(self, bn: NodeProto, path: _Path, m: int, what: str):
+    def _batchnorm_affine(self, bn: NodeProto, path: LayoutPath, m: int, what: str):
         view = self.view
         if len([o for o in bn.output if o]) != 1:
             return f"{what} kept: it has running-statistics outputs (training mode)"
@@ -334,7 +223,7 @@ class _ViewRewriter:
             return f"{what} kept: it normalizes axis 1, where the conv's channels are on axis {path.channel_axis}"
         params = []
         for label, name in zip(("scale", "B", "mean", "var"), list(bn.input[1:5]) + [""] * 4):
-            value = _value(view, name)
+            value = constant_value(view, name)
             if value is None:
                 return f"{what} kept: its {label} is not a constant"
             if value.size != m:
@@ -345,13 +234,13 @@ class _ViewRewriter:
         scale = gamma / np.sqrt(var + eps)
         return scale, beta - mean * scale
 
-    def _apply_affine(self, conv: _Conv, scale: np.ndarray | None, shift: np.ndarray | None) -> None:
+    def _apply_affine(self, conv: ConvState, scale: np.ndarray | None, shift: np.ndarray | None) -> None:
         """y -> scale * y + shift per output channel, folded into the conv's state."""
         m = conv.out_channels
         bias = self._bias(conv) if scale is not None or shift is not None else None
         if scale is not None:
             w = self._weight(conv)
-            conv.w = _scale_out_channels(w, scale, conv.attrs)
+            conv.w = scale_out_channels(w, scale, conv.attrs)
             conv.w_changed = True
             bias = bias * scale
         if shift is not None:
@@ -369,7 +258,7 @@ class _ViewRewriter:
 
     # ----------------------------------------------------------------- pairs
 
-    def find_pointwise(self, conv: _Conv) -> tuple[_Conv | None, str]:
+    def find_pointwise(self, conv: ConvState) -> tuple[ConvState | None, str]:
         """The pointwise conv reading this depthwise conv's output alone, or why there is none."""
         path = self.walk(conv)
         where = "depthwise output"
@@ -389,7 +278,7 @@ class _ViewRewriter:
         pw = self._state(user)
         if isinstance(pw, str):
             return None, f"the conv after it cannot be handled: {pw}"
-        reason = _pointwise_reason(pw.attrs)
+        reason = pointwise_reason(pw.attrs)
         if reason:
             return None, reason
         if pw.wshape[1] != conv.out_channels:
@@ -406,9 +295,9 @@ class _ViewRewriter:
         if user is None or user.op_type != "Conv" or user.input[0] != node.output[0]:
             return False
         pw = self._state(user)
-        return not isinstance(pw, str) and _pointwise_reason(pw.attrs) is None
+        return not isinstance(pw, str) and pointwise_reason(pw.attrs) is None
 
-    def rewrite_pair(self, dw: _Conv, pw: _Conv, dw_before: dict) -> None:
+    def rewrite_pair(self, dw: ConvState, pw: ConvState, dw_before: dict) -> None:
         pw_before = pw.attrs.to_dict()
         self.fold_followers(pw)
         layout = self.walk(dw).layout  # cancelling layout ops between the convs (find_pointwise checked)
@@ -463,7 +352,7 @@ class _ViewRewriter:
         self._record(pw.node, "rewritten", f"{form} with depthwise {dw.label}: {summary}",
                      before=pw_before, after=pw_after, details=details)
 
-    def _move_depthwise_bias(self, dw: _Conv, pw: _Conv, notes: list[str]) -> bool:
+    def _move_depthwise_bias(self, dw: ConvState, pw: ConvState, notes: list[str]) -> bool:
         """P (x + Bd) + Bp = P x + (Bp + P Bd): the depthwise bias goes into the pointwise bias."""
         if not dw.has_bias and dw.b is None:
             return False
@@ -473,13 +362,13 @@ class _ViewRewriter:
                 p = self._weight(pw).reshape(pw.wshape[0], -1)
                 pw.b = self._bias(pw) + p @ bd
                 pw.b_changed = True
-        except _Skip as exc:
+        except CannotFold as exc:
             notes.append(f"depthwise bias kept: {exc}")
             return False
         dw.b, dw.b_changed, dw.drop_bias = None, False, True
         return True
 
-    def _plan_fusion(self, dw: _Conv, pw: _Conv, bias_moved: bool, details: dict,
+    def _plan_fusion(self, dw: ConvState, pw: ConvState, bias_moved: bool, details: dict,
                      actions: list[str], notes: list[str]) -> bool:
         """Compute the dense weight into pw's state when fusion is asked, exact and affordable."""
         c, mult, k, m = dw.attrs.group, dw.out_channels // dw.attrs.group, dw.kernel_size, pw.out_channels
@@ -494,15 +383,15 @@ class _ViewRewriter:
             notes.append(f"not fused: fusion costs {cost}, more than {FUSE_COST_LIMIT:g}x the pair (use --force)")
             return False
         try:
-            pw.w = _fuse_weights(self._weight(dw), self._weight(pw), c, mult, dw.wshape[2:])
-        except _Skip as exc:
+            pw.w = fuse_weights(self._weight(dw), self._weight(pw), c, mult, dw.wshape[2:])
+        except CannotFold as exc:
             notes.append(f"not fused: {exc}")
             return False
         pw.w_changed = True
         actions.append(f"fused into one conv: {cost}")
         return True
 
-    def _fuse(self, dw: _Conv, pw: _Conv, layout: list[NodeProto]) -> None:
+    def _fuse(self, dw: ConvState, pw: ConvState, layout: list[NodeProto]) -> None:
         """The pointwise node becomes the dense conv: depthwise input and attributes, group 1."""
         view, node = self.view, pw.node
         view.replace_input(node, 0, dw.node.input[0])
@@ -527,12 +416,12 @@ class _ViewRewriter:
     def _name(self, node: NodeProto) -> str:
         return self.labels.get(id(node)) or node.name or node.op_type
 
-    def _weight(self, conv: _Conv) -> np.ndarray:
+    def _weight(self, conv: ConvState) -> np.ndarray:
         if conv.w is None:
             conv.w = self._constant(conv.node.input[1], "weight").reshape(conv.wshape)
         return conv.w
 
-    def _bias(self, conv: _Conv) -> np.ndarray:
+    def _bias(self, conv: ConvState) -> np.ndarray:
         if conv.b is None:
             if conv.has_bias and not conv.drop_bias:
                 conv.b = self._constant(conv.node.input[BIAS_SLOT], "bias").reshape(conv.out_channels)
@@ -541,16 +430,16 @@ class _ViewRewriter:
         return conv.b
 
     def _constant(self, name: str, what: str) -> np.ndarray:
-        value = _value(self.view, name)
+        value = constant_value(self.view, name)
         if value is None:
-            raise _Skip(f"the conv's {what} {_why_not_constant(self.view, name)}")
+            raise CannotFold(f"the conv's {what} {why_not_constant(self.view, name)}")
         if value.dtype.kind != "f":
-            raise _Skip(f"the conv's {what} is {value.dtype}, not float")
+            raise CannotFold(f"the conv's {what} is {value.dtype}, not float")
         return value.astype(np.float64)
 
     # ---------------------------------------------------------- write back
 
-    def _write_back(self, conv: _Conv) -> None:
+    def _write_back(self, conv: ConvState) -> None:
         node = conv.node
         if conv.w_changed:
             self._store(conv, 1, conv.w, f"{conv.label}_weight")
@@ -564,7 +453,7 @@ class _ViewRewriter:
             self._store(conv, BIAS_SLOT, conv.b, f"{conv.label}_bias")
         conv.w_changed = conv.b_changed = False
 
-    def _store(self, conv: _Conv, slot: int, value: np.ndarray, base: str) -> None:
+    def _store(self, conv: ConvState, slot: int, value: np.ndarray, base: str) -> None:
         """Write a new weight/bias: in place when only this conv reads it, else as a new initializer."""
         view, node = self.view, conv.node
         array = np.ascontiguousarray(value.astype(conv.dtype))
@@ -576,151 +465,8 @@ class _ViewRewriter:
             tensor.CopyFrom(numpy_helper.from_array(array, old))
             self.stale.add(old)
             return
-        name = view.ctx.fresh(_clean(base))
+        name = view.ctx.fresh(clean_name(base))
         view.add_initializer(numpy_helper.from_array(array, name))
         view.replace_input(node, slot, name)
         if old:
             self.dead.append(old)
-
-    def _sweep_dead(self) -> None:
-        """Remove constant-computing nodes and initializers nobody reads any more (from the candidates only)."""
-        view = self.view
-        unused: dict[str, None] = {}
-        stack = list(reversed(self.dead))
-        seen: set[str] = set()
-        while stack:
-            name = stack.pop()
-            if not name or name in seen:
-                continue
-            seen.add(name)
-            if view.is_graph_output(name) or name in view.input_set or view.consumers_of(name):
-                continue
-            if name in view.initializers:
-                unused[name] = None
-                continue
-            if view.initializer(name) is not None:
-                self._outer_unread(name)
-                continue
-            node = view.producer_of(name)
-            if node is None or node.op_type not in OPERAND_OPS or node.domain not in STD_DOMAINS:
-                continue
-            if any(o and (view.consumers_of(o) or view.is_graph_output(o)) for o in node.output):
-                continue
-            view.remove(node)
-            self.stale.update(o for o in node.output if o)
-            stack.extend(reversed([i for i in node.input if i]))
-        if unused:
-            view.drop_unused_initializers(unused)
-
-
-    def _outer_unread(self, name: str) -> None:
-        """Remember an enclosing graph's initializer this body no longer reads (dropped at the end if unread)."""
-        owner = self.view.parent
-        while owner is not None and name not in owner.initializers:
-            owner = owner.parent
-        if owner is not None and not owner.is_function:
-            self.outer_dead.setdefault(id(owner.body), (owner.body, set()))[1].add(name)
-
-
-# -------------------------------------------------------------------- helpers
-
-
-def _drop_unread_initializers(body: onnx.GraphProto, names: set[str]) -> None:
-    """Remove the given initializers of a graph that nothing in it (subgraphs included) reads any more."""
-    read = {o.name for o in body.output} | {i.name for i in body.input}
-    for node in body.node:
-        read.update(node.input)
-        for _, g in subgraphs(node):
-            read.update(outer_names_used(g))
-    doomed = names - read
-    for i in range(len(body.initializer) - 1, -1, -1):
-        if body.initializer[i].name in doomed:
-            del body.initializer[i]
-
-
-def _labels(view: GraphView) -> dict[int, str]:
-    """node_label for every node at once (unnamed nodes: op type and index among that type)."""
-    counts: dict[str, int] = {}
-    labels: dict[int, str] = {}
-    for node in view.nodes:
-        i = counts.get(node.op_type, 0)
-        counts[node.op_type] = i + 1
-        labels[id(node)] = node.name or f"{node.op_type}_{i}"
-    return labels
-
-
-def _scale_out_channels(w: np.ndarray, scale: np.ndarray, attrs: ConvAttrs) -> np.ndarray:
-    """Multiply each output channel's filter by its scale (ConvTranspose: axis 1 within each group)."""
-    spatial = w.shape[2:]
-    if not attrs.transposed:
-        return w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
-    g = attrs.group
-    cin, per_group = w.shape[0], w.shape[1]
-    grouped = w.reshape((g, cin // g, per_group) + spatial)
-    factors = scale.reshape((g, 1, per_group) + (1,) * len(spatial))
-    return (grouped * factors).reshape(w.shape)
-
-
-def _fuse_weights(d: np.ndarray, p: np.ndarray, c: int, mult: int, kernel: Sequence[int]) -> np.ndarray:
-    """W[o, c, :] = sum_j P[o, c*m + j] * D[c*m + j, 0, :]."""
-    d2 = d.reshape((c, mult, -1))
-    p2 = p.reshape((p.shape[0], c, mult))
-    return np.einsum("ocj,cjk->ock", p2, d2).reshape((p.shape[0], c) + tuple(kernel))
-
-
-def _pointwise_reason(attrs: ConvAttrs) -> str | None:
-    """Why a conv is not a pointwise conv (None when it is)."""
-    if attrs.transposed:
-        return "the conv after it is a ConvTranspose"
-    if any(k != 1 for k in attrs.kernel_shape):
-        return f"the conv after it has kernel {list(attrs.kernel_shape)}, not a pointwise conv"
-    if attrs.group != 1:
-        return f"pointwise conv has group {attrs.group}"
-    if any(s != 1 for s in attrs.strides):
-        return f"pointwise conv has stride {_one_or_list(attrs.strides)}"
-    if attrs.auto_pad == "NOTSET" and any(attrs.pads):
-        return f"pointwise conv has pads {list(attrs.pads)}"
-    if any(d != 1 for d in attrs.dilations):
-        return f"pointwise conv has dilation {_one_or_list(attrs.dilations)}"
-    return None
-
-
-def _one_or_list(values: Sequence[int]) -> str:
-    distinct = set(values)
-    return str(next(iter(distinct))) if len(distinct) == 1 else str(list(values))
-
-
-def _value(view: GraphView, name: str) -> np.ndarray | None:
-    """A constant's value; initializers are read directly (the common case, and the cheap one)."""
-    t = view.initializer(name) if name else None
-    if t is not None and t.data_location != TensorProto.EXTERNAL:
-        return numpy_helper.to_array(t)
-    return view.const_value(name)
-
-
-def _why_not_constant(view: GraphView, name: str) -> str:
-    if not name:
-        return "is missing"
-    if view.is_overridable_initializer(name):
-        return "is an initializer that is also a graph input (it can be overridden)"
-    if name in view.input_set:
-        return "is a graph input"
-    node = view.producer_of(name)
-    if node is not None:
-        return (f"is computed by {node.op_type} and does not fold to a constant "
-                f"(chains are folded up to {FOLD_MAX_ELEMENTS} elements)")
-    return "is not a constant"
-
-
-def _clean(base: str) -> str:
-    return base.replace("/", "_").strip("_") or "separable"
-
-
-def _drop_value_info(body, names: set[str]) -> None:
-    """Forget declared shapes of tensors that changed shape or disappeared (one sweep)."""
-    if not hasattr(body, "value_info"):
-        return
-    kept = [vi for vi in body.value_info if vi.name not in names]
-    if len(kept) != len(body.value_info):
-        del body.value_info[:]
-        body.value_info.extend(kept)

@@ -13,10 +13,13 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
-from .errors import ModelInvalidError
-from .graph import GraphView, ModelContext, attr, constant_node_tensor, iter_views, slice_kept_range, slice_operands, unsqueeze_axes
-from . import shapes as shape_inference
+from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
+from ..errors import ModelInvalidError
+from ..graph import (
+    GraphView, ModelContext, attr, constant_node_tensor, iter_views, node_labels, slice_kept_range, slice_operands,
+    unsqueeze_axes,
+)
+from .. import shapes as shape_inference
 
 KINDS = (
     "depthwise", "pointwise", "grouped", "dilated", "strided", "transposed", "quantized", "causal",
@@ -27,14 +30,25 @@ KINDS = (
 _PASS_THROUGH_UNARY = {"Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Elu", "Selu", "Gelu", "HardSigmoid", "Softplus", "Neg", "Abs"}
 
 
-def inventory(model: onnx.ModelProto, name: str | None = None) -> dict[str, Any]:
-    """`{"model", "opsets", "convolutions": [...]}` for every convolution in the model."""
+def inventory(model: onnx.ModelProto, name: str | None = None, rules: bool = False) -> dict[str, Any]:
+    """`{"model", "opsets", "convolutions": [...]}` for every convolution in the model.
+
+    `rules`: each convolution also gets `"rules"`, what every registered rule
+    would do with it and why not (the rules' own match, nothing rewritten).
+    """
     ctx = ModelContext(model, shape_inference.infer(model))
     convs: list[dict[str, Any]] = []
     for view in iter_views(model, ctx):
+        labels = node_labels(view)
         for node in view.nodes:
             if node.op_type in CONV_OPS and node.domain in ("", "ai.onnx"):
-                convs.append(describe(view, node))
+                convs.append(describe(view, node, labels[id(node)]))
+    if rules:
+        from .verdicts import rule_verdicts
+
+        verdicts = rule_verdicts(model)
+        for c in convs:
+            c["rules"] = verdicts.get((c["graph"], c["name"]), [])
     opsets = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
     return {
         "model": name if name is not None else (model.graph.name or ""),
@@ -42,12 +56,6 @@ def inventory(model: onnx.ModelProto, name: str | None = None) -> dict[str, Any]
         "opsets": opsets,
         "convolutions": convs,
     }
-
-
-def conv_label(view: GraphView, node: onnx.NodeProto) -> str:
-    from .passes import node_label
-
-    return node_label(view, node)
 
 
 def read_attrs(view: GraphView, node: onnx.NodeProto) -> ConvAttrs:
@@ -93,7 +101,7 @@ def _constant_node_dims(view: GraphView, name: str) -> list[int] | None:
     return [int(d) for d in tensor.dims] if tensor is not None else None
 
 
-def describe(view: GraphView, node: onnx.NodeProto) -> dict[str, Any]:
+def describe(view: GraphView, node: onnx.NodeProto, label: str) -> dict[str, Any]:
     attrs = read_attrs(view, node)
     xs = view.shape(node.input[0])
     spatial = xs.dims[2:] if xs is not None and xs.dims is not None and len(xs.dims) == attrs.rank + 2 else None
@@ -101,7 +109,7 @@ def describe(view: GraphView, node: onnx.NodeProto) -> dict[str, Any]:
     explicit = attrs.resolved(static) or attrs
     cin, cout = channels(view, node, attrs)
     entry: dict[str, Any] = {
-        "name": conv_label(view, node),
+        "name": label,
         "op_type": node.op_type,
         "graph": view.path,
         "rank": attrs.rank,
@@ -328,16 +336,16 @@ def _computed_slice_drop(view, trim, conv, axis, explicit: ConvAttrs) -> tuple[i
     Mamba-style code pads k-1 and keeps `[..., :L]` with L the input length;
     the causal pass proves such an end affine in L with the same helpers.
     """
-    from .passes.causal import SYMBOLIC_DEPTH, _Affine, _NotAffine, _output_affine, _shape_symbols, _static_operands, _symbolic
+    from ..symbolic import SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic
 
     if trim.input[0] != conv.output[0] or len(trim.input) < 3:
         return None
-    starts, axes, steps, reason = _static_operands(view, trim)
+    starts, axes, steps, reason = static_operands(view, trim)
     if reason:
         return None
     axes = axes if axes is not None else list(range(len(starts)))
     tensor_rank = explicit.rank + 2
-    lout = _output_affine(explicit, axis)
+    lout = output_affine(explicit, axis)
     if lout is None:
         return None
     for i, a in enumerate(axes):
@@ -347,15 +355,15 @@ def _computed_slice_drop(view, trim, conv, axis, explicit: ConvAttrs) -> tuple[i
         if (steps is not None and steps[i] != 1) or starts[i] < 0:
             return None
         symbols = {
-            conv.input[0]: _shape_symbols(view.shape(conv.input[0]), a, _Affine(1, 0)),
-            conv.output[0]: _shape_symbols(view.shape(conv.output[0]), a, lout),
+            conv.input[0]: shape_symbols(view.shape(conv.input[0]), a, Affine(1, 0)),
+            conv.output[0]: shape_symbols(view.shape(conv.output[0]), a, lout),
         }
         try:
-            value = _symbolic(view, trim.input[2], symbols, [], SYMBOLIC_DEPTH)
-        except (_NotAffine, TypeError, ValueError, IndexError, np.exceptions.AxisError):
+            value = symbolic(view, trim.input[2], symbols, [], SYMBOLIC_DEPTH)
+        except (NotAffine, TypeError, ValueError, IndexError, np.exceptions.AxisError):
             return None
         flat = value.reshape(-1) if value is not None else None
-        if flat is None or i >= flat.size or not isinstance(flat[i], _Affine):
+        if flat is None or i >= flat.size or not isinstance(flat[i], Affine):
             return None
         end = flat[i]
         if end.a != lout.a or lout.b - end.b < 0:
@@ -487,6 +495,10 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
         for r in rows:
             lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    for c in convs if any("rules" in c for c in convs) else ():
+        lines.append(f"{c['graph']}:{c['name']}")
+        for v in c.get("rules", []):
+            lines.append(f"  {v['rule']:<20} {v['verdict']:<8} {v['reason']}".rstrip())
     lines.append(summary_line(report))
     return "\n".join(lines)
 

@@ -1,0 +1,99 @@
+"""The one layout walker: axis maps through layout-only ops (Identity, Transpose, Squeeze, Unsqueeze).
+
+Why one: the folds that move something across layout ops (separable's
+followers, the Keras bias Add) must agree on where an axis goes through each
+op and on how far to walk; the walk says why it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnx import NodeProto
+
+from .attrs import attr
+from .core import GraphView
+from .ops import unsqueeze_axes
+
+LAYOUT_OPS = ("Identity", "Transpose", "Squeeze", "Unsqueeze")
+MAX_LAYOUT_OPS = 8
+STD_DOMAINS = ("", "ai.onnx")
+
+
+def axes_through(view: GraphView, node: NodeProto, axes: list[int | None]) -> list[int | None] | None:
+    """The conv-output axes after a layout op, or None when the op is not followed (channel axis lost)."""
+    rank = len(axes)
+    if node.op_type == "Identity":
+        return list(axes)
+    if node.op_type == "Transpose":
+        perm = attr(node, "perm")
+        perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
+        if sorted(perm) != list(range(rank)):
+            return None
+        return [axes[p] for p in perm]
+    given = unsqueeze_axes(view, node)
+    if given is None:
+        return None
+    if node.op_type == "Squeeze":
+        drop = {a + rank if a < 0 else a for a in given}
+        if any(not 0 <= a < rank for a in drop) or any(axes[a] == 1 for a in drop):
+            return None
+        return [a for i, a in enumerate(axes) if i not in drop]
+    out_rank = rank + len(given)
+    inserted = {a + out_rank if a < 0 else a for a in given}
+    if len(inserted) != len(given) or any(not 0 <= a < out_rank for a in inserted):
+        return None
+    rest = iter(axes)
+    return [None if i in inserted else next(rest) for i in range(out_rank)]
+
+
+@dataclass
+class LayoutPath:
+    """Where a tensor goes through layout-only ops (each read once, none a graph output)."""
+
+    layout: list[NodeProto]
+    name: str  # the tensor the next op reads
+    axes: list[int | None]  # axes[i]: which axis of the start tensor sits at position i (None: inserted)
+    user: NodeProto | None  # the sole reader of `name`; None when the walk stopped
+    stop: str = ""  # why it stopped when `user` is None
+
+    @property
+    def channel_axis(self) -> int:
+        return self.axes.index(1)
+
+    @property
+    def same_layout(self) -> bool:
+        return self.axes == list(range(len(self.axes)))
+
+
+def walk_down(view: GraphView, name: str, rank: int, limit: int = MAX_LAYOUT_OPS) -> LayoutPath:
+    """Follow `name` (of rank `rank`) through sole-reader layout ops to the first other reader, tracking its axes."""
+    axes: list[int | None] = list(range(rank))
+    layout: list[NodeProto] = []
+    while True:
+        if view.is_graph_output(name):
+            return LayoutPath(layout, name, axes, None, "is a graph output")
+        users = view.consumers_of(name)
+        if len(users) != 1:
+            kinds = ", ".join(u.op_type for u in users)
+            stop = f"has {len(users)} consumers ({kinds})" if users else "is not read"
+            return LayoutPath(layout, name, axes, None, stop)
+        user = users[0]
+        if user.op_type not in LAYOUT_OPS or user.domain not in STD_DOMAINS or user.input[0] != name:
+            return LayoutPath(layout, name, axes, user)
+        moved = axes_through(view, user, axes)
+        if moved is None or len(layout) >= limit:
+            return LayoutPath(layout, name, axes, user)
+        layout.append(user)
+        axes = moved
+        name = user.output[0]
+
+
+def walk_up(view: GraphView, name: str, limit: int = MAX_LAYOUT_OPS) -> tuple[NodeProto | None, list[NodeProto]]:
+    """The first non-layout producer behind `name` and the layout ops from it to `name` (in data order)."""
+    layout: list[NodeProto] = []
+    node = view.producer_of(name)
+    while node is not None and node.op_type in LAYOUT_OPS and node.domain in STD_DOMAINS and len(layout) < limit:
+        layout.append(node)
+        node = view.producer_of(node.input[0]) if node.input else None
+    return node, layout[::-1]

@@ -1,0 +1,258 @@
+"""The one driver: every rule's loop over the convolutions of every graph body.
+
+A rule says only what is specific to it (`match`, then `rewrite`); the driver
+owns the rest, the same way for every rule: stable labels for unnamed nodes,
+selection (`only`, for bisect), reading the convolution (one `read_conv`, with
+the one weight-shape fallback), turning a `NotApplicable` into a skip record
+and a `Rewritten` into a rewrite record, committing each graph body's edits,
+and the cleanup after it (dead operand nodes, unread initializers, stale
+value_info).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import onnx
+from onnx import NodeProto
+
+from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
+from ..graph import Cleanup, GraphView, node_labels
+from ..graph.cleanup import drop_unread_initializers
+from .options import Option
+from .records import Record
+
+STD_DOMAINS = ("", "ai.onnx")
+
+
+class NotApplicable(Exception):
+    """The one way a rule says no: the reason in words, the nodes it concerns, and what to keep in the record.
+
+    `with_before=False` leaves the conv's attributes out of the skip record
+    (for reasons about the node itself rather than its attributes).
+    """
+
+    def __init__(self, reason: str, nodes: Sequence[NodeProto] = (), details: dict[str, Any] | None = None,
+                 with_before: bool = True) -> None:
+        # Kept in `args` only (no instance dict): rules raise this once per convolution they decline.
+        self.args = (reason, nodes, details, with_before)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    @property
+    def reason(self) -> str:
+        return self.args[0]
+
+    @property
+    def nodes(self) -> list[NodeProto]:
+        return list(self.args[1])
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.args[2] if self.args[2] is not None else {}
+
+    @property
+    def with_before(self) -> bool:
+        return self.args[3]
+
+
+@dataclass
+class Rewritten:
+    """What a rule's `rewrite` did: the attributes after it, a note, details for the record."""
+
+    after: ConvAttrs | dict[str, Any] | None = None
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    before: dict[str, Any] | None = None  # when the rule changed what `before` should say (rare)
+
+
+@dataclass(slots=True)
+class Conv:
+    """One convolution as the driver read it: node, label, attributes, weight shape and element type."""
+
+    node: NodeProto
+    label: str
+    attrs: ConvAttrs
+    weight_shape: list[Any] | None
+    weight_type: int | None
+    weight_static: bool = False  # every weight dim is a known int
+
+
+def weight_info(view: GraphView, node: NodeProto) -> tuple[list[Any] | None, int | None, bool]:
+    """The weight's dims, element type and whether all dims are known ints: from shape inference, else (the one
+    fallback) from its constant value."""
+    slot = WEIGHT_INPUT[node.op_type]
+    name = node.input[slot] if len(node.input) > slot else ""
+    if not name:
+        return None, None, False
+    s = view.shape(name)
+    dims = s.dims if s is not None else None
+    if dims is not None:
+        for d in dims:
+            if d.__class__ is not int:
+                break
+        else:
+            return list(dims), s.elem_type, True
+    value = view.const_value(name)  # e.g. a Constant node inside a function body
+    if value is not None:
+        return list(value.shape), onnx.helper.np_dtype_to_tensor_dtype(value.dtype), True
+    if s is None:
+        return None, None, False
+    return (list(s.dims) if s.dims is not None else None), s.elem_type, False
+
+
+def read_conv(view: GraphView, node: NodeProto, label: str) -> Conv:
+    """The convolution's normalized attributes, or NotApplicable saying why they cannot be read."""
+    dims, elem_type, static = weight_info(view, node)
+    try:
+        attrs = ConvAttrs.from_node(node, dims)
+    except ConvAttrError as exc:
+        raise NotApplicable(f"attributes cannot be read: {exc}", [node], with_before=False) from None
+    return Conv(node, label, attrs, dims, elem_type, static)
+
+
+class ViewRun:
+    """One rule on one graph body: the view, labels, records, and what the cleanup must look at."""
+
+    def __init__(self, ctx, view: GraphView, rule: "Rule", outer: dict | None = None) -> None:
+        self.ctx = ctx
+        self.view = view
+        self.rule = rule
+        self.labels = node_labels(view)
+        self.claimed: set[int] = set()
+        self.records = ctx.records
+        # Rules that add no conv-only conditions skip the call (this loop runs once per convolution).
+        self.check_conv = rule.check_conv if type(rule).check_conv is not Rule.check_conv else None
+        self.cleanup = Cleanup(view, outer)
+        self.state: Any = None  # the rule's own per-body state, set by `begin`
+
+    @property
+    def options(self):
+        return self.ctx.options
+
+    def label(self, node: NodeProto) -> str:
+        return self.labels[id(node)]
+
+    def claim(self, node: NodeProto) -> None:
+        """Another conv this rewrite took care of (and recorded): the driver will not visit it."""
+        self.claimed.add(id(node))
+
+    def record(self, node: NodeProto, status: str, reason: str = "", before: dict | None = None,
+               after: dict | None = None, details: dict | None = None) -> Record:
+        record = Record(self.rule.name, self.labels[id(node)], node.op_type, self.view.path, status, reason, before,
+                        after, details if details is not None else {})
+        self.records.append(record)
+        return record
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.ctx.count(name, n)
+
+    def visit(self, node: NodeProto, dry: bool = False) -> None:
+        """Read, select, match, rewrite one convolution; exactly one record either way.
+
+        `dry`: match only, and record "matches" (with the rule's `explain`) instead of rewriting (inspect).
+        """
+        rule, label = self.rule, self.labels[id(node)]
+        conv: Conv | None = None
+        try:
+            conv = read_conv(self.view, node, label)
+            if self.check_conv is not None:
+                self.check_conv(self, conv)
+            if not self.ctx.allowed(rule.name, self.view.path, label):
+                raise NotApplicable("excluded by selection")
+            match = rule.match(self, conv)
+            if dry:
+                self.record(node, "matches", rule.explain(self, conv, match), before=conv.attrs.to_dict())
+                return
+            done = rule.rewrite(self, conv, match)
+        except NotApplicable as no:
+            before = conv.attrs.to_dict() if conv is not None and no.with_before else None
+            self.record(node, "skipped", no.reason, before=before, details=no.details)
+            return
+        if done is None:  # the rule recorded it itself
+            return
+        before = done.before if done.before is not None else conv.attrs.to_dict()
+        after = done.after.to_dict() if isinstance(done.after, ConvAttrs) else done.after
+        self.record(node, "rewritten", done.reason, before=before, after=after, details=done.details)
+
+
+class Rule:
+    """A rewrite rule: what it declares, and `match` / `rewrite` for one convolution.
+
+    Declarations (class attributes): `name`; `description` (help text);
+    `phase` (lower, fold, lift or extra); `order` within the phase; `options`
+    (the typed options it reads from `run.options`); `repeat` (run again with
+    the other repeating rules until a round rewrites nothing); `ops` (which
+    convolution op types it visits).
+
+    `match` finds the pattern and checks every condition that makes the
+    rewrite exact, without changing the graph: it returns whatever `rewrite`
+    needs, or raises `NotApplicable(reason)`. `rewrite` edits the graph
+    through the view and returns `Rewritten`. Both may raise NotApplicable;
+    `rewrite` only before it changes anything.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    phase: ClassVar[str] = "extra"
+    order: ClassVar[int] = 100
+    options: ClassVar[tuple[Option, ...]] = ()
+    repeat: ClassVar[bool] = False
+    ops: ClassVar[tuple[str, ...]] = CONV_OPS
+    counters: ClassVar[tuple[str, ...]] = ()  # reported as 0 when nothing happened
+
+    def run(self, ctx) -> None:
+        """Run the rule on every graph body of the context's model (the driver loop)."""
+        run_rule(ctx, self)
+
+    def begin(self, run: ViewRun) -> None:
+        """Per graph body, before its first convolution (set `run.state`)."""
+
+    def check_conv(self, run: ViewRun, conv: Conv) -> None:
+        """Conditions on the conv alone, checked before selection (raise NotApplicable)."""
+
+    def match(self, run: ViewRun, conv: Conv) -> Any:
+        raise NotImplementedError
+
+    def rewrite(self, run: ViewRun, conv: Conv, match: Any) -> Rewritten | None:
+        raise NotImplementedError
+
+    def explain(self, run: ViewRun, conv: Conv, match: Any) -> str:
+        """What the rewrite would do, in words, given what `match` found (shown by `inspect -v`)."""
+        return "would rewrite"
+
+    def end(self, run: ViewRun) -> None:
+        """Per graph body, after its last convolution (before the cleanup and the commit)."""
+
+
+def convolutions(view: GraphView, ops: Sequence[str] = CONV_OPS) -> list[NodeProto]:
+    """The convolutions of one graph body a rule visits (standard domain only)."""
+    return [n for n in view.nodes if n.op_type in ops and n.domain in STD_DOMAINS]
+
+
+def run_rule(ctx, rule: Rule, dry: bool = False) -> None:
+    """The driver loop: every graph body, every convolution, one record each, then cleanup and commit.
+
+    `dry`: only match, never rewrite (what `inspect` asks each rule); nothing is edited.
+    """
+    for counter in rule.counters:
+        ctx.count(counter, 0)
+    outer: dict = {}
+    for view in ctx.views():
+        convs = convolutions(view, rule.ops)
+        if not convs:
+            continue
+        run = ViewRun(ctx, view, rule, outer)
+        rule.begin(run)
+        for node in convs:
+            if id(node) in run.claimed or view.is_removed(node):
+                continue
+            run.visit(node, dry)
+        if not dry:
+            rule.end(run)
+            run.cleanup.run()
+        run.state = None  # a rule's state may point back at the run: leave no cycle for the (maybe disabled) GC
+    for body, names in outer.values():
+        drop_unread_initializers(body, names)

@@ -1,0 +1,49 @@
+"""The one layout walker (convrewrite/graph/layout.py): axis maps through layout ops, walks with a stop reason."""
+
+from __future__ import annotations
+
+from onnx import TensorProto, helper
+
+from convrewrite.graph import GraphView, ModelContext, axes_through, walk_down, walk_up
+
+
+def view_of(nodes, outputs=("z",)):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return GraphView(model.graph, ModelContext(model)), model
+
+
+def test_axes_follow_transpose_unsqueeze_and_squeeze():
+    axes_node = helper.make_node("Constant", [], ["ax"], value=helper.make_tensor("ax", TensorProto.INT64, [1], [2]))
+    t = helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1])
+    u = helper.make_node("Unsqueeze", ["t", "ax"], ["u"])
+    view, _ = view_of([axes_node, t, u, helper.make_node("Relu", ["u"], ["z"])])
+    assert axes_through(view, t, [0, 1, 2]) == [0, 2, 1]
+    assert axes_through(view, u, [0, 2, 1]) == [0, 2, None, 1]
+    s = helper.make_node("Squeeze", ["u", "ax"], ["s"])
+    assert axes_through(view, s, [0, 2, None, 1]) == [0, 2, 1]
+    assert axes_through(view, s, [0, 2, 1, None]) is None  # would drop the channel axis (1)
+
+
+def test_walk_down_stops_at_the_first_other_reader_or_says_why():
+    t = helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1])
+    relu = helper.make_node("Relu", ["t"], ["z"])
+    view, _ = view_of([t, relu])
+    path = walk_down(view, "x", 3)
+    assert [n.op_type for n in path.layout] == ["Transpose"] and path.user.op_type == "Relu" and path.axes == [0, 2, 1]
+    assert path.channel_axis == 2 and not path.same_layout
+    view, _ = view_of([t, helper.make_node("Relu", ["t"], ["z"]), helper.make_node("Neg", ["t"], ["w"])], ("z", "w"))
+    stopped = walk_down(view, "x", 3)
+    assert stopped.user is None and stopped.stop == "has 2 consumers (Relu, Neg)"
+    view, _ = view_of([t], ("t",))
+    assert walk_down(view, "t", 3).stop == "is a graph output"
+
+
+def test_walk_up_returns_the_producer_and_the_layout_in_data_order():
+    conv = helper.make_node("Conv", ["x", "w"], ["c"])
+    t = helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 1])
+    i = helper.make_node("Identity", ["t"], ["z"])
+    view, _ = view_of([conv, t, i])
+    producer, layout = walk_up(view, "z")
+    assert producer.op_type == "Conv" and [n.op_type for n in layout] == ["Transpose", "Identity"]
