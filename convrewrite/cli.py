@@ -20,6 +20,7 @@ from .interrupts import exit_on_interrupt
 with exit_on_interrupt():  # Ctrl-C while the CLI loads: exit at once
     import importlib
     import signal
+    import sys
     from typing import Any
 
     import click
@@ -50,10 +51,23 @@ class _Main(click.Group):
             return getattr(importlib.import_module(f".{module}", __package__), attr)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run; a usage error is one line on stderr and exit 2 (click's own is three lines)."""
+        kwargs["standalone_mode"] = False
         try:
-            return super().main(*args, **kwargs)
+            code = super().main(*args, **kwargs)
         except KeyboardInterrupt as exc:
             interrupted(exc)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "convrewrite"
+            click.echo(f"convrewrite: error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"convrewrite: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("convrewrite: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:

@@ -57,9 +57,23 @@ def interrupted(exc: KeyboardInterrupt) -> None:
 
 
 def settings() -> Settings:
-    ctx = click.get_current_context()
-    obj = ctx.find_object(Settings)
-    return obj if obj is not None else Settings()
+    """The shared options of this invocation (created on first use, so a command run alone has them too)."""
+    return click.get_current_context().ensure_object(Settings)
+
+
+def verbosity_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`-q`/`-v` after the subcommand as well as before it (`convrewrite rewrite -q ...`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, sub_quiet: bool = False, sub_verbose: bool = False, **kwargs: Any) -> Any:
+        shared = settings()
+        shared.quiet = shared.quiet or sub_quiet
+        shared.verbose = shared.verbose or sub_verbose
+        return fn(*args, **kwargs)
+
+    wrapper = click.option("-v", "--verbose", "sub_verbose", is_flag=True,
+                           help="More detail, including onnxruntime's own log lines.")(wrapper)
+    return click.option("-q", "--quiet", "sub_quiet", is_flag=True, help="Print only errors and the verdict.")(wrapper)
 
 
 class Terminated(KeyboardInterrupt):

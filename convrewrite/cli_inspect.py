@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .cli_common import guarded, settings
+from .cli_common import guarded, settings, verbosity_options
 from .inspection import inventory, render_text, summary_line
 from .model import load
 
@@ -15,6 +15,7 @@ from .model import load
 @click.argument("model", type=click.Path(path_type=str, readable=False))
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: {model, opsets, convolutions: [...]}, each with what every rule would do (rules).")
+@verbosity_options
 @guarded
 def inspect_command(model: str, as_json: bool) -> None:
     """List every Conv, ConvTranspose, QLinearConv and ConvInteger in MODEL.

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli_common import guarded, settings
+from .cli_common import guarded, settings, verbosity_options
 from .errors import ConvRewriteError
 from .interrupts import exit_on_interrupt
 from .model import (LoadedModel, check_distinct, load_with_info, needs_external_data, output_paths, same_file, save,
@@ -40,6 +40,33 @@ def _fold_help() -> str:
     return f"Fold a pattern into canonical convolutions (repeatable; 'all' = every fold, in this order). {folds}."
 
 
+# Options that act inside a fold: each implies its fold.
+IMPLIED_FOLDS = (("fuse_separable", "--fuse-separable", "separable"), ("expand_dilations", "--expand-dilations", "dilated"),
+                 ("causal_target", "--causal-target", "causal"))
+
+
+def _implied_folds(folds: tuple[str, ...], fuse_separable: bool, expand_dilations: bool, causal_target: str | None,
+                   quiet: bool) -> tuple[str, ...]:
+    """Add the fold an option needs (`--fuse-separable` alone means `--fold separable --fuse-separable`)."""
+    given = {"fuse_separable": fuse_separable, "expand_dilations": expand_dilations, "causal_target": causal_target}
+    out = list(folds)
+    for key, flag, fold in IMPLIED_FOLDS:
+        if given[key] and "all" not in out and fold not in out:
+            out.append(fold)
+            if not quiet:
+                click.echo(f"note: {flag} implies --fold {fold}", err=True)
+    return tuple(out)
+
+
+def _passes_epilog() -> str:
+    """The registered passes, for `rewrite --help` (from the registry, so third-party rules show too)."""
+    lines = ["Passes (--fold NAME, --pass NAME, or the --to-* flags):"]
+    for name, description in describe_rules():
+        first = (description or "").strip().splitlines()[0] if description else ""
+        lines.append(f"  {name}: {first}" if first else f"  {name}")
+    return "\b\n" + "\n".join(lines)
+
+
 def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], extra: tuple[str, ...]) -> list[str]:
     """The passes to run, in an order that lets each see the form it matches best.
 
@@ -68,16 +95,35 @@ def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], ex
     return order
 
 
-def render_summary(result: RewriteResult) -> str:
-    """Counts of what happened: rewritten, skipped by reason, wrappers inserted and cancelled."""
+def render_summary(result: RewriteResult, verbose: bool = False) -> str:
+    """What happened to the convolutions, as a person reads it: rewritten by which passes, refused and why.
+
+    Skips that only say a pattern is absent ("not depthwise") are counted, and
+    listed with -v; counters show only when non-zero.
+    """
     s = summarize(result)
     lines = [f"passes: {', '.join(result.passes)}"]
-    lines.append(f"considered {s['considered']}: rewritten {s['rewritten']}, skipped {s['skipped']}")
-    for reason, n in s["skipped_by_reason"].items():
-        lines.append(f"  skipped {n:>4} x {reason}")
-    counters = s["counters"]
+    n = s["convolutions"]
+    lines.append(f"{n} convolution{'s' if n != 1 else ''}: {s['convolutions_rewritten']} rewritten, "
+                 f"{s['convolutions_left_alone']} left alone")
+    for passes, count in s["by_passes"].items():
+        lines.append(f"  {count:>4} rewritten by {passes}")
+    for reason, count in s["refused_by_reason"].items():
+        lines.append(f"  {count:>4} x refused by {reason}")
+    if s["not_applicable"]:
+        if verbose:
+            shown = {k: v for k, v in s["skipped_by_reason"].items()
+                     if not any(k == r.split(": ", 1)[1] for r in s["refused_by_reason"])}
+            for reason, count in shown.items():
+                lines.append(f"  {count:>4} x not applicable: {reason}")
+        else:
+            lines.append(f"  ({s['not_applicable']} pass x convolution pairs had no pattern to rewrite; -v lists them)")
+    counters = {k: v for k, v in s["counters"].items() if v}
     if counters:
         lines.append("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items()))
+    if not s["convolutions_rewritten"]:
+        lines.append("nothing was rewritten" + (": the model has no convolution" if not n else
+                                                 ": every convolution was left alone (see above)"))
     return "\n".join(lines)
 
 
@@ -96,8 +142,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
     return "; ".join(changed)
 
 
-@click.command("rewrite")
+@click.command("rewrite", epilog=_passes_epilog())
 @click.argument("model", type=click.Path(path_type=str, readable=False))
+@click.argument("out", type=click.Path(path_type=str, readable=False), required=False)
 @click.option("-o", "--output", type=click.Path(path_type=str, readable=False), help="Where to write the rewritten model.")
 @click.option("--in-place", is_flag=True, help="Overwrite MODEL itself (atomically).")
 @click.option("--to-2d", "to_2d", is_flag=True, help="Lift 1D convolutions (and their regions) to 2D.")
@@ -135,8 +182,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--rtol", "rtols", multiple=True, metavar="[OUT=]VALUE", help="With --check: relative tolerance.")
 @click.option("--external-data/--no-external-data", default=None,
               help="Write weights to a .data file beside the output (default: as the input, or when > 2 GB).")
+@verbosity_options
 @guarded
-def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool, to_1d: bool, to_3d: bool,
+def rewrite_command(model: str, out: str | None, output: str | None, in_place: bool, to_2d: bool, to_1d: bool, to_3d: bool,
                     layout: str, folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, causal_target: str | None, force: bool, report_path: str | None,
                     run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
@@ -144,13 +192,17 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                     ranges: tuple[str, ...], ort_opt: str,
                     inputs_path: str | None, atols: tuple[str, ...], rtols: tuple[str, ...],
                     external_data: bool | None) -> None:
-    """Rewrite the convolutions of MODEL and write the result to -o OUT.
+    """Rewrite the convolutions of MODEL and write the result to OUT (or -o OUT).
 
     Every convolution considered gets a record (rewritten, or skipped with the
     reason); --report writes them all. The output is written only after it
     passes onnx.checker and shape inference (and --check, when asked).
     """
     opts = settings()
+    if out is not None and output is not None:
+        raise ConvRewriteError("give OUT or -o OUT, not both")
+    output = output if output is not None else out
+    folds = _implied_folds(folds, fuse_separable, expand_dilations, causal_target, quiet=opts.quiet)
     if output is None and not in_place:
         raise ConvRewriteError("give -o OUT (or --in-place to overwrite the input)")
     if output is not None and in_place and not same_file(output, model):
@@ -184,10 +236,11 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
     # With --report -, standard output is the report: everything else goes to stderr.
     to_stderr = report_path == "-"
     if not opts.quiet:
-        click.echo(render_summary(result), err=to_stderr)
+        click.echo(render_summary(result, opts.verbose), err=to_stderr)
         if opts.verbose:
             click.echo(render_records(result), err=to_stderr)
 
+    report = None
     if run_check:
         with exit_on_interrupt():  # the checker pulls in onnxruntime; nothing is written yet
             from .cli_check import check_and_render
@@ -199,7 +252,7 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
         report = check_and_render(original, result.model, **check_args)
         if report.cannot_check is not None:
             if report_path:
-                _write_report(report_path, result)
+                _write_report(report_path, result, report)
             click.echo("convrewrite: cannot check: the original does not run on the inputs tried; nothing written "
                        "(give --shape or --inputs, or drop --check)", err=True)
             sys.exit(2)
@@ -210,7 +263,7 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                 bisect_and_render(original, order, options, result, **check_args)
             if not force:
                 if report_path:
-                    _write_report(report_path, result)  # the records say what to look at (not the model)
+                    _write_report(report_path, result, report)  # the records say what to look at (not the model)
                 click.echo("convrewrite: outputs differ; nothing written (use --force to write anyway)", err=True)
                 sys.exit(1)
     if not want_external and external_data is None and needs_external_data(result.model):
@@ -219,7 +272,7 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
     save(result.model, target, external_data=want_external, source=model, in_place=in_place,
                    source_files=loaded.external_files)
     if report_path:
-        _write_report(report_path, result)
+        _write_report(report_path, result, report)
     if not opts.quiet:
         click.echo(f"wrote {target}", err=to_stderr)
 
@@ -259,6 +312,10 @@ def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: 
     return result
 
 
-def _write_report(path: str, result: RewriteResult) -> None:
-    """--report: every record as JSON, atomically (or to standard output for `-`)."""
-    write_text_target(path, json.dumps(result.to_dict(), indent=2, default=str) + "\n", "--report")
+def _write_report(path: str, result: RewriteResult, check: Any = None) -> None:
+    """--report: every record as JSON (schema convrewrite.rewrite/1; with --check, the check report under
+    "check"), atomically (or to standard output for `-`)."""
+    data = result.to_dict()
+    if check is not None:
+        data["check"] = check.to_dict()
+    write_text_target(path, json.dumps(data, indent=2, default=str) + "\n", "--report")

@@ -1,0 +1,107 @@
+"""Issue 19: the CLI behaves as people expect (options anywhere, one-line usage errors, implied folds,
+`rewrite IN OUT`, pass names in help, a summary per convolution, a report with a schema)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from convrewrite.cli import main
+from util import MODELS
+
+TCN = MODELS / "tcn_chomp_ts13.onnx"
+CONFORMER = MODELS / "conformer_conv_ts13.onnx"
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_and_verbose_before_or_after_the_subcommand(tmp_path, where):
+    out = tmp_path / "o.onnx"
+    args = ["rewrite", TCN, "-o", out, "--to-2d"]
+    quiet = cli("-q", *args) if where == "before" else cli(*args, "-q")
+    assert quiet.exit_code == 0 and quiet.output == ""
+    inspect = cli("-q", "inspect", TCN) if where == "before" else cli("inspect", TCN, "-q")
+    assert inspect.exit_code == 0 and len(inspect.stdout.strip().splitlines()) == 1
+    verbose = cli("-v", "rewrite", CONFORMER, "-o", out, "--fold", "all") if where == "before" else cli(
+        "rewrite", CONFORMER, "-o", out, "--fold", "all", "-v")
+    assert "not applicable: not depthwise" in verbose.output
+
+
+def test_usage_errors_are_one_line_and_exit_2():
+    for args, fragment in ((["rewrite", TCN, "--nope"], "No such option '--nope'"),
+                           (["rewrite"], "Missing argument 'MODEL'"),
+                           (["frobnicate"], "No such command 'frobnicate'"),
+                           (["check", TCN, TCN, "--trials"], "requires an argument")):
+        proc = subprocess.run([sys.executable, "-m", "convrewrite", *map(str, args)], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("convrewrite: error: ") and fragment in lines[0], proc.stderr
+        assert "--help" in lines[0] and proc.stdout == ""
+
+
+def test_help_and_version_still_work():
+    assert cli("--help").exit_code == 0 and "Commands:" in cli("--help").output
+    assert cli("--version").exit_code == 0
+
+
+def test_options_that_need_a_fold_imply_it(tmp_path):
+    out = tmp_path / "o.onnx"
+    r = cli("rewrite", TCN, "-o", out, "--fuse-separable")
+    assert r.exit_code == 0, r.output
+    assert "note: --fuse-separable implies --fold separable" in r.stderr and "passes: separable" in r.stdout
+    r = cli("rewrite", TCN, "-o", out, "--expand-dilations")
+    assert r.exit_code == 0 and "passes: dilated" in r.stdout
+    r = cli("rewrite", TCN, "-o", out, "--causal-target", "CausalConvWithState")
+    assert r.exit_code == 0 and "passes: causal" in r.stdout
+    r = cli("rewrite", TCN, "-o", out, "--fold", "all", "--fuse-separable")
+    assert "implies" not in r.output  # already there
+
+
+def test_rewrite_in_out_positional(tmp_path):
+    out = tmp_path / "o.onnx"
+    r = cli("rewrite", TCN, out, "--to-2d")
+    assert r.exit_code == 0 and out.exists(), r.output
+    both = cli("rewrite", TCN, out, "-o", tmp_path / "p.onnx", "--to-2d")
+    assert both.exit_code == 2 and "give OUT or -o OUT, not both" in both.stderr
+    same = cli("rewrite", TCN, TCN, "--to-2d")
+    assert same.exit_code == 2 and "input" in same.stderr
+
+
+def test_rewrite_help_lists_the_registered_passes():
+    text = cli("rewrite", "--help").output
+    for name in ("causal", "dilated", "separable", "to-2d", "to-1d", "to-3d", "3d-to-2d", "channels-as-spatial"):
+        assert f"  {name}:" in text
+
+
+def test_summary_per_convolution_and_nothing_rewritten(tmp_path):
+    out = tmp_path / "o.onnx"
+    r = cli("rewrite", TCN, "-o", out, "--fold", "all", "--to-2d")
+    lines = r.stdout.splitlines()
+    assert "5 convolutions: 5 rewritten, 0 left alone" in lines
+    assert "     4 rewritten by causal + to-2d" in lines and "     1 rewritten by to-2d" in lines
+    assert not any("not depthwise" in line for line in lines)  # not-applicable skips only with -v
+    assert not any(" 0" in line and "folded 0" in line for line in lines)  # no counters of zero
+    r = cli("rewrite", CONFORMER, "-o", out, "--fold", "all")
+    assert "1 x refused by separable: depthwise output has 2 consumers (Sigmoid, Mul)" in r.stdout
+    assert "nothing was rewritten: every convolution was left alone" in r.stdout
+
+
+def test_report_has_a_schema_and_the_check(tmp_path):
+    out, report = tmp_path / "o.onnx", tmp_path / "r.json"
+    r = cli("rewrite", TCN, "-o", out, "--to-2d", "--check", "--providers", "cpu", "--report", report)
+    assert r.exit_code == 0, r.output
+    data = json.loads(report.read_text())
+    assert data["schema"] == "convrewrite.rewrite/1"
+    assert data["check"]["schema"] == "convrewrite.check/2" and data["check"]["verdict"] == "equivalent"
+    s = data["summary"]
+    assert (s["convolutions"], s["convolutions_rewritten"], s["by_passes"]) == (5, 5, {"to-2d": 5})
+    r = cli("rewrite", TCN, "-o", out, "--to-2d", "--report", report)
+    assert "check" not in json.loads(report.read_text())
