@@ -35,6 +35,13 @@ COMMANDS = {
     "check": ("cli_check", "check_command"),
     "bench": ("cli_bench", "bench_command"),
 }
+# What `convrewrite --help` lists, without importing each command (and onnx) to ask it.
+SHORT_HELP = {
+    "inspect": "List every convolution in MODEL and how it is classified.",
+    "rewrite": "Rewrite the convolutions of MODEL and write the result.",
+    "check": "Run two models (or one and reference outputs) and compare every output.",
+    "bench": "Time models side by side on the same inputs.",
+}
 
 
 class _Main(click.Group):
@@ -42,6 +49,10 @@ class _Main(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SHORT_HELP[name]) for name in COMMANDS])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:

@@ -9,15 +9,20 @@ never a traceback).
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
-import onnx
 
-from . import runtime
-from .cli_common import guarded, settings
-from .checker import BisectResult, CheckInputError, CheckReport, bisect, check, render_text
-from .model import check_distinct, model_files, writable_target, write_text_target
+from .cli_common import OptionError, guarded, settings
+from .interrupts import exit_on_interrupt
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .checker import BisectResult, CheckReport
+
+# The checker (onnx, numpy, onnxruntime) loads inside the functions below, so that a usage error is
+# reported at once.
 
 
 # ------------------------------------------------------------------- parsing
@@ -26,7 +31,7 @@ from .model import check_distinct, model_files, writable_target, write_text_targ
 def _split_named(text: str, option: str, example: str) -> tuple[str, str]:
     name, sep, value = text.rpartition("=")
     if not sep or not name:
-        raise CheckInputError(f"{option} {text!r}: expected {example}")
+        raise OptionError(f"{option} {text!r}: expected {example}")
     return name, value
 
 
@@ -40,7 +45,7 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
     for part in value.replace(",", "x").split("x"):
         part = part.strip()
         if not part.isdigit():
-            raise CheckInputError(f"--shape {text!r}: expected {example}")
+            raise OptionError(f"--shape {text!r}: expected {example}")
         dims.append(int(part))
     return name, tuple(dims)
 
@@ -52,7 +57,7 @@ def parse_range(text: str) -> tuple[str, tuple[float, float]]:
     try:
         lo, hi = (float(p) for p in value.split(","))
     except ValueError:
-        raise CheckInputError(f"--range {text!r}: expected {example}") from None
+        raise OptionError(f"--range {text!r}: expected {example}") from None
     return name, (lo, hi)  # bounds are validated by the checker
 
 
@@ -66,11 +71,11 @@ def parse_tolerances(values: tuple[str, ...], option: str) -> dict[str, float] |
         if not sep:
             name, value = "", text
         elif not name:
-            raise CheckInputError(f"{option} {text!r}: expected VALUE or OUTPUT=VALUE")
+            raise OptionError(f"{option} {text!r}: expected VALUE or OUTPUT=VALUE")
         try:
             out[name] = float(value)  # the range (finite, >= 0) is validated by the checker
         except ValueError:
-            raise CheckInputError(f"{option} {text!r}: {value!r} is not a number") from None
+            raise OptionError(f"{option} {text!r}: {value!r} is not a number") from None
     return out
 
 
@@ -78,7 +83,7 @@ def parse_int(text: str, option: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise CheckInputError(f"{option}: {text!r} is not an integer") from None
+        raise OptionError(f"{option}: {text!r} is not an integer") from None
 
 
 def named_values(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]], option: str) -> dict[str, Any]:
@@ -86,7 +91,7 @@ def named_values(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]
     for text in values:
         name, value = parse(text)
         if name in out:
-            raise CheckInputError(f"{option}: {name!r} given twice")
+            raise OptionError(f"{option}: {name!r} given twice")
         out[name] = value
     return out
 
@@ -99,6 +104,8 @@ def _check_json_target(path: str | None, reads: list[tuple[str, str | None]]) ->
     """
     if path is None or path == "-":
         return
+    from .model import check_distinct, model_files, writable_target
+
     writable_target(path, "--json")
     check_distinct([("--json", path)], [(label, p) for label, p in reads if p])
     for label, p in reads[:2]:  # ORIGINAL, CANDIDATE
@@ -157,6 +164,9 @@ def check_and_render(
 
     `options` are those of `check_options` (option strings as typed).
     """
+    from . import runtime
+    from .checker import check, render_text
+
     if not verbose:
         runtime.quiet_onnxruntime()
     report = check(
@@ -182,6 +192,7 @@ def bisect_and_render(
 
     Re-runs the passes `order` with `only=` subsets of the keys `result` rewrote.
     """
+    from .checker import bisect, render_text
     from .api import rewrite
 
     def rewrite_fn(only: set[str] | None = None) -> Any:
@@ -263,6 +274,11 @@ def check_command(
     equivalent (or a --require'd provider unavailable), 2 cannot check (the
     original does not run on any input tried), bad usage or unreadable model.
     """
+    with exit_on_interrupt():  # Ctrl-C while onnx and onnxruntime load: exit at once
+        from . import runtime
+        from .checker import CheckInputError, check, render_text
+        from .model import write_text_target
+
     quiet = quiet or settings().quiet
     verbose = verbose or settings().verbose
     if not verbose:

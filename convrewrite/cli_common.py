@@ -16,6 +16,10 @@ from .errors import ConvRewriteError
 from .interrupts import MESSAGE
 
 
+class OptionError(ConvRewriteError):
+    """An option value the command line cannot use (one line, exit 2), raised before anything heavy loads."""
+
+
 class Settings:
     """Options every command shares (set on the group, read by the commands)."""
 

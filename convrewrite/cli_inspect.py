@@ -7,8 +7,7 @@ import json
 import click
 
 from .cli_common import guarded, settings, verbosity_options
-from .inspection import inventory, render_text, summary_line
-from .model import load
+from .interrupts import exit_on_interrupt
 
 
 @click.command("inspect")
@@ -25,6 +24,10 @@ def inspect_command(model: str, as_json: bool) -> None:
     the kinds that say which rewrites could apply. With -v (and in --json),
     every rule says what it would do with each convolution, or why not.
     """
+    with exit_on_interrupt():  # Ctrl-C while onnx loads: exit at once
+        from .inspection import inventory, render_text, summary_line
+        from .model import load
+
     opts = settings()
     report = inventory(load(model), model, rules=as_json or opts.verbose)
     if as_json:

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .cli_common import guarded, settings, verbosity_options
 from .errors import ConvRewriteError
 from .interrupts import exit_on_interrupt
-from .model import (LoadedModel, check_distinct, load_with_info, needs_external_data, output_paths, same_file, save,
-                    writable_target, write_text_target)
-from .passes import available_passes
-from .rewrite import RewriteResult, describe_rules, fold_order, summarize
-from .api import rewrite
+
+if TYPE_CHECKING:
+    from .model import LoadedModel
+    from .rewrite import RewriteResult
+
+# onnx, numpy and the rules load only when a rewrite runs or --help lists the passes, so that a usage
+# error is reported at once (imports inside the functions below).
+
+
+def describe_rules(phase: str | None = None) -> list[tuple[str, str]]:
+    from .rewrite import describe_rules as describe
+
+    return describe(phase)
 
 
 class RegistryChoice(click.Choice):
@@ -35,9 +43,12 @@ class RegistryChoice(click.Choice):
         pass
 
 
-def _fold_help() -> str:
-    folds = "; ".join(f"{name}: {text.split(';')[0].split('(')[0].strip()}" for name, text in describe_rules("fold"))
-    return f"Fold a pattern into canonical convolutions (repeatable; 'all' = every fold, in this order). {folds}."
+class _RewriteCommand(click.Command):
+    """`rewrite --help` ends with the registered passes (read from the registry only when help is shown)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.epilog = _passes_epilog()
+        super().format_epilog(ctx, formatter)
 
 
 # Options that act inside a fold: each implies its fold.
@@ -78,6 +89,8 @@ def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], ex
         raise ConvRewriteError("choose at most one of --to-2d, --to-1d, --to-3d")
     fold_names: list[str] = []
     for f in folds:
+        from .rewrite import fold_order
+
         for name in (fold_order() if f == "all" else [f]):
             if name not in fold_names:
                 fold_names.append(name)
@@ -101,6 +114,8 @@ def render_summary(result: RewriteResult, verbose: bool = False) -> str:
     Skips that only say a pattern is absent ("not depthwise") are counted, and
     listed with -v; counters show only when non-zero.
     """
+    from .rewrite import summarize
+
     s = summarize(result)
     lines = [f"passes: {', '.join(result.passes)}"]
     n = s["convolutions"]
@@ -142,7 +157,7 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
     return "; ".join(changed)
 
 
-@click.command("rewrite", epilog=_passes_epilog())
+@click.command("rewrite", cls=_RewriteCommand)
 @click.argument("model", type=click.Path(path_type=str, readable=False))
 @click.argument("out", type=click.Path(path_type=str, readable=False), required=False)
 @click.option("-o", "--output", type=click.Path(path_type=str, readable=False), help="Where to write the rewritten model.")
@@ -152,7 +167,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--to-3d", "to_3d", is_flag=True, help="Lift 2D convolutions to 3D.")
 @click.option("--layout", type=click.Choice(["h", "w"]), default="h", show_default=True,
               help="Where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1].")
-@click.option("--fold", "folds", multiple=True, type=RegistryChoice("fold", ("all",)), help=_fold_help())
+@click.option("--fold", "folds", multiple=True, type=RegistryChoice("fold", ("all",)),
+              help="Fold a pattern into canonical convolutions (repeatable; 'all' = every fold, in the order "
+                   "listed under Passes below).")
 @click.option("--pass", "extra_passes", multiple=True, metavar="NAME",
               help="Run another registered pass by name (e.g. channels-as-spatial).")
 @click.option("--fuse-separable", is_flag=True, help="Fuse depthwise+pointwise pairs into one dense conv.")
@@ -198,6 +215,11 @@ def rewrite_command(model: str, out: str | None, output: str | None, in_place: b
     reason); --report writes them all. The output is written only after it
     passes onnx.checker and shape inference (and --check, when asked).
     """
+    with exit_on_interrupt():  # Ctrl-C while onnx and the rules load: exit at once
+        from . import api  # noqa: F401 - the rules and onnx load now, under the interrupt guard
+        from .model import check_distinct, load_with_info, needs_external_data, same_file, save, writable_target
+        from .passes import available_passes
+
     opts = settings()
     if out is not None and output is not None:
         raise ConvRewriteError("give OUT or -o OUT, not both")
@@ -283,6 +305,8 @@ def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, e
 
     --in-place may replace the model and its external data, nothing else.
     """
+    from .model import check_distinct, output_paths
+
     outs = output_paths(target, external, target_option)
     model_reads = [("the input model", loaded.path)]
     model_reads += [("the input's external data", f) for f in loaded.external_files]
@@ -292,6 +316,13 @@ def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, e
         check_distinct(report, model_reads)
     else:
         check_distinct(outs + report, model_reads + inputs)
+
+
+def rewrite(*args: Any, **kwargs: Any) -> RewriteResult:
+    """The API's `rewrite`, looked up when called (tests plant a faulty rewrite by replacing this name)."""
+    from .api import rewrite as run
+
+    return run(*args, **kwargs)
 
 
 def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: bool, copy: bool) -> RewriteResult:
@@ -315,6 +346,8 @@ def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: 
 def _write_report(path: str, result: RewriteResult, check: Any = None) -> None:
     """--report: every record as JSON (schema convrewrite.rewrite/1; with --check, the check report under
     "check"), atomically (or to standard output for `-`)."""
+    from .model import write_text_target
+
     data = result.to_dict()
     if check is not None:
         data["check"] = check.to_dict()

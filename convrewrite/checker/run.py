@@ -86,6 +86,9 @@ class Checker:
         self.stack = ExitStack()
         self.notes: list[str] = []
         self.warnings: list[str] = []
+        conflict = runtime.distribution_conflict()
+        if conflict:
+            self.warnings.append(conflict)
         self.verbose = verbose
         self.finite = finite
         self.ignore_interface = ignore_interface

@@ -49,6 +49,7 @@ class RewriteResult:
     records: list[Record]
     counters: dict[str, int]
     passes: list[str]
+    graph: Any = None  # the model as an onnx_graphsurgeon Graph, when `rewrite` was given one
 
     @property
     def rewritten(self) -> list[Record]:
