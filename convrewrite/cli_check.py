@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
 
-from .cli_common import OptionError, guarded, settings
+from .cli_common import OptionError, Progress, guarded, settings
 from .interrupts import exit_on_interrupt
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ def check_and_render(
     quiet: bool = False,
     verbose: bool = False,
     err: bool = False,
+    on_progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> CheckReport:
     """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return it.
@@ -170,7 +171,7 @@ def check_and_render(
     if not verbose:
         runtime.quiet_onnxruntime()
     report = check(
-        original, candidate, original_label="original", candidate_label="rewritten",
+        original, candidate, original_label="original", candidate_label="rewritten", on_progress=on_progress,
         **check_options(verbose=verbose, **options),
     )
     click.echo(report.summary if quiet else render_text(report, verbose=verbose), err=err)
@@ -295,7 +296,8 @@ def check_command(
         atols=atols, rtols=rtols, ort_opt=ort_opt, finite=finite, draws=draws, ignore_interface=ignore_interface,
         verbose=verbose,
     )
-    report = check(original, candidate, expected=expected_path, **options)
+    with Progress(not quiet) as progress:
+        report = check(original, candidate, expected=expected_path, on_progress=progress, **options)
     if json_path == "-":
         click.echo(report.to_json())
     else:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli_common import guarded, settings, verbosity_options
+from .cli_common import Progress, guarded, settings, verbosity_options
 from .errors import ConvRewriteError
 from .interrupts import exit_on_interrupt
 
@@ -245,7 +245,9 @@ def rewrite_command(model: str, out: str | None, output: str | None, in_place: b
     check_distinct(([] if in_place else [(target_option, target)]) + [("--report", report_path)],
                    [("the input model", model)] + inputs)
 
-    loaded = load_with_info(model)
+    with Progress(not opts.quiet) as progress:
+        progress(f"loading {model}")
+        loaded = load_with_info(model)
     original = loaded.model
     want_external = external_data
     if want_external is None:
@@ -271,7 +273,8 @@ def rewrite_command(model: str, out: str | None, output: str | None, in_place: b
                           ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
                           finite=finite, draws=draws, ignore_interface=ignore_interface,
                           quiet=opts.quiet, verbose=opts.verbose, err=to_stderr)
-        report = check_and_render(original, result.model, **check_args)
+        with Progress(not opts.quiet) as progress:
+            report = check_and_render(original, result.model, on_progress=progress, **check_args)
         if report.cannot_check is not None:
             if report_path:
                 _write_report(report_path, result, report)
@@ -291,8 +294,10 @@ def rewrite_command(model: str, out: str | None, output: str | None, in_place: b
     if not want_external and external_data is None and needs_external_data(result.model):
         want_external = True  # the rewrite grew the model past protobuf's limit: its .data must be checked too
         _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
-    save(result.model, target, external_data=want_external, source=model, in_place=in_place,
-                   source_files=loaded.external_files)
+    with Progress(not opts.quiet) as progress:
+        progress(f"writing {target}")
+        save(result.model, target, external_data=want_external, source=model, in_place=in_place,
+             source_files=loaded.external_files)
     if report_path:
         _write_report(report_path, result, report)
     if not opts.quiet:

@@ -105,3 +105,50 @@ def test_report_has_a_schema_and_the_check(tmp_path):
     assert (s["convolutions"], s["convolutions_rewritten"], s["by_passes"]) == (5, 5, {"to-2d": 5})
     r = cli("rewrite", TCN, "-o", out, "--to-2d", "--report", report)
     assert "check" not in json.loads(report.read_text())
+
+
+def run_on_a_terminal(args, timeout=60):
+    """The CLI with stderr on a pseudo-terminal: what a person at a terminal sees there."""
+    import os
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "convrewrite", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    out = proc.communicate(timeout=timeout)[0]
+    os.close(master)
+    return proc.returncode, out, seen.decode(errors="replace")
+
+
+def test_progress_on_a_terminal_only(tmp_path):
+    out = tmp_path / "o.onnx"
+    code, stdout, terminal = run_on_a_terminal(["rewrite", TCN, "-o", out, "--fold", "all", "--to-2d", "--check",
+                                                "--providers", "cpu"])
+    assert code == 0, terminal
+    for step in (f"loading {TCN}", "original on cpu: normal (seed 0)", "candidate on cpu: special values (seed 2)",
+                 f"writing {out}"):
+        assert step in terminal, terminal
+    assert " s] " in terminal and "\r" in terminal  # elapsed time, one line rewritten in place
+    assert "EQUIVALENT" in stdout and "s] " not in stdout  # the report itself is unchanged
+    code, _, terminal = run_on_a_terminal(["-q", "rewrite", TCN, "-o", out, "--to-2d", "--check", "--providers", "cpu"])
+    assert code == 0 and "s] " not in terminal  # -q: nothing extra
+    piped = subprocess.run([sys.executable, "-m", "convrewrite", "check", TCN, TCN, "--providers", "cpu"],
+                           capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == ""  # not a terminal: nothing extra
