@@ -8,6 +8,7 @@ never a traceback).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -212,6 +213,31 @@ def bisect_and_render(
 # ------------------------------------------------------------------- command
 
 
+def _check_batch(ctx: click.Context, folder: str, jobs: int, json_path: str | None, quiet: bool, verbose: bool) -> int:
+    """Every model in `folder` against the outputs saved beside it (X.onnx with X.npz)."""
+    from . import batch
+
+    if json_path and json_path != "-":
+        from .model import writable_target
+
+        writable_target(json_path, "--json")
+    options = batch.option_argv(ctx.command, ctx.params, {"original", "candidate", "expected_path", "json_path", "jobs",
+                                                         "inputs_path"})
+    work = []
+    for model in batch.models_in([folder]):
+        npz = os.path.splitext(model)[0] + ".npz"
+        argv = ["check", model, "--expected", npz, *options] if os.path.isfile(npz) else [
+            "check", model, "--expected", npz]  # the child says the .npz is missing
+        job = batch.Job(model, argv, report_option="--json")
+        work.append(job)
+
+    def describe(job: batch.Job) -> str:
+        data = job.result["report"]
+        return data["summary"] if data else (job.result["error"] or "failed")
+
+    return batch.run(work, jobs, json_path, quiet, verbose, describe)
+
+
 @click.command("check")
 @click.argument("original", metavar="ORIGINAL")
 @click.argument("candidate", metavar="[CANDIDATE]", required=False)
@@ -243,7 +269,10 @@ def bisect_and_render(
               help="onnxruntime graph optimizations: disabled (default), basic, extended, all.")
 @click.option("--ignore-interface", is_flag=True,
               help="Interface changes (names, types, dims of inputs and outputs) are warnings, not failures.")
-@click.option("--json", "json_path", metavar="FILE", help="Also write the report as JSON ('-': stdout, no table).")
+@click.option("--json", "json_path", metavar="FILE",
+              help="Also write the report as JSON ('-': stdout, no table); for a folder, one JSON line per model.")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="ORIGINAL a folder: models checked at once, each in its own process.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 @click.option("-v", "--verbose", is_flag=True, help="Details for every output and onnxruntime's own log lines.")
 @guarded
@@ -265,16 +294,21 @@ def check_command(
     draws: str | None,
     ignore_interface: bool,
     json_path: str | None,
+    jobs: int,
     quiet: bool,
     verbose: bool,
 ) -> None:
     """Run ORIGINAL and CANDIDATE on the same inputs and compare every output.
 
     With --expected, compare ORIGINAL against reference outputs (from the
-    framework it was exported from) instead. Exit 0 equivalent, 1 not
+    framework it was exported from) instead. ORIGINAL a folder: each X.onnx
+    in it against the X.npz beside it (--jobs at once; one line per model;
+    --json gets one JSON line per model; the exit code is the worst). Exit 0 equivalent, 1 not
     equivalent (or a --require'd provider unavailable), 2 cannot check (the
     original does not run on any input tried), bad usage or unreadable model.
     """
+    if candidate is None and expected_path is None and os.path.isdir(original):
+        sys.exit(_check_batch(click.get_current_context(), original, jobs, json_path, quiet, verbose))
     with exit_on_interrupt():  # Ctrl-C while onnx and onnxruntime load: exit at once
         from . import runtime
         from .checker import CheckInputError, check, render_text

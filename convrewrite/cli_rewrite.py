@@ -158,8 +158,8 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 
 
 @click.command("rewrite", cls=_RewriteCommand)
-@click.argument("model", type=click.Path(path_type=str, readable=False))
-@click.argument("out", type=click.Path(path_type=str, readable=False), required=False)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str, readable=False),
+                metavar="MODEL [OUT] | MODEL... DIR...")
 @click.option("-o", "--output", type=click.Path(path_type=str, readable=False), help="Where to write the rewritten model.")
 @click.option("--in-place", is_flag=True, help="Overwrite MODEL itself (atomically).")
 @click.option("--to-2d", "to_2d", is_flag=True, help="Lift 1D convolutions (and their regions) to 2D.")
@@ -199,17 +199,23 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--rtol", "rtols", multiple=True, metavar="[OUT=]VALUE", help="With --check: relative tolerance.")
 @click.option("--external-data/--no-external-data", default=None,
               help="Write weights to a .data file beside the output (default: as the input, or when > 2 GB).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Batch (several models, or a folder, with -o OUTDIR): models rewritten at once, each in its own process.")
 @verbosity_options
 @guarded
-def rewrite_command(model: str, out: str | None, output: str | None, in_place: bool, to_2d: bool, to_1d: bool, to_3d: bool,
+def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, to_2d: bool, to_1d: bool, to_3d: bool,
                     layout: str, folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, causal_target: str | None, force: bool, report_path: str | None,
                     run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
                     trials: int, finite: bool, draws: str | None, ignore_interface: bool, shapes: tuple[str, ...],
                     ranges: tuple[str, ...], ort_opt: str,
                     inputs_path: str | None, atols: tuple[str, ...], rtols: tuple[str, ...],
-                    external_data: bool | None) -> None:
+                    external_data: bool | None, jobs: int) -> None:
     """Rewrite the convolutions of MODEL and write the result to OUT (or -o OUT).
+
+    Batch: several models and folders (their *.onnx) with -o OUTDIR write
+    OUTDIR/NAME for each, --jobs at once; one line per model, --report FILE
+    gets one JSON line per model, the exit code is the worst of all.
 
     Every convolution considered gets a record (rewritten, or skipped with the
     reason); --report writes them all. The output is written only after it
@@ -221,8 +227,12 @@ def rewrite_command(model: str, out: str | None, output: str | None, in_place: b
         from .passes import available_passes
 
     opts = settings()
-    if out is not None and output is not None:
-        raise ConvRewriteError("give OUT or -o OUT, not both")
+    model, out, batch = _split_paths(paths, output, in_place)
+    if batch:
+        ctx = click.get_current_context()
+        sys.exit(_rewrite_batch(ctx, paths, output, jobs, report_path, opts))
+    if out is not None and (output is not None or in_place):
+        raise ConvRewriteError("give OUT or -o OUT (or --in-place), not both")
     output = output if output is not None else out
     folds = _implied_folds(folds, fuse_separable, expand_dilations, causal_target, quiet=opts.quiet)
     if output is None and not in_place:
@@ -321,6 +331,56 @@ def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, e
         check_distinct(report, model_reads)
     else:
         check_distinct(outs + report, model_reads + inputs)
+
+
+def _split_paths(paths: tuple[str, ...], output: str | None, in_place: bool) -> tuple[str, str | None, bool]:
+    """(model, positional OUT, batch?): `MODEL`, `MODEL OUT`, or several models and folders (a batch)."""
+    import os
+
+    dirs = any(os.path.isdir(p) for p in paths)
+    if len(paths) == 1 and not dirs:
+        return paths[0], None, False
+    to_folder = output is not None and (os.path.isdir(output) or output.endswith(("/", os.sep)))
+    if len(paths) == 2 and not dirs and not to_folder:
+        return paths[0], paths[1], False  # MODEL OUT (a clash with -o or --in-place is reported later)
+    if in_place:
+        raise ConvRewriteError("--in-place takes one MODEL; for several, give -o OUTDIR")
+    if output is None:
+        raise ConvRewriteError("several models (or a folder): give -o OUTDIR, the folder to write them to")
+    return paths[0], None, True
+
+
+def _rewrite_batch(ctx: click.Context, paths: tuple[str, ...], outdir: str, jobs: int, report_path: str | None,
+                   opts: Any) -> int:
+    """Each model in its own process: OUTDIR/NAME; the worst exit code."""
+    import os
+
+    from . import batch
+
+    models = batch.models_in(list(paths))
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise ConvRewriteError(f"-o {outdir}: not a folder (several models go to a folder)")
+    names = [os.path.basename(m) for m in models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConvRewriteError(f"two models named {twice[0]!r}: they would be written to the same OUTDIR file")
+    if report_path and report_path != "-":
+        from .model import writable_target
+
+        writable_target(report_path, "--report")
+    os.makedirs(outdir, exist_ok=True)
+    options = batch.option_argv(ctx.command, ctx.params, {"paths", "output", "jobs", "report_path", "in_place"})
+    work = [batch.Job(m, ["rewrite", m, "-o", os.path.join(outdir, n), *options], os.path.join(outdir, n))
+            for m, n in zip(models, names)]
+
+    def describe(job: batch.Job) -> str:
+        data = job.result["report"]
+        if job.result["exit_code"] or data is None:
+            return job.result["error"] or "failed"
+        s = data["summary"]
+        return f"{s['convolutions']} convolutions, {s['convolutions_rewritten']} rewritten -> {job.output}"
+
+    return batch.run(work, jobs, report_path, opts.quiet, opts.verbose, describe)
 
 
 def rewrite(*args: Any, **kwargs: Any) -> RewriteResult:

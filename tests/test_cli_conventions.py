@@ -36,7 +36,7 @@ def test_quiet_and_verbose_before_or_after_the_subcommand(tmp_path, where):
 
 def test_usage_errors_are_one_line_and_exit_2():
     for args, fragment in ((["rewrite", TCN, "--nope"], "No such option '--nope'"),
-                           (["rewrite"], "Missing argument 'MODEL'"),
+                           (["rewrite"], "Missing argument 'MODEL"),
                            (["frobnicate"], "No such command 'frobnicate'"),
                            (["check", TCN, TCN, "--trials"], "requires an argument")):
         proc = subprocess.run([sys.executable, "-m", "convrewrite", *map(str, args)], capture_output=True, text=True,
@@ -70,7 +70,7 @@ def test_rewrite_in_out_positional(tmp_path):
     r = cli("rewrite", TCN, out, "--to-2d")
     assert r.exit_code == 0 and out.exists(), r.output
     both = cli("rewrite", TCN, out, "-o", tmp_path / "p.onnx", "--to-2d")
-    assert both.exit_code == 2 and "give OUT or -o OUT, not both" in both.stderr
+    assert both.exit_code == 2 and "give OUT or -o OUT (or --in-place), not both" in both.stderr
     same = cli("rewrite", TCN, TCN, "--to-2d")
     assert same.exit_code == 2 and "input" in same.stderr
 
@@ -152,3 +152,49 @@ def test_progress_on_a_terminal_only(tmp_path):
     piped = subprocess.run([sys.executable, "-m", "convrewrite", "check", TCN, TCN, "--providers", "cpu"],
                            capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == ""  # not a terminal: nothing extra
+
+
+def test_batch_rewrite_over_models_and_a_folder(tmp_path):
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for name in ("tcn_chomp_ts13", "wavenet_ts13"):
+        shutil.copy(MODELS / f"{name}.onnx", zoo)
+    (zoo / "broken.onnx").write_bytes(b"not a model")
+    out, report = tmp_path / "out", tmp_path / "r.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "convrewrite", "rewrite", str(zoo), str(CONFORMER), "-o", str(out),
+                           "--fold", "all", "--to-2d", "--jobs", "2", "--report", str(report)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr  # the worst: broken.onnx is bad input
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 5 and lines[-1] == "4 models: 3 ok, 1 failed"
+    assert any(line.startswith("exit 2") and "broken.onnx" in line and "not an ONNX model" in line for line in lines)
+    assert any(line.startswith("ok") and "tcn_chomp_ts13.onnx: 5 convolutions, 5 rewritten" in line for line in lines)
+    assert sorted(p.name for p in out.iterdir()) == ["conformer_conv_ts13.onnx", "tcn_chomp_ts13.onnx",
+                                                     "wavenet_ts13.onnx"]
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [r["exit_code"] for r in rows] == [2, 0, 0, 0] and rows[1]["report"]["schema"] == "convrewrite.rewrite/1"
+    assert rows[0]["report"] is None and "not an ONNX model" in rows[0]["error"]
+    refused = cli("rewrite", zoo, "--to-2d")
+    assert refused.exit_code == 2 and "give -o OUTDIR" in refused.stderr
+
+
+def test_batch_check_against_the_outputs_beside_each_model(tmp_path):
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for name in ("tcn_chomp_ts13", "wavenet_ts13"):
+        shutil.copy(MODELS / f"{name}.onnx", zoo)
+        shutil.copy(MODELS / f"{name}.npz", zoo)
+    proc = subprocess.run([sys.executable, "-m", "convrewrite", "check", str(zoo), "--providers", "cpu", "--jobs", "2",
+                           "--json", str(tmp_path / "c.jsonl")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [r["report"]["verdict"] for r in rows] == ["equivalent", "equivalent"]
+    assert all(r["report"]["mode"] == "expected" for r in rows)
+    (zoo / "wavenet_ts13.npz").unlink()
+    proc = subprocess.run([sys.executable, "-m", "convrewrite", "check", str(zoo), "--providers", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "wavenet_ts13.npz: no such file" in proc.stdout
