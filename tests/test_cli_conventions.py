@@ -198,3 +198,12 @@ def test_batch_check_against_the_outputs_beside_each_model(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "convrewrite", "check", str(zoo), "--providers", "cpu"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "wavenet_ts13.npz: no such file" in proc.stdout
+
+
+def test_inspect_shows_inputs_outputs_and_dynamic_dims():
+    text = cli("inspect", MODELS / "stft_reflect_dyn_ts13.onnx").stdout.splitlines()
+    assert text[0].split() == ["input", "x", "float32", "[batch,", "time]"]
+    assert text[2] == "dynamic dims: batch, time, frames"
+    data = json.loads(cli("inspect", MODELS / "paddle_minus1_dims.onnx", "--json").stdout)
+    assert data["inputs"] == [{"name": "x", "kind": "tensor", "dtype": "float32", "dims": ["?", 3, 48, "?"]}]
+    assert data["dynamic_dims"][:2] == ["x[0]", "x[3]"]
