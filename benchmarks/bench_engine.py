@@ -8,9 +8,10 @@ into a temp folder), interleaved, best of `--repeat`, and prints the pass time
 
 Workloads: the 5000-layer Conv1D chain of bench_rank.py under --to-2d,
 --fold causal and --fold all; the 10^4-node wide DAG of bench_wide_dag.py
-under fold-all + to-2d.
+under fold-all + to-2d; a 10^5-node chain (50 000 narrow layers) under
+--to-2d and --fold all.
 
-    python benchmarks/bench_engine.py [--ref main] [--repeat 3] [--layers 5000] [--dag 10000]
+    python benchmarks/bench_engine.py [--ref main] [--repeat 3] [--layers 5000] [--dag 10000] [--only WORD]
 """
 
 from __future__ import annotations
@@ -43,15 +44,18 @@ WORKLOADS = [
     ("chain --fold causal", "chain", "causal"),
     ("chain --fold all", "chain", "causal,dilated,separable"),
     ("wide DAG fold-all + to-2d", "dag", "causal,dilated,separable,to-2d"),
+    ("10^5-node chain --to-2d", "big", "to-2d"),
+    ("10^5-node chain --fold all", "big", "causal,dilated,separable"),
 ]
 
 
 def build(folder: Path, layers: int, dag: int) -> dict[str, Path]:
     code = (f"import sys; sys.path[:0] = [{str(ROOT / 'benchmarks')!r}, {str(ROOT / 'tests')!r}]; import onnx, bench_rank; "
             f"from test_big_odd import wide_dag; onnx.save(bench_rank.build_chain({layers}), {str(folder / 'chain.onnx')!r}); "
-            f"onnx.save(wide_dag({dag}), {str(folder / 'dag.onnx')!r})")
+            f"onnx.save(wide_dag({dag}), {str(folder / 'dag.onnx')!r}); "
+            f"onnx.save(bench_rank.build_chain(50000, channels=8), {str(folder / 'big.onnx')!r})")
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    return {"chain": folder / "chain.onnx", "dag": folder / "dag.onnx"}
+    return {"chain": folder / "chain.onnx", "dag": folder / "dag.onnx", "big": folder / "big.onnx"}
 
 
 def run(tree: Path, model: Path, passes: str) -> dict:
@@ -67,6 +71,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--layers", type=int, default=5000)
     ap.add_argument("--dag", type=int, default=10000)
+    ap.add_argument("--only", default="", help="run only the workloads whose name contains this")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_engine_") as tmp:
         folder = Path(tmp)
@@ -82,6 +87,8 @@ def main() -> None:
         print("| workload | before s | after s | after/before | before peak MB | after peak MB | after/before |")
         print("|---|---|---|---|---|---|---|")
         for name, which, passes in WORKLOADS:
+            if args.only not in name:
+                continue
             b, a = [], []
             for _ in range(args.repeat):  # interleaved: drifting load hits both alike
                 b.append(run(before, models[which], passes))

@@ -106,7 +106,8 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
               help="Where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1].")
 @click.option("--fold", "folds", multiple=True, type=RegistryChoice("fold", ("all",)), help=_fold_help())
 @click.option("--pass", "extra_passes", multiple=True, metavar="NAME",
-              help="Run another registered pass by name (e.g. channels-as-spatial).")
+              help="Run another registered pass by name, after the others: "
+                   + ", ".join(name for name, _ in describe_rules("extra")) + ".")
 @click.option("--fuse-separable", is_flag=True, help="Fuse depthwise+pointwise pairs into one dense conv.")
 @click.option("--expand-dilations", is_flag=True, help="Turn dilations into zero-inserted kernels (for targets without dilation).")
 @click.option("--causal-target", type=click.Choice(["CausalConvWithState"]), default=None,

@@ -160,7 +160,7 @@ class ViewRun:
             conv = read_conv(self.view, node, label)
             if self.check_conv is not None:
                 self.check_conv(self, conv)
-            if not self.ctx.allowed(rule.name, self.view.path, label):
+            if self.ctx.only is not None and not self.ctx.allowed(rule.name, self.view.path, label):
                 raise NotApplicable("excluded by selection")
             match = rule.match(self, conv)
             if dry:
