@@ -17,7 +17,7 @@ from .conv import ConvAttrs
 from .errors import ConvRewriteError, ModelInvalidError, ModelLoadError, OutputError
 from .io import load, save
 from .passes import available_passes
-from .rewrite import Record, RewriteResult, register_rule
+from .engine import NotApplicable, Option, Record, RewriteResult, Rewritten, Rule, register_rule
 
 __all__ = [
     "__version__",
@@ -37,6 +37,10 @@ __all__ = [
     "RewriteResult",
     "available_passes",
     "register_rule",
+    "Rule",
+    "NotApplicable",
+    "Rewritten",
+    "Option",
     "ConvRewriteError",
     "ModelLoadError",
     "ModelInvalidError",

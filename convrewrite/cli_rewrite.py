@@ -13,7 +13,7 @@ from .cli_common import guarded, settings
 from .errors import ConvRewriteError
 from .io import load_with_info, same_file, save, writable_target
 from .passes import available_passes
-from .rewrite import RewriteResult, describe_rules, fold_order, summarize
+from .engine import RewriteResult, describe_rules, fold_order, summarize
 from .api import rewrite
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import convrewrite
 from convrewrite.cli import main
 from convrewrite.errors import ConvRewriteError
-from convrewrite.rewrite import fold_order, known_options, register_rule, unregister_rule
+from convrewrite.engine import fold_order, known_options, register_rule, unregister_rule
 
 PLUGINS = Path(__file__).parent / "plugins"
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs
 from ...graph import INT64_MAX, attr, slice_kept_range, slice_operands
-from ...rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...engine import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 from ...symbolic import (
     SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic,
 )

@@ -29,7 +29,7 @@ import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...graph import LayoutPath, attr, set_attr, walk_down
-from ...rewrite import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
+from ...engine import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel as _per_channel
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,

@@ -2,7 +2,10 @@
 
 The public rule API (what a third-party rule imports):
 
-    from convrewrite.rewrite import Rule, NotApplicable, Rewritten, Option, register_rule
+    from convrewrite.engine import Rule, NotApplicable, Rewritten, Option, register_rule
+
+(the same names are also on `convrewrite` itself). Named `engine`, not
+`rewrite`: `convrewrite.rewrite` is the function that runs rules.
 """
 
 from __future__ import annotations
