@@ -163,11 +163,17 @@ class ViewRun:
             if self.ctx.only is not None and not self.ctx.allowed(rule.name, self.view.path, label):
                 raise NotApplicable("excluded by selection")
             match = rule.match(self, conv)
-            if dry:
+            if isinstance(match, NotApplicable):  # returned, not raised: the same answer, no unwinding
+                no = match
+            elif dry:
                 self.record(node, "matches", rule.explain(self, conv, match), before=conv.attrs.to_dict())
                 return
-            done = rule.rewrite(self, conv, match)
-        except NotApplicable as no:
+            else:
+                no = None
+                done = rule.rewrite(self, conv, match)
+        except NotApplicable as raised:
+            no = raised
+        if no is not None:
             before = conv.attrs.to_dict() if conv is not None and no.with_before else None
             self.record(node, "skipped", no.reason, before=before, details=no.details)
             return
@@ -191,7 +197,8 @@ class Rule:
     rewrite exact, without changing the graph: it returns whatever `rewrite`
     needs, or raises `NotApplicable(reason)`. `rewrite` edits the graph
     through the view and returns `Rewritten`. Both may raise NotApplicable;
-    `rewrite` only before it changes anything.
+    `rewrite` only before it changes anything. `match` may also return the
+    NotApplicable instead of raising it (cheaper where most convs are declined).
     """
 
     name: ClassVar[str] = ""
