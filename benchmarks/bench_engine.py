@@ -40,9 +40,9 @@ print(json.dumps({"pass": dt, "rss": resource.getrusage(resource.RUSAGE_SELF).ru
 """
 
 WORKLOADS = [
-    ("chain --to-2d", "chain", "to-2d"),
-    ("chain --fold causal", "chain", "causal"),
-    ("chain --fold all", "chain", "causal,dilated,separable"),
+    ("5000-layer chain --to-2d", "chain", "to-2d"),
+    ("5000-layer chain --fold causal", "chain", "causal"),
+    ("5000-layer chain --fold all", "chain", "causal,dilated,separable"),
     ("wide DAG fold-all + to-2d", "dag", "causal,dilated,separable,to-2d"),
     ("10^5-node chain --to-2d", "big", "to-2d"),
     ("10^5-node chain --fold all", "big", "causal,dilated,separable"),
