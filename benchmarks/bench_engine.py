@@ -4,7 +4,8 @@ Why: the rule engine (issue 15) reshaped every pass; this says whether it cost
 time or memory. For each workload it runs `convrewrite.rewrite` in a fresh
 child process per tree (this checkout, and REF extracted with `git archive`
 into a temp folder), interleaved, best of `--repeat`, and prints the pass time
-(in-process, model already loaded), the child's peak RSS, and after / before.
+(in-process, model already loaded; wall and CPU time: on a shared machine the
+CPU time is the steadier), the child's peak RSS, and after / before.
 
 Workloads: the 5000-layer Conv1D chain of bench_rank.py under --to-2d,
 --fold causal and --fold all; the 10^4-node wide DAG of bench_wide_dag.py
@@ -32,10 +33,10 @@ import onnx, convrewrite
 passes = sys.argv[2].split(",")
 model = onnx.load(sys.argv[1])
 gc.collect()
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 result = convrewrite.rewrite(model, passes, copy=False)
-dt = time.perf_counter() - t
-print(json.dumps({"pass": dt, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+dt, dc = time.perf_counter() - t, time.process_time() - c
+print(json.dumps({"pass": dt, "cpu": dc, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "rewritten": len(result.rewritten)}))
 """
 
@@ -84,8 +85,9 @@ def main() -> None:
             subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
         models = build(folder, args.layers, args.dag)
         print(f"before: {args.ref}; after: {ROOT}; best of {args.repeat}; python {sys.version.split()[0]}")
-        print("| workload | before s | after s | after/before | before peak MB | after peak MB | after/before |")
-        print("|---|---|---|---|---|---|---|")
+        print("| workload | before s | after s | after/before | before CPU s | after CPU s | after/before "
+              "| before peak MB | after peak MB | after/before |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name, which, passes in WORKLOADS:
             if args.only not in name:
                 continue
@@ -96,8 +98,10 @@ def main() -> None:
             if {x["rewritten"] for x in b} != {x["rewritten"] for x in a}:
                 print(f"  warning: {name}: rewritten counts differ: {b[0]['rewritten']} vs {a[0]['rewritten']}")
             tb, ta = min(x["pass"] for x in b), min(x["pass"] for x in a)
+            cb, ca = min(x["cpu"] for x in b), min(x["cpu"] for x in a)
             mb, ma = min(x["rss"] for x in b) / 2**20, min(x["rss"] for x in a) / 2**20
-            print(f"| {name} | {tb:.3f} | {ta:.3f} | {ta / tb:.3f} | {mb:.0f} | {ma:.0f} | {ma / mb:.3f} |")
+            print(f"| {name} | {tb:.3f} | {ta:.3f} | {ta / tb:.3f} | {cb:.3f} | {ca:.3f} | {ca / cb:.3f} "
+                  f"| {mb:.0f} | {ma:.0f} | {ma / mb:.3f} |")
 
 
 if __name__ == "__main__":
