@@ -125,6 +125,8 @@ def render_summary(result: RewriteResult, verbose: bool = False) -> str:
         lines.append(f"  {count:>4} rewritten by {passes}")
     for reason, count in s["refused_by_reason"].items():
         lines.append(f"  {count:>4} x refused by {reason}")
+    for note, count in s["notes"].items():
+        lines.append(f"  {count:>4} x rewritten, but {note}")
     if s["not_applicable"]:
         if verbose:
             shown = {k: v for k, v in s["skipped_by_reason"].items()

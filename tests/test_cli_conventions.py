@@ -207,3 +207,9 @@ def test_inspect_shows_inputs_outputs_and_dynamic_dims():
     data = json.loads(cli("inspect", MODELS / "paddle_minus1_dims.onnx", "--json").stdout)
     assert data["inputs"] == [{"name": "x", "kind": "tensor", "dtype": "float32", "dims": ["?", 3, 48, "?"]}]
     assert data["dynamic_dims"][:2] == ["x[0]", "x[3]"]
+
+
+def test_refused_fusions_are_shown(tmp_path):
+    r = cli("rewrite", MODELS / "quartznet_block_ts13.onnx", tmp_path / "o.onnx", "--fuse-separable")
+    assert r.exit_code == 0, r.output
+    assert "more than 4x the pair (use --force)" in r.stdout  # a refusal is never hidden with the not-applicable skips

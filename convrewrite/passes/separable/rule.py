@@ -42,6 +42,10 @@ from .parts import (
 class SeparablePass(Rule):
     name = PASS
     no_match = ("not depthwise", "already a canonical separable pair")
+
+    def not_applicable(self, reason: str) -> bool:
+        """Exactly "no pair here"; a reason with more to say (a fusion refused, a bias kept) is shown."""
+        return reason in self.no_match
     phase = "fold"
     order = 30
     repeat = True
