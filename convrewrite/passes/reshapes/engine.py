@@ -61,6 +61,7 @@ class RegionEngine(RegionRewrite):
         self.last_route = ""  # how _route_constant handled its last operand
         self.produced: set[str] = set()  # tensors written by region nodes
         self.order = {id(n): i for i, n in enumerate(view.nodes)}
+        self.assume_finite = False  # MaxPool joins a region only then (its NaN handling depends on the rank)
 
     # ------------------------------------------------------------ ranks
 

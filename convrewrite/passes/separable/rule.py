@@ -29,13 +29,19 @@ import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...graph import LayoutPath, attr, set_attr, walk_down
-from ...rewrite import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
+from ...rewrite import ASSUME_FINITE, Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel as _per_channel
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
     PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, pointwise_reason,
     scale_out_channels, why_not_constant,
 )
+
+
+# With a depth multiplier m > 1 the fused weight sums m pointwise*depthwise products before the input multiplies
+# it: (a + b) * Inf is one Inf where a*Inf + b*Inf can be Inf - Inf = NaN. Exact for finite inputs only.
+FUSE_NAN = ("not fused: with a depth multiplier > 1 the fused kernel sums weights an Inf input would multiply "
+            "one by one (Inf - Inf = NaN becomes finite); finite-math, needs --assume-finite")
 
 
 @register
@@ -45,7 +51,7 @@ class SeparablePass(Rule):
     order = 30
     repeat = True
     options = (Option("fuse_separable", bool, False, "fuse depthwise+pointwise pairs into one dense conv"),
-               Option("force", bool, False, "fuse even when it costs more"))
+               Option("force", bool, False, "fuse even when it costs more"), ASSUME_FINITE)
     description = (
         "depthwise + pointwise pairs in one canonical form (BatchNorm, bias Add and cancelling "
         "Transposes folded; depthwise bias moved into the pointwise conv); optional fusion"
@@ -310,7 +316,9 @@ class _ViewRewriter:
         if bias_moved:
             actions.append("moved the depthwise bias into the pointwise bias")
         fused = False
-        if self.ctx.options.fuse_separable:
+        if self.ctx.options.fuse_separable and mult > 1 and not self.ctx.options.assume_finite:
+            notes.append(FUSE_NAN)
+        elif self.ctx.options.fuse_separable:
             fused = self._plan_fusion(dw, pw, bias_moved, details, actions, notes)
 
         changed = bool(dw.done or pw.done or layout or bias_moved or fused)
