@@ -120,7 +120,7 @@ class RankPass(Rule):
                 reason = reasons.get(id(cand.node)) or engine.blocked.get(id(cand.node)) or "not reached"
                 run.record(cand.node, "skipped", reason, before=cand.attrs.to_dict())
                 continue
-            details = {"unit_axis": plan.data[DATA_INPUT], "weight": engine.weight_notes.get(id(cand.node), "")}
+            details = {"unit_axis": plan.data.get(DATA_INPUT, plan.outs.get(0)), "weight": engine.weight_notes.get(id(cand.node), "")}
             if self.lift:
                 details["layout"] = ctx.options.layout
             if kept:
