@@ -78,6 +78,10 @@ def render_summary(result: RewriteResult) -> str:
     counters = s["counters"]
     if counters:
         lines.append("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items()))
+    forced = counters.get("folds_forced_past_bound", 0)
+    if forced:
+        lines.append(f"warning: {forced} fold(s) forced past their error bound (--force): outputs may differ "
+                     "beyond the dtype's default tolerance")
     return "\n".join(lines)
 
 
