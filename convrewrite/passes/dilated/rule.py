@@ -153,7 +153,7 @@ class DilatedPass(Rule):
         run.state = _BodyState()
 
     def check_conv(self, run: ViewRun, conv: Conv) -> None:
-        if conv.node.op_type not in ("Conv", "ConvTranspose"):
+        if conv.node.op_type not in ("Conv", "ConvTranspose", "ConvInteger"):
             raise NotApplicable(f"{NO_PATTERN} (quantized convolutions are not handled)", with_before=False)
         ambiguous = conv.attrs.ambiguous_output_reason()
         if ambiguous:
@@ -213,10 +213,10 @@ class DilatedPass(Rule):
             current = change.after
             run.count(change.counter)
             details["kernel"] = change.details
-            details["finite_math"] = True
+            details["finite_math"] = "integer" not in change.details
             if chain_reason and chain_reason != NO_PATTERN:
                 details["space_to_batch"] = f"not folded: {chain_reason}"
-        reason = FINITE_MATH_DONE if change is not None else ""
+        reason = FINITE_MATH_DONE if details.get("finite_math") else ""
         return Rewritten(current, reason, details)
 
     def end(self, run: ViewRun) -> None:
@@ -235,7 +235,9 @@ def _kernel_change(run: ViewRun, node: NodeProto, current: ConvAttrs) -> tuple["
         change, kernel_reason = None, (f"{change.details['pattern'].replace('_', ' ')}, but IR version "
                                        f"{view.ctx.ir_version} lists weights as graph inputs: a new kernel "
                                        "would change the graph's inputs")
-    if change is not None and not run.options.assume_finite:
+    if change is not None and node.op_type == "ConvInteger":
+        change.details["integer"] = "exact for every input: the taps hold the weight's zero point"
+    elif change is not None and not run.options.assume_finite:
         what = change.details["pattern"].replace("_", " ")
         change, kernel_reason = None, f"{what}: {FINITE_MATH_LEFT}"
     return change, kernel_reason
