@@ -19,6 +19,7 @@ def rewrite(
     fuse_separable: bool = False,
     force: bool = False,
     expand_dilations: bool = False,
+    assume_finite: bool = False,
     causal_target: str | None = None,
     copy: bool = True,
     on_pass: Callable[[str], None] | None = None,
@@ -32,6 +33,9 @@ def rewrite(
     record key is in the set: everything else is left as it is. Other
     keywords are options declared by registered rules (third-party ones too);
     an undeclared one raises ConvRewriteError naming the known options.
+    `assume_finite=True` allows finite-math rewrites (zero-inserted kernels
+    compacted into dilations, `expand_dilations`), which change what Inf/NaN
+    inputs give; without it those convs are left alone with the reason.
     """
     if layout not in ("h", "w"):
         from .errors import ConvRewriteError
@@ -41,7 +45,8 @@ def rewrite(
     loaded = model if isinstance(model, onnx.ModelProto) else load(model)
     # Every option is declared by a registered rule: an unknown keyword is an error naming the known ones.
     options = PassOptions(layout=layout, fuse_separable=fuse_separable, force=force,
-                          expand_dilations=expand_dilations, causal_target=causal_target, **extra)
+                          expand_dilations=expand_dilations, assume_finite=assume_finite,
+                          causal_target=causal_target, **extra)
     result = run_passes(loaded, list(passes), options, only, copy_model=copy and loaded is model, on_pass=on_pass)
     if given_graph:
         result.graph = graphsurgeon.to_graph(result.model)

@@ -138,6 +138,10 @@ def render_summary(result: RewriteResult, verbose: bool = False) -> str:
     counters = {k: v for k, v in s["counters"].items() if v}
     if counters:
         lines.append("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items()))
+    forced = counters.get("folds_forced_past_bound", 0)
+    if forced:
+        lines.append(f"warning: {forced} fold(s) forced past their error bound (--force): outputs may differ "
+                     "beyond the dtype's default tolerance")
     if not s["convolutions_rewritten"]:
         lines.append("nothing was rewritten" + (": the model has no convolution" if not n else
                                                  ": every convolution was left alone (see above)"))
@@ -176,6 +180,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
               help="Run another registered pass by name, after the others (see Passes below).")
 @click.option("--fuse-separable", is_flag=True, help="Fuse depthwise+pointwise pairs into one dense conv.")
 @click.option("--expand-dilations", is_flag=True, help="Turn dilations into zero-inserted kernels (for targets without dilation).")
+@click.option("--assume-finite", is_flag=True,
+              help="Allow finite-math rewrites (zero-inserted kernels <-> dilations): outputs may differ for Inf/NaN "
+                   "inputs (implies --finite for --check).")
 @click.option("--causal-target", type=click.Choice(["CausalConvWithState"]), default=None,
               help="Also fold streaming Concat->Conv->Slice into this op (opset 27).")
 @click.option("--force", is_flag=True, help="Fuse even when it costs more; write even when --check fails.")
@@ -207,7 +214,7 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @guarded
 def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, to_2d: bool, to_1d: bool, to_3d: bool,
                     layout: str, folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
-                    expand_dilations: bool, causal_target: str | None, force: bool, report_path: str | None,
+                    expand_dilations: bool, assume_finite: bool, causal_target: str | None, force: bool, report_path: str | None,
                     run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
                     trials: int, finite: bool, draws: str | None, ignore_interface: bool, shapes: tuple[str, ...],
                     ranges: tuple[str, ...], ort_opt: str,
@@ -266,7 +273,8 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
         want_external = loaded.had_external_data or needs_external_data(original)
     _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
     options: dict[str, Any] = dict(layout=layout, fuse_separable=fuse_separable, force=force,
-                                   expand_dilations=expand_dilations, causal_target=causal_target)
+                                   expand_dilations=expand_dilations, assume_finite=assume_finite,
+                                   causal_target=causal_target)
     result = _run_with_progress(original, order, options, quiet=opts.quiet, copy=run_check)
 
     # With --report -, standard output is the report: everything else goes to stderr.
@@ -283,7 +291,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
 
         check_args = dict(providers=providers, required=required, seed=seed, trials=trials, shapes=shapes,
                           ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
-                          finite=finite, draws=draws, ignore_interface=ignore_interface,
+                          finite=finite or assume_finite, draws=draws, ignore_interface=ignore_interface,
                           quiet=opts.quiet, verbose=opts.verbose, err=to_stderr)
         with Progress(not opts.quiet) as progress:
             report = check_and_render(original, result.model, on_progress=progress, **check_args)

@@ -25,6 +25,11 @@ BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "QLinearConv": 8}
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
+def attribute_refs(node: onnx.NodeProto) -> str:
+    """'dilations=@d, ...' for a function body's node whose attributes refer to the function's; '' when none."""
+    return ", ".join(f"{a.name}=@{a.ref_attr_name}" for a in node.attribute if a.ref_attr_name)
+
+
 class ConvAttrError(ValueError):
     """The node's attributes contradict each other or its weight."""
 
@@ -65,6 +70,9 @@ class ConvAttrs:
         """Read a node's attributes; `weight_shape` supplies the kernel when the attribute is absent."""
         if node.op_type not in CONV_OPS:
             raise ConvAttrError(f"{node.op_type} is not a convolution")
+        refs = attribute_refs(node)
+        if refs:
+            raise ConvAttrError(f"{refs} set per call site of the function (not resolved here)")
         attrs = _read_attributes(node)
         present = frozenset(attrs)
         kernel = attrs.get("kernel_shape")

@@ -61,8 +61,14 @@ def _has_shape(vi: onnx.ValueInfoProto) -> bool:
 
 
 def infer(model: onnx.ModelProto) -> Shapes:
-    """Shapes of every value in the main graph and its subgraphs (functions keyed `function:NAME::value`)."""
-    skeleton = _skeleton_bytes(model)
+    """Shapes of every value in the main graph and its subgraphs (functions keyed `function:NAME::value`).
+
+    Inferred from the graph inputs, initializers and op semantics only: the
+    model's value_info and its declared output shapes are claims (an exporter
+    or an edit can leave a wrong one), and a rewrite decided on a wrong dim is
+    wrong for the inputs the graph really takes, so they are dropped first.
+    """
+    skeleton = _claims_dropped(_skeleton_bytes(model))
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
     except Exception:  # noqa: BLE001 - fall back to what the model declares
@@ -83,6 +89,31 @@ def infer(model: onnx.ModelProto) -> Shapes:
             if vi.type.HasField("tensor_type"):
                 shapes.add(f"function:{f.name}::{vi.name}", vi)
     return shapes
+
+
+def _claims_dropped(data: bytes) -> bytes:
+    """The serialized model without value_info anywhere and without the main graph's declared output dims."""
+    m = onnx.ModelProto()
+    m.ParseFromString(data)
+    for out in m.graph.output:
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+    stack = [m.graph]
+    while stack:
+        g = stack.pop()
+        del g.value_info[:]
+        for n in g.node:
+            stack.extend(b for _, b in subgraphs(n))
+    for f in m.functions:
+        del f.value_info[:]
+        for n in f.node:
+            stack.extend(b for _, b in subgraphs(n))
+    while stack:
+        g = stack.pop()
+        del g.value_info[:]
+        for n in g.node:
+            stack.extend(b for _, b in subgraphs(n))
+    return m.SerializeToString()
 
 
 def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -52,6 +52,8 @@ CHAINS = {
 
 
 def fold(model: onnx.ModelProto, **options):
+    """The dilated pass; finite-math kernel changes allowed unless a test says otherwise (tested below)."""
+    options.setdefault("assume_finite", True)
     return run_passes(model, ["dilated"], PassOptions(**options))
 
 
@@ -710,15 +712,22 @@ def test_cli_compact_then_expand_gives_the_same_model(tmp_path):
     before = src.read_bytes()
     compact, back = tmp_path / "compact.onnx", tmp_path / "back.onnx"
     runner = CliRunner()
-    # Dropping (or adding) zero taps changes what Inf/NaN inputs give: the check's special-values
-    # trial says so; equal for finite inputs (issue 16 makes this fold opt-in).
-    unchecked = runner.invoke(main, ["rewrite", str(src), "-o", str(compact), "--fold", "dilated", "--check"])
-    assert unchecked.exit_code == 1 and "only under special values" in unchecked.output and not compact.exists()
-    r1 = runner.invoke(main, ["rewrite", str(src), "-o", str(compact), "--fold", "dilated", "--check", "--finite"])
+    # Dropping (or adding) zero taps changes what Inf/NaN inputs give: without --assume-finite the conv is
+    # left alone, and the record says why.
+    left = tmp_path / "left.onnx"
+    r0 = runner.invoke(main, ["rewrite", str(src), "-o", str(left), "--fold", "dilated", "--check"])
+    assert r0.exit_code == 0, r0.output
+    assert "left alone without --assume-finite" in r0.output
+    assert onnx.load(str(left)).graph.node == onnx.load(str(src)).graph.node
+    r1 = runner.invoke(main, ["rewrite", str(src), "-o", str(compact), "--fold", "dilated", "--check",
+                              "--assume-finite"])
     assert r1.exit_code == 0, r1.output
     assert attrs(convs(onnx.load(str(compact)).graph)[0])["dilations"] == [2]
     r2 = runner.invoke(main, ["rewrite", str(compact), "-o", str(back), "--fold", "dilated", "--expand-dilations",
-                              "--check", "--finite"])
+                              "--check"])
+    assert r2.exit_code == 0 and "left alone without --assume-finite" in r2.output, r2.output
+    r2 = runner.invoke(main, ["rewrite", str(compact), "-o", str(back), "--fold", "dilated", "--expand-dilations",
+                              "--check", "--assume-finite"])
     assert r2.exit_code == 0, r2.output
     assert onnx.load(str(back)) == onnx.load(str(src))
     assert src.read_bytes() == before
@@ -925,3 +934,33 @@ def test_mod_asks_for_a_longer_period():
     d2 = Domain((2,), (1,), [0])
     check_divisible(d2.var(0) + d2.const(4) - d2.const(1), 2)
     assert Lin(3, (2,)).scale(2) == Lin(6, (4,))
+
+
+def test_quantized_export_expands_and_compacts_bit_exact():
+    """Issue 16: the dynamically quantized torch export (DynamicQuantizeLinear -> ConvInteger): the dilated
+    ConvInteger expands to a kernel whose inserted taps hold the weight's zero point and compacts back; integer
+    arithmetic is exact for every input, so no --assume-finite; bit-exact on onnxruntime, also after --to-2d."""
+    model = load("quant_dynamic_conv1d_dyn")
+    expanded = run_passes(model, ["dilated"], PassOptions(expand_dilations=True))
+    assert expanded.counters["kernels_expanded"] == 1
+    rec = next(r for r in expanded.rewritten if r.op_type == "ConvInteger")
+    assert "integer" in rec.details["kernel"]
+    feeds = {"x": np.random.default_rng(3).standard_normal((1, 4, 29)).astype(np.float32)}
+    assert_same_outputs(model, expanded.model, feeds, atol=0.0)
+    back = run_passes(expanded.model, ["dilated"], PassOptions())
+    assert back.counters["kernels_compacted"] == 1
+    assert_same_outputs(model, back.model, feeds, atol=0.0)
+    lifted = run_passes(model, ["all", "to-2d"], PassOptions(expand_dilations=True))
+    assert lifted.counters["kernels_expanded"] == 1 and lifted.counters["unsqueeze_inserted"] >= 1
+    assert_same_outputs(model, lifted.model, feeds, atol=0.0)
+
+
+def test_cli_quantized_export_fold_all_to_2d_check(tmp_path):
+    from click.testing import CliRunner
+
+    from convrewrite.cli import main
+
+    out = tmp_path / "q2d.onnx"
+    r = CliRunner().invoke(main, ["rewrite", str(MODELS / "quant_dynamic_conv1d_dyn.onnx"), "-o", str(out),
+                                  "--fold", "all", "--expand-dilations", "--to-2d", "--check", "--providers", "cpu"])
+    assert r.exit_code == 0 and "EQUIVALENT (bit-exact)" in r.output and "kernels expanded 1" in r.output, r.output

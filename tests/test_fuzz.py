@@ -40,9 +40,9 @@ def test_fuzz_causal(case: Case) -> None:
     check_rewrite(case, ["causal"])
 
 
-@given(case=conv_cases(), expand=st.booleans())
-def test_fuzz_dilated(case: Case, expand: bool) -> None:
-    check_rewrite(case, ["dilated"], expand_dilations=expand)
+@given(case=conv_cases(), expand=st.booleans(), finite=st.booleans())
+def test_fuzz_dilated(case: Case, expand: bool, finite: bool) -> None:
+    check_rewrite(case, ["dilated"], expand_dilations=expand, assume_finite=finite)
 
 
 @given(case=conv_cases(), fuse=st.booleans(), force=st.booleans())
@@ -56,6 +56,6 @@ def test_fuzz_channels_spatial(case: Case, passes: list[str]) -> None:
 
 
 @given(case=conv_cases(), passes=st.sampled_from([["all"], ["to-2d", "all"], ["to-1d", "all"]]),
-       layout=LAYOUTS, fuse=st.booleans(), expand=st.booleans())
-def test_fuzz_pipelines(case: Case, passes: list[str], layout: str, fuse: bool, expand: bool) -> None:
-    check_rewrite(case, passes, layout=layout, fuse_separable=fuse, expand_dilations=expand)
+       layout=LAYOUTS, fuse=st.booleans(), expand=st.booleans(), finite=st.booleans())
+def test_fuzz_pipelines(case: Case, passes: list[str], layout: str, fuse: bool, expand: bool, finite: bool) -> None:
+    check_rewrite(case, passes, layout=layout, fuse_separable=fuse, expand_dilations=expand, assume_finite=finite)

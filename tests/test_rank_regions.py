@@ -85,7 +85,7 @@ def every_listed_op(opset: int) -> onnx.ModelProto:
 @pytest.mark.parametrize("layout", ["h", "w"])
 def test_one_region_through_every_listed_op(opset, layout):
     model = every_listed_op(opset)
-    lifted = rewrite_checked(model, ["to-2d"], layout)
+    lifted = rewrite_checked(model, ["to-2d"], layout, assume_finite=True)  # MaxPool joins regions only so (issue 16)
     assert all(e == 0.0 for e in lifted.errors.values()), lifted.errors
     assert [r.status for r in lifted.records] == ["rewritten"] * 4
     assert lifted.counters == {"unsqueeze_inserted": 1, "squeeze_inserted": 1}
@@ -101,7 +101,7 @@ def test_one_region_through_every_listed_op(opset, layout):
     dims = {t.name: list(t.dims) for t in lifted.model.graph.initializer}
     assert dims["per_channel"] == [C, 1, 1] and dims["bias3"] == [1, C, 1, 1] and dims["two"] == []
     assert_idempotent(lifted, ["to-2d"], layout)
-    lowered = rewrite_checked(lifted.model, ["to-1d"], layout)
+    lowered = rewrite_checked(lifted.model, ["to-1d"], layout, assume_finite=True)  # MaxPool joins regions only so (issue 16)
     assert all(e == 0.0 for e in lowered.errors.values()), lowered.errors
     assert count(lowered.model, "Unsqueeze") == 0 and count(lowered.model, "Squeeze") == 0
     assert ops(lowered.model) == ops(model)

@@ -33,6 +33,9 @@ LAYOUT = ("Identity", "Transpose", "Squeeze", "Unsqueeze")
 
 
 def fold(model: onnx.ModelProto, **options):
+    """The separable pass; fusing with a depth multiplier > 1 is finite-math: allowed here, its default is tested
+    in test_special_values."""
+    options.setdefault("assume_finite", True)
     return run_passes(model, ["separable"], PassOptions(**options))
 
 

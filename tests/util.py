@@ -121,3 +121,50 @@ def init(name: str, array) -> TensorProto:
 
 def vi(name: str, shape, elem=TensorProto.FLOAT):
     return helper.make_tensor_value_info(name, elem, shape)
+
+
+SPECIALS = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-40, -1e-40, 1e-45], np.float64)
+
+
+def special_feeds(model: onnx.ModelProto, seed: int = 0, dims: dict[str, int] | None = None,
+                  fraction: float = 0.1) -> dict[str, np.ndarray]:
+    """feeds_for's inputs with about `fraction` of each float input replaced by +-Inf, NaN, +-0, subnormals."""
+    rng = np.random.default_rng(seed + 1000)
+    feeds = feeds_for(model, seed, dims)
+    for name, x in feeds.items():
+        if x.dtype.kind != "f" or not x.size:
+            continue
+        x = x.copy()
+        flat = x.reshape(-1)
+        where = rng.random(flat.size) < fraction
+        where[rng.integers(flat.size)] = True
+        flat[where] = SPECIALS[rng.integers(0, len(SPECIALS), int(where.sum()))].astype(x.dtype)
+        feeds[name] = x
+    return feeds
+
+
+def assert_same_special(original: onnx.ModelProto, rewritten: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                        atol: float = 1e-5, rtol: float = 1e-4) -> int:
+    """NaN positions equal, +-Inf positions and signs equal, finite values within atol + rtol*|ref|.
+
+    Returns how many output elements were non-finite (so a test can see its inputs reached the outputs).
+    """
+    a, b = run(original, feeds), run(rewritten, feeds)
+    assert list(a) == list(b), f"output names differ: {list(a)} vs {list(b)}"
+    special = 0
+    for name in a:
+        u, v = a[name], b[name]
+        assert u.shape == v.shape and u.dtype == v.dtype, f"{name}: {u.shape}/{u.dtype} vs {v.shape}/{v.dtype}"
+        if u.dtype.kind != "f":
+            assert np.array_equal(u, v), f"{name}: integer outputs differ"
+            continue
+        u, v = u.astype(np.float64), v.astype(np.float64)
+        nan_u, nan_v = np.isnan(u), np.isnan(v)
+        assert np.array_equal(nan_u, nan_v), f"{name}: NaN at {int(nan_u.sum())} vs {int(nan_v.sum())} positions"
+        inf_u, inf_v = np.isinf(u), np.isinf(v)
+        assert np.array_equal(inf_u, inf_v) and np.array_equal(u[inf_u], v[inf_v]), f"{name}: Inf positions differ"
+        fin = np.isfinite(u)
+        diff = np.abs(u[fin] - v[fin])
+        assert np.all(diff <= atol + rtol * np.abs(u[fin])), f"{name}: max abs error {diff.max():.3g}"
+        special += int((~fin).sum())
+    return special

@@ -35,6 +35,11 @@ class Option:
         return value
 
 
+# Shared by every rule with a finite-math rewrite (one that is exact only when no input is Inf or NaN).
+ASSUME_FINITE = Option("assume_finite", bool, False,
+                       "allow finite-math rewrites: outputs may differ where an input is Inf or NaN")
+
+
 class PassOptions:
     """The option values of one run: every option some registered rule declares, defaults filled."""
 

@@ -101,7 +101,7 @@ def check_convolutions(model: ModelProto) -> str | None:
     rank when the input's is unknown; every pass reads a convolution through
     ConvAttrs, so a contradiction here is reported once, as bad input.
     """
-    from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
+    from ..conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs, attribute_refs
 
     for body, where in bodies(model):
         dims: dict[str, list[int | None]] = {}
@@ -118,8 +118,8 @@ def check_convolutions(model: ModelProto) -> str | None:
                 for a in node.attribute:
                     if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
                         dims[node.output[0]] = list(a.t.dims)
-            if node.op_type not in CONV_OPS or node.domain not in ("", "ai.onnx"):
-                continue
+            if node.op_type not in CONV_OPS or node.domain not in ("", "ai.onnx") or attribute_refs(node):
+                continue  # a function's @attribute takes its value per call site: nothing to contradict here
             w = WEIGHT_INPUT[node.op_type]
             weight = dims.get(node.input[w]) if len(node.input) > w and node.input[w] else None
             label = f"{node.op_type} {node.name or '(unnamed)'} ({where})"
@@ -130,6 +130,35 @@ def check_convolutions(model: ModelProto) -> str | None:
             data = dims.get(node.input[0]) if node.input and node.input[0] else None
             if attrs is not None and data is not None and len(data) != attrs.rank + 2:
                 return f"{label}: input has rank {len(data)} but the kernel has {attrs.rank} spatial axes"
+            if weight is not None and data is not None and len(weight) != len(data):
+                return f"{label}: weight has rank {len(weight)} but the input has rank {len(data)}"
+            problem = _group_problem(node, weight, data)
+            if problem:
+                return f"{label}: {problem}"
+    return None
+
+
+def _group_problem(node: onnx.NodeProto, weight: list | None, data: list | None) -> str | None:
+    """Why `group` contradicts the channels (onnx.checker and shape inference let these through)."""
+    group = next((a.i for a in node.attribute if a.name == "group" and not a.ref_attr_name), 1)
+    if group < 1:
+        return f"group is {group}; it must be at least 1"
+    channels = data[1] if data is not None and len(data) > 1 and isinstance(data[1], int) and data[1] > 0 else None
+    if node.op_type in ("Conv", "ConvInteger", "QLinearConv"):
+        m = weight[0] if weight is not None and weight and isinstance(weight[0], int) else None
+        c = weight[1] if weight is not None and len(weight) > 1 and isinstance(weight[1], int) else None
+        if channels is not None and channels % group:
+            return f"group {group} does not divide the input's {channels} channels"
+        if m is not None and m % group:
+            return f"group {group} does not divide the weight's {m} output channels"
+        if channels is not None and c is not None and c * group != channels:
+            return f"the weight takes {c} channels per group, {c * group} in all, but the input has {channels}"
+    elif node.op_type == "ConvTranspose":
+        c = weight[0] if weight is not None and weight and isinstance(weight[0], int) else None
+        if channels is not None and channels % group:
+            return f"group {group} does not divide the input's {channels} channels"
+        if channels is not None and c is not None and c != channels:
+            return f"the weight takes {c} input channels but the input has {channels}"
     return None
 
 

@@ -36,9 +36,9 @@ from onnx import NodeProto
 
 from ..conv import WEIGHT_INPUT, ConvAttrs
 from ..graph import GraphView, drop_value_info, node_labels
-from ..engine import Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
+from ..engine import ASSUME_FINITE, Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
 from .keras_lowering import fold_bias_adds, remove_transposes
-from .reshapes import Block, NodePlan, RegionEngine, Wait, edit_spatial_attrs, unit_proven
+from .reshapes import MAXPOOL_NAN, Block, NodePlan, RegionEngine, Wait, edit_spatial_attrs, unit_proven
 
 DATA_INPUT = 0
 LAYOUT = Option("layout", str, "h", "where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1]", ("h", "w"))
@@ -70,7 +70,7 @@ class RankPass(Rule):
     description = ""
     lift = True
     source_rank = 1  # spatial rank of the convolutions this pass rewrites
-    options = (LAYOUT,)
+    options = (LAYOUT, ASSUME_FINITE)
 
     def not_applicable(self, reason: str) -> bool:
         """Another rank, or an axis that is plainly not a unit axis: nothing for this pass to do."""
@@ -117,19 +117,24 @@ class RankPass(Rule):
             return
         small_rank = (self.source_rank if self.lift else self.target_rank) + 2
         engine = RegionEngine(view, self.lift, small_rank, self.conv_rule(candidates), ctx.count)
+        engine.assume_finite = bool(ctx.options.assume_finite)
         reasons = self.fill(ctx, view, engine, candidates)
         transposes = [p.node for p in engine.plans.values() if p.node.op_type == "Transpose"]
         engine.rewrite()
         rewritten: dict[str, Record] = {}  # by label: tidy adds what it did next to each conv
+        labels = node_labels(view) if any(r == MAXPOOL_NAN for r in engine.blocked.values()) else {}
+        kept = sorted(labels[id(n)] for n in view.nodes if engine.blocked.get(id(n)) == MAXPOOL_NAN)
         for cand in candidates.values():
             plan = engine.plans.get(id(cand.node))
             if plan is None:
                 reason = reasons.get(id(cand.node)) or engine.blocked.get(id(cand.node)) or "not reached"
                 run.record(cand.node, "skipped", reason, before=cand.attrs.to_dict())
                 continue
-            details = {"unit_axis": plan.data[DATA_INPUT], "weight": engine.weight_notes.get(id(cand.node), "")}
+            details = {"unit_axis": plan.data.get(DATA_INPUT, plan.outs.get(0)), "weight": engine.weight_notes.get(id(cand.node), "")}
             if self.lift:
                 details["layout"] = ctx.options.layout
+            if kept:
+                details["finite_math_left"] = f"{MAXPOOL_NAN}: {', '.join(kept)}"
             rewritten[cand.label] = run.record(cand.node, "rewritten", before=cand.attrs.to_dict(),
                                                after=cand.after.to_dict(), details=details)
         transpose_outputs = [t.output[0] for t in transposes]

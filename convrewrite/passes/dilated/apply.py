@@ -115,6 +115,19 @@ def apply_fold(view: GraphView, conv: NodeProto, plan: FoldPlan, before: ConvAtt
 
 
 
+def weight_zero_point(view: GraphView, node: NodeProto, w: np.ndarray) -> np.ndarray | None:
+    """What a tap holds when it contributes nothing, broadcastable to the weight: 0, or ConvInteger's zero point
+    (scalar or one per output channel); None when that zero point is not a constant."""
+    if node.op_type != "ConvInteger":
+        return np.zeros((1,) * w.ndim, dtype=w.dtype)
+    if len(node.input) < 4 or not node.input[3]:
+        return np.zeros((1,) * w.ndim, dtype=w.dtype)
+    zp = _weight_array(view, node.input[3])
+    if zp is None or zp.size not in (1, w.shape[0]):
+        return None
+    return zp.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+
+
 def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
     t = view.initializer(name)
     if t is not None:
@@ -173,18 +186,22 @@ def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelC
     if all(k < 3 for k in attrs.kernel_shape):
         return None, None
     w = _weight_array(view, node.input[1])
-    if w is None or w.dtype.type not in FLOAT_TYPES or w.ndim != attrs.rank + 2:
+    if w is None or w.ndim != attrs.rank + 2:
         return None, None
+    zp = weight_zero_point(view, node, w)
+    if zp is None or (node.op_type != "ConvInteger" and w.dtype.type not in FLOAT_TYPES):
+        return None, None
+    nz = w != zp  # the taps that contribute: 0.0 in a float kernel, the zero point in an integer one
     factors = []
     for a, K in enumerate(attrs.kernel_shape):
         if K < 3:
             factors.append(1)
             continue
-        if np.any(np.take(w, 1, axis=a + 2)):  # tap 1 must be zero for any d >= 2 (the usual early exit)
+        if np.any(np.take(nz, 1, axis=a + 2)):  # tap 1 must be zero for any d >= 2 (the usual early exit)
             factors.append(1)
             continue
         other = tuple(i for i in range(w.ndim) if i != a + 2)
-        nonzero = np.flatnonzero(np.any(w != 0, axis=other))
+        nonzero = np.flatnonzero(np.any(nz, axis=other))
         if nonzero.size == 0:
             factors.append(1)
             continue
@@ -219,7 +236,11 @@ def expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelCh
     if w is None or w.ndim != attrs.rank + 2:
         return None, "the weight is not a constant"
     shape = list(w.shape[:2]) + [d * (k - 1) + 1 for d, k in zip(attrs.dilations, attrs.kernel_shape)]
-    expanded = np.zeros(shape, dtype=w.dtype)
+    zp = weight_zero_point(view, node, w)
+    if zp is None:
+        return None, "the weight's zero point is not a constant"
+    expanded = np.empty(shape, dtype=w.dtype)
+    expanded[...] = zp  # inserted taps contribute nothing: 0.0, or an integer kernel's zero point
     index = (slice(None), slice(None)) + tuple(slice(None, None, d) for d in attrs.dilations)
     expanded[index] = w
     after = replace(attrs, kernel_shape=tuple(shape[2:]), dilations=(1,) * attrs.rank)

@@ -108,8 +108,9 @@ multiple of d (over all other axes and channels) is the compact kernel
 `W[..., ::d, ...]` with that axis' dilation multiplied by d: the span
 `d*(k-1)+1` is unchanged, so pads, auto_pad and output sizes are too. The
 largest such d (the gcd of K-1 and the non-zero tap indices) is used, so a
-second run finds nothing. Exact for finite inputs (a removed 0.0 tap no longer
-turns an inf/NaN input into NaN). SAME auto_pad is made explicit when
+second run finds nothing. Exact for finite inputs only (a removed 0.0 tap no
+longer turns an inf/NaN input into NaN), so it is done only with
+`assume_finite` (`--assume-finite`) and recorded as finite-math. SAME auto_pad is made explicit when
 dilations appear (onnxruntime refuses SAME with dilations), or the kernel is
 left alone when the pads depend on a dynamic size. `expand_dilations` does
 the inverse for targets without dilation support: every dilated conv gets
@@ -126,7 +127,7 @@ from onnx import NodeProto
 
 from ...conv import ConvAttrs
 from ...graph import INT32_MAX, GraphView
-from ...engine import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 from ...symbolic import Unprovable, product
 from .apply import KernelChange, apply_fold, compact, expand, store_weight
 from .chain import FoldPlan, is_candidate, plan_fold, walk_back, walk_forward
@@ -142,7 +143,8 @@ class DilatedPass(Rule):
     phase = "fold"
     order = 20
     repeat = True
-    options = (Option("expand_dilations", bool, False, "turn dilations into zero-inserted kernels"),)
+    options = (Option("expand_dilations", bool, False, "turn dilations into zero-inserted kernels"),
+               ASSUME_FINITE)
     description = ("fold SpaceToBatch/BatchToSpace lowerings (static or shape-computed) and zero-inserted "
                    "kernels into one Conv with dilations; expand_dilations does the inverse for kernels")
 
@@ -152,7 +154,7 @@ class DilatedPass(Rule):
         run.state = _BodyState()
 
     def check_conv(self, run: ViewRun, conv: Conv) -> None:
-        if conv.node.op_type not in ("Conv", "ConvTranspose"):
+        if conv.node.op_type not in ("Conv", "ConvTranspose", "ConvInteger"):
             raise NotApplicable(f"{NO_PATTERN} (quantized convolutions are not handled)", with_before=False)
         ambiguous = conv.attrs.ambiguous_output_reason()
         if ambiguous:
@@ -203,16 +205,20 @@ class DilatedPass(Rule):
             run.count("shape_nodes_removed", len(plan.dead))
             details.update(plan.details)
             details["formula"] = _formula(plan, current)
-            change, _ = _kernel_change(run, node, current)
+            change, kernel_left = _kernel_change(run, node, current)
+            if change is None and kernel_left and FINITE_MATH_LEFT in kernel_left:
+                details["kernel"] = kernel_left
         if change is not None:
             store_weight(view, node, change.array, state.dropped, state.reshaped)
             change.after.apply(node)
             current = change.after
             run.count(change.counter)
             details["kernel"] = change.details
+            details["finite_math"] = "integer" not in change.details
             if chain_reason and chain_reason != NO_PATTERN:
                 details["space_to_batch"] = f"not folded: {chain_reason}"
-        return Rewritten(current, "", details)
+        reason = FINITE_MATH_DONE if details.get("finite_math") else ""
+        return Rewritten(current, reason, details)
 
     def end(self, run: ViewRun) -> None:
         state, view = run.state, run.view
@@ -230,7 +236,19 @@ def _kernel_change(run: ViewRun, node: NodeProto, current: ConvAttrs) -> tuple["
         change, kernel_reason = None, (f"{change.details['pattern'].replace('_', ' ')}, but IR version "
                                        f"{view.ctx.ir_version} lists weights as graph inputs: a new kernel "
                                        "would change the graph's inputs")
+    if change is not None and node.op_type == "ConvInteger":
+        change.details["integer"] = "exact for every input: the taps hold the weight's zero point"
+    elif change is not None and not run.options.assume_finite:
+        what = change.details["pattern"].replace("_", " ")
+        change, kernel_reason = None, f"{what}: {FINITE_MATH_LEFT}"
     return change, kernel_reason
+
+
+# Why a kernel change is opt-in: x*0.0 is NaN for x = +-Inf or NaN, so removing a 0.0 tap (compaction) makes
+# NaN outputs finite and adding one (expansion) makes finite outputs NaN; exact only for finite inputs.
+FINITE_MATH_LEFT = ("finite-math rewrite (a 0.0 tap removed or added changes what Inf/NaN inputs give); "
+                    "left alone without --assume-finite")
+FINITE_MATH_DONE = "finite-math rewrite under --assume-finite (Inf/NaN inputs may give other outputs)"
 
 
 @dataclass

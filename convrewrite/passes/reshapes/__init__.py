@@ -9,10 +9,10 @@ op joins a region, `plans` holds the per-node decisions and axis helpers,
 from __future__ import annotations
 
 from .engine import RegionEngine
-from .ops import RULES, edit_spatial_attrs
+from .ops import MAXPOOL_NAN, RULES, edit_spatial_attrs
 from .plans import Block, NodePlan, OpRule, Wait, const_dims, set_tensor_dims, unit_proven, wrapper_axes
 
 __all__ = [
-    "RegionEngine", "RULES", "edit_spatial_attrs", "Block", "NodePlan", "OpRule", "Wait", "const_dims",
+    "MAXPOOL_NAN", "RegionEngine", "RULES", "edit_spatial_attrs", "Block", "NodePlan", "OpRule", "Wait", "const_dims",
     "set_tensor_dims", "unit_proven", "wrapper_axes",
 ]

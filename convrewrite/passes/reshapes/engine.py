@@ -25,7 +25,7 @@ from collections import deque
 from typing import Callable
 from onnx import NodeProto
 
-from ...conv import CONV_OPS
+from ...conv import CONV_OPS, attribute_refs
 from ...graph import CONSTANT_CHAIN_OPS, GraphView
 from .ops import (
     RULES, rule_axis_op, rule_channel_norm, rule_concat, rule_elementwise, rule_global_pool, rule_pad,
@@ -61,6 +61,7 @@ class RegionEngine(RegionRewrite):
         self.last_route = ""  # how _route_constant handled its last operand
         self.produced: set[str] = set()  # tensors written by region nodes
         self.order = {id(n): i for i, n in enumerate(view.nodes)}
+        self.assume_finite = False  # MaxPool joins a region only then (its NaN handling depends on the rank)
 
     # ------------------------------------------------------------ ranks
 
@@ -210,6 +211,9 @@ class RegionEngine(RegionRewrite):
     def plan(self, node: NodeProto, side: str, slot: int, a: int, pull: bool) -> NodePlan | Block | Wait:
         if node.domain not in ("", "ai.onnx"):
             return Block(f"{node.op_type} is in domain {node.domain}")
+        refs = attribute_refs(node)
+        if refs:
+            return Block(f"{node.op_type} has {refs}, set per call site of the function (not resolved here)")
         if node.op_type in CONV_OPS:
             return self.conv_rule(self, node, side, slot, a, pull)
         rule = RULES.get(node.op_type)

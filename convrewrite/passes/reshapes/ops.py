@@ -241,9 +241,15 @@ def edit_spatial_attrs(node: NodeProto, j: int, lift: bool, rank: int) -> None:
         a.ints.extend(new)
 
 
+MAXPOOL_NAN = ("MaxPool stays at its rank: onnxruntime's MaxPool kernels of different ranks give different "
+               "outputs for NaN inputs (finite-math; --assume-finite lets it join)")
+
+
 def rule_pool(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
     if slot != 0:
         return Block("pool reached through its indices")
+    if node.op_type == "MaxPool" and not eng.assume_finite:
+        return Block(MAXPOOL_NAN)
     edit = _spatial_attr_edit(eng, node, a)
     if isinstance(edit, Block):
         return edit

@@ -29,13 +29,20 @@ import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...graph import LayoutPath, attr, set_attr, walk_down
-from ...engine import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
+from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel as _per_channel
+from .bound import ChainBound
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
     PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, pointwise_reason,
     scale_out_channels, why_not_constant,
 )
+
+
+# With a depth multiplier m > 1 the fused weight sums m pointwise*depthwise products before the input multiplies
+# it: (a + b) * Inf is one Inf where a*Inf + b*Inf can be Inf - Inf = NaN. Exact for finite inputs only.
+FUSE_NAN = ("not fused: with a depth multiplier > 1 the fused kernel sums weights an Inf input would multiply "
+            "one by one (Inf - Inf = NaN becomes finite); finite-math, needs --assume-finite")
 
 
 @register
@@ -50,7 +57,7 @@ class SeparablePass(Rule):
     order = 30
     repeat = True
     options = (Option("fuse_separable", bool, False, "fuse depthwise+pointwise pairs into one dense conv"),
-               Option("force", bool, False, "fuse even when it costs more"))
+               Option("force", bool, False, "fuse even when it costs more"), ASSUME_FINITE)
     description = (
         "depthwise + pointwise pairs in one canonical form (BatchNorm, bias Add and cancelling "
         "Transposes folded; depthwise bias moved into the pointwise conv); optional fusion"
@@ -165,7 +172,9 @@ class _ViewRewriter:
         return self._affine(conv, path, user) is not None
 
     def fold_followers(self, conv: ConvState) -> None:
-        """Fold every per-channel affine op that follows the conv into its weight and bias."""
+        """Fold every per-channel affine op that follows the conv into its weight and bias, within the bound."""
+        allowed, problem = self._bounded_steps(conv)
+        folded = 0
         while True:
             path = self.walk(conv)
             user = path.user
@@ -177,7 +186,12 @@ class _ViewRewriter:
             if isinstance(affine, str):
                 conv.notes.append(affine)
                 return
-            scale, shift = affine
+            if folded >= allowed:
+                if problem:
+                    conv.notes.append(f"{user.op_type} {self._name(user)} kept: {problem}")
+                return
+            folded += 1
+            scale, shift, _ = affine
             try:
                 self._apply_affine(conv, scale, shift)
             except CannotFold as exc:
@@ -196,8 +210,48 @@ class _ViewRewriter:
                 conv.done.append(f"folded {what} into the bias")
                 self.ctx.count("bias_adds_folded")
 
+    def _bounded_steps(self, conv: ConvState) -> tuple[int, str | None]:
+        """How many followers may fold: the chain's error bound must stay within tolerance, else none fold
+        (a prefix folded before a cancelling follower is as far off). With force: all, with a warning."""
+        steps, path = [], self.walk(conv)
+        while path.user is not None and path.user.domain in STD_DOMAINS:
+            affine = self._affine(conv, path, path.user)
+            if affine is None or isinstance(affine, str):
+                break
+            steps.append(affine)
+            if path.channel_axis != 1 or not path.user.output:
+                break
+            path = walk_down(self.view, path.user.output[0], len(path.axes))
+            if path.layout:
+                break
+        n = len(steps)
+        if not n:
+            return 0, None
+        try:  # read, not cached: the state's weight and bias stay as they are until a fold changes them
+            w = conv.w if conv.w is not None else self._constant(conv.node.input[1], "weight").reshape(conv.wshape)
+        except CannotFold:
+            w = None
+        try:
+            b = conv.b if conv.b is not None else (
+                self._constant(conv.node.input[BIAS_SLOT], "bias").reshape(conv.out_channels)
+                if conv.has_bias and not conv.drop_bias else np.zeros(conv.out_channels))
+            bound = ChainBound(w, b, conv.attrs, conv.dtype)
+        except CannotFold:
+            return 1 << 30, None  # the fold itself will say why
+        for step in steps:
+            bound.step(*step)
+        problem = bound.problem() if n else None
+        if problem is None:
+            return n, None
+        if self.ctx.options.force:
+            conv.done.append(f"forced past the fold's error bound: {problem}")
+            self.ctx.count("folds_forced_past_bound")
+            return n, None
+        return 0, problem + "; --force folds it anyway"
+
     def _affine(self, conv: ConvState, path: LayoutPath, user: NodeProto):
-        """(scale or None, shift) per output channel of the follower; None: not a follower; str: why kept."""
+        """(scale or None, shift, the size of the terms it rounds) per output channel of the follower;
+        None: not a follower; str: why kept."""
         view, m = self.view, conv.out_channels
         what = f"{user.op_type} {self._name(user)}"
         if user.op_type == "BatchNormalization":
@@ -219,12 +273,12 @@ class _ViewRewriter:
         if per_channel is None:
             return f"{what} kept: its constant of shape {list(value.shape)} is not per-channel"
         if user.op_type == "Mul":
-            return per_channel, None
+            return per_channel, None, 0.0
         if user.op_type == "Add":
-            return None, per_channel
+            return None, per_channel, per_channel
         if data_first:  # x - c
-            return None, -per_channel
-        return -np.ones(m), per_channel  # c - x
+            return None, -per_channel, per_channel
+        return -np.ones(m), per_channel, per_channel  # c - x
 
     def _batchnorm_affine(self, bn: NodeProto, path: LayoutPath, m: int, what: str):
         view = self.view
@@ -247,7 +301,7 @@ class _ViewRewriter:
         gamma, beta, mean, var = params
         eps = float(attr(bn, "epsilon", 1e-5))
         scale = gamma / np.sqrt(var + eps)
-        return scale, beta - mean * scale
+        return scale, beta - mean * scale, np.abs(mean * scale) + np.abs(beta)
 
     def _apply_affine(self, conv: ConvState, scale: np.ndarray | None, shift: np.ndarray | None) -> None:
         """y -> scale * y + shift per output channel, folded into the conv's state."""
@@ -325,7 +379,9 @@ class _ViewRewriter:
         if bias_moved:
             actions.append("moved the depthwise bias into the pointwise bias")
         fused = False
-        if self.ctx.options.fuse_separable:
+        if self.ctx.options.fuse_separable and mult > 1 and not self.ctx.options.assume_finite:
+            notes.append(FUSE_NAN)
+        elif self.ctx.options.fuse_separable:
             fused = self._plan_fusion(dw, pw, bias_moved, details, actions, notes)
 
         changed = bool(dw.done or pw.done or layout or bias_moved or fused)
