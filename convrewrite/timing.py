@@ -167,20 +167,22 @@ def bench(
     if threads is not None and int(threads) < 0:
         raise CheckInputError(f"threads must be >= 0, got {threads}")
     names = list(labels) if labels else [_label(m, i) for i, m in enumerate(models)]
+    settings = {"runs": int(runs), "warmup": int(warmup), "threads": threads, "ort_opt": ort_opt, "seed": seed}
     planner = Checker(models[0], inputs=inputs, shapes=shapes, seed=seed, draws="normal", providers=providers,
                       require=require, ort_opt=ort_opt, verbose=verbose)
     try:
         planner.run_original()
+        statuses = planner.providers
+        if not any(p.status == "ran" for p in statuses):  # every provider asked for fell back: nothing to time
+            return BenchReport(names, statuses, [Timing(n, p.name, p.status, p.reason) for p in statuses
+                                                 for n in names], [], {}, settings)
         if planner.cannot is not None:
             raise CheckInputError(f"{names[0]} does not run: {planner.cannot.message}; {planner.cannot.advice}")
         feed = planner.feed(0)
         info = planner.new_report(None)
-        statuses = planner.providers
     finally:
         planner.close()
-    report = BenchReport(names, statuses, [], info.inputs, info.dims,
-                         {"runs": int(runs), "warmup": int(warmup), "threads": threads, "ort_opt": ort_opt,
-                          "seed": seed}, list(info.notes))
+    report = BenchReport(names, statuses, [], info.inputs, info.dims, settings, list(info.notes))
     loaded = [load_model(m) for m in models]
     wanted = {s.name: s.dtype for s in fed_inputs(loaded[0].model)}
     for name, model in zip(names[1:], loaded[1:]):
