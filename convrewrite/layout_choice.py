@@ -6,11 +6,13 @@ model ran 1.96x slower on onnxruntime CPU after `--layout w`, a VAD model
 
 Whole-model variants: the three forms are made by the same passes (the
 pipeline without `to-2d`, with `to-2d --layout h`, with `--layout w`) and
-timed side by side, interleaved, on the same seeded inputs (`timing.bench`).
+timed side by side, interleaved, on the same seeded inputs (`timing.bench`),
+and compared by the median of per-round ratios (drift on a busy machine hits
+both sides of a round alike).
 Regions are not chosen one by one: the records do not say which convs one
 region covers, and regions meet at shared tensors, so a mixed choice would
 need wrappers of its own. The keep-1D form is timed twice (first and last);
-the spread of those two medians is the measured noise, and the margin is
+how far their per-round ratio's median is from 1 is the measured noise, and the margin is
 `max(MIN_MARGIN, 2 x noise)`. A lifted form is chosen only when its median is
 below the keep-1D median by more than the margin; otherwise nothing is lifted.
 """
@@ -42,18 +44,16 @@ class LayoutChoice:
 
     chosen: str  # "1d", "h" or "w"
     medians_ms: dict[str, float]  # per form; "1d" is the first keep-1D run, "1d-again" the repeat
-    noise: float  # |median(1d-again) / median(1d) - 1|
+    noise: float  # |median over rounds of 1d-again / 1d - 1|: two timings of the same model
     margin: float  # a lifted form must be faster than 1d by more than this fraction
     provider: str
     reason: str
     settings: dict[str, Any] = field(default_factory=dict)
-
-    def ratio(self, form: str) -> float:
-        return self.medians_ms[form] / self.medians_ms["1d"]
+    ratios: dict[str, float] = field(default_factory=dict)  # per lifted form: median of per-round ratios to 1d
 
     def to_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "provider": self.provider, "medians_ms": dict(self.medians_ms),
-                "ratios": {f: self.ratio(f) for f in FORMS if f in self.medians_ms},
+                "ratios": dict(self.ratios),
                 "noise": self.noise, "margin": self.margin, "reason": self.reason, "settings": dict(self.settings)}
 
     def summary(self) -> str:
@@ -62,18 +62,25 @@ class LayoutChoice:
                 f"noise {self.noise:.1%}, margin {self.margin:.1%}")
 
 
-def decide(medians: Mapping[str, float], noise: float, min_margin: float = MIN_MARGIN) -> tuple[str, float, str]:
-    """(form, margin, reason): the fastest lifted form if it beats keep-1D by more than the margin, else 1d."""
+def decide(ratios: Mapping[str, float], noise: float, min_margin: float = MIN_MARGIN) -> tuple[str, float, str]:
+    """(form, margin, reason): the fastest lifted form if it beats keep-1D by more than the margin, else 1d.
+
+    `ratios`: each lifted form's time over the keep-1D time ("h", "w").
+    """
     margin = max(min_margin, 2.0 * noise)
-    base = medians["1d"]
-    lifted = [f for f in ("h", "w") if f in medians]
+    lifted = [f for f in ("h", "w") if f in ratios]
     if not lifted:
         return "1d", margin, "nothing to lift"
-    best = min(lifted, key=lambda f: medians[f])
-    ratio = medians[best] / base
+    best = min(lifted, key=lambda f: ratios[f])
+    ratio = ratios[best]
     if ratio < 1.0 - margin:
         return best, margin, f"{best} takes {ratio:.3f}x the 1D time, faster by more than the margin"
     return "1d", margin, f"best lifted form {best} takes {ratio:.3f}x the 1D time: not faster by more than the margin"
+
+
+def paired_ratio(samples: Sequence[float], base: Sequence[float]) -> float:
+    """The median of per-round ratios: rounds are interleaved, so drift on a busy machine cancels."""
+    return _median([a / b for a, b in zip(samples, base) if b > 0])
 
 
 def bench_measure(provider: str = "cpu", runs: int = 20, warmup: int = 3, threads: int | None = None,
@@ -131,10 +138,11 @@ def choose_layout(model: onnx.ModelProto, order: Sequence[str], options: Mapping
     labels = ["1d"] + lifted + ["1d-again"]
     samples = measure([forms[f].model for f in ["1d"] + lifted + ["1d"]], labels)
     medians = {label: _median(s) for label, s in zip(labels, samples)}
-    noise = abs(medians["1d-again"] / medians["1d"] - 1.0)
-    chosen, margin, reason = decide({f: medians[f] for f in ["1d"] + lifted}, noise, min_margin)
+    ratios = {label: paired_ratio(s, samples[0]) for label, s in zip(labels[1:], samples[1:])}
+    noise = abs(ratios.pop("1d-again") - 1.0)
+    chosen, margin, reason = decide(ratios, noise, min_margin)
     choice = LayoutChoice(chosen, medians, noise, margin, provider, reason,
-                          {"runs": len(samples[0]), "forms": labels})
+                          {"runs": len(samples[0]), "forms": labels}, ratios)
     return _annotate(forms[chosen], choice, forms), choice
 
 
