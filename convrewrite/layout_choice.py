@@ -184,5 +184,9 @@ def rewrite_auto(model: onnx.ModelProto, order: Sequence[str], options: Mapping[
         if fallback_layout is None:
             raise
         result = run(model, list(order), **{**options, "layout": fallback_layout})
+        for r in result.records:
+            if r.pass_name == "to-2d":
+                r.details = {**r.details, "layout_auto": {"chosen": fallback_layout, "provider": provider,
+                                                          "measured": False, "reason": str(exc)}}
         return result, None, f"layout {fallback_layout} (not measured: {exc})"
     return result, choice, choice.summary()

@@ -215,6 +215,14 @@ def test_ort_cuda_falls_back_to_its_documented_layout_where_cuda_does_not_run(tm
     if runtime.probe_provider("CUDAExecutionProvider")[0]:
         pytest.skip("CUDA runs here: the preset measures")
     out = tmp_path / "o.onnx"
-    res = invoke(["rewrite", CHAIN, "-o", out, "--for", "ort-cuda"])
+    res = invoke(["rewrite", CHAIN, "-o", out, "--for", "ort-cuda", "--report", tmp_path / "r.json"])
     assert res.exit_code == 0 and "layout w (not measured" in res.output, res.output
+    records = json.loads((tmp_path / "r.json").read_text())["records"]
+    assert {r["details"]["layout_auto"]["measured"] for r in records if r["pass"] == "to-2d"} == {False}
     assert all(k[1] == 1 for k in kernels(onnx.load(out)))
+
+
+def test_readme_holds_the_preset_table():
+    from util import ROOT
+
+    assert table() in (ROOT / "README.md").read_text()
