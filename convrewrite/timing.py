@@ -4,7 +4,8 @@ Every model gets the same inputs: the checker's (dims on which the first model
 runs, seeded normal draws) or the user's. On each provider that really runs
 (a provider onnxruntime silently fell back from is reported unavailable, never
 timed), each model runs `warmup` times, then `runs` timed rounds, interleaved
-across models so that drift on a busy machine hits all alike. Reported per
+across models so that drift on a busy machine hits all alike, each round
+starting with the next model so that none always runs first or last. Reported per
 model and provider: median, p90, p99, min and mean in milliseconds, and the
 ratio of its median to the first model's.
 
@@ -202,7 +203,10 @@ def bench(
                                  verbose, report.notes, threads=threads) for n, m in zip(names, loaded)]
             timings = [Timing(n, p.name, "ran") for n in names]
             for round_ in range(int(warmup) + int(runs)):
-                for subject, timing in zip(subjects, timings):
+                # Each round starts with the next model: no model always runs first (cold) or last.
+                pairs = list(zip(subjects, timings))
+                start_at = round_ % len(pairs)
+                for subject, timing in pairs[start_at:] + pairs[:start_at]:
                     if timing.status != "ran":
                         continue
                     sess = subject.session(p.name)
