@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 
 import onnx
 
-from .model import ModelSource, load
+from .model import ModelSource, graphsurgeon, load
 from .passes import PassOptions, RewriteResult, run_passes
 
 
@@ -26,7 +26,8 @@ def rewrite(
 ) -> RewriteResult:
     """Run the named passes (e.g. "to-2d", "to-1d", "causal", "all") and return the new model and records.
 
-    The input is never modified (`copy=False` lets a caller that owns the
+    `model`: a path, bytes, ModelProto or onnx_graphsurgeon Graph; given a Graph,
+    the result's `graph` is the rewritten model as a Graph too. The input is never modified (`copy=False` lets a caller that owns the
     model skip the copy). `only` restricts the rewrite to candidates whose
     record key is in the set: everything else is left as it is. Other
     keywords are options declared by registered rules (third-party ones too);
@@ -36,15 +37,19 @@ def rewrite(
         from .errors import ConvRewriteError
 
         raise ConvRewriteError(f"layout must be 'h' or 'w', not {layout!r}")
+    given_graph = graphsurgeon.is_graph(model)
     loaded = model if isinstance(model, onnx.ModelProto) else load(model)
     # Every option is declared by a registered rule: an unknown keyword is an error naming the known ones.
     options = PassOptions(layout=layout, fuse_separable=fuse_separable, force=force,
                           expand_dilations=expand_dilations, causal_target=causal_target, **extra)
-    return run_passes(loaded, list(passes), options, only, copy_model=copy and loaded is model, on_pass=on_pass)
+    result = run_passes(loaded, list(passes), options, only, copy_model=copy and loaded is model, on_pass=on_pass)
+    if given_graph:
+        result.graph = graphsurgeon.to_graph(result.model)
+    return result
 
 
 def inspect(model: ModelSource, rules: bool = False) -> dict[str, Any]:
-    """Every convolution in the model (subgraphs and functions included), classified.
+    """Every convolution in the model (path, bytes, ModelProto or onnx_graphsurgeon Graph), classified.
 
     `rules=True` adds, per convolution, what each registered rule would do and why not.
     """

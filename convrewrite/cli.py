@@ -20,6 +20,7 @@ from .interrupts import exit_on_interrupt
 with exit_on_interrupt():  # Ctrl-C while the CLI loads: exit at once
     import importlib
     import signal
+    import sys
     from typing import Any
 
     import click
@@ -34,6 +35,13 @@ COMMANDS = {
     "check": ("cli_check", "check_command"),
     "bench": ("cli_bench", "bench_command"),
 }
+# What `convrewrite --help` lists, without importing each command (and onnx) to ask it.
+SHORT_HELP = {
+    "inspect": "List every convolution in MODEL and how it is classified.",
+    "rewrite": "Rewrite the convolutions of MODEL and write the result.",
+    "check": "Run two models (or one and reference outputs) and compare every output.",
+    "bench": "Time models side by side on the same inputs.",
+}
 
 
 class _Main(click.Group):
@@ -41,6 +49,10 @@ class _Main(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SHORT_HELP[name]) for name in COMMANDS])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
@@ -50,10 +62,23 @@ class _Main(click.Group):
             return getattr(importlib.import_module(f".{module}", __package__), attr)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run; a usage error is one line on stderr and exit 2 (click's own is three lines)."""
+        kwargs["standalone_mode"] = False
         try:
-            return super().main(*args, **kwargs)
+            code = super().main(*args, **kwargs)
         except KeyboardInterrupt as exc:
             interrupted(exc)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "convrewrite"
+            click.echo(f"convrewrite: error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"convrewrite: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("convrewrite: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:

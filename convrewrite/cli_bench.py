@@ -10,10 +10,9 @@ import sys
 
 import click
 
-from . import runtime
 from .cli_check import named_values, parse_int, parse_shape
 from .cli_common import guarded, settings
-from .model import check_distinct, writable_target, write_text_target
+from .interrupts import exit_on_interrupt
 
 
 @click.command("bench")
@@ -37,7 +36,10 @@ def bench_command(models: tuple[str, ...], providers: str | None, require: tuple
                   threads: str | None, ort_opt: str, shapes: tuple[str, ...], inputs_path: str | None, seed: str,
                   json_path: str | None, quiet: bool, verbose: bool) -> None:
     """Time MODEL(s) side by side: median, p90, p99, min, and the ratio to the first."""
-    from .timing import bench  # onnxruntime only when a command needs it
+    with exit_on_interrupt():  # Ctrl-C while onnx and onnxruntime load: exit at once
+        from . import runtime
+        from .model import check_distinct, writable_target, write_text_target
+        from .timing import bench
 
     quiet = quiet or settings().quiet
     verbose = verbose or settings().verbose

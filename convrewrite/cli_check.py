@@ -8,16 +8,22 @@ never a traceback).
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
-import onnx
 
-from . import runtime
-from .cli_common import guarded, settings
-from .checker import BisectResult, CheckInputError, CheckReport, bisect, check, render_text
-from .model import check_distinct, model_files, writable_target, write_text_target
+from .cli_common import OptionError, Progress, guarded, settings
+from .interrupts import exit_on_interrupt
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .checker import BisectResult, CheckReport
+
+# The checker (onnx, numpy, onnxruntime) loads inside the functions below, so that a usage error is
+# reported at once.
 
 
 # ------------------------------------------------------------------- parsing
@@ -26,7 +32,7 @@ from .model import check_distinct, model_files, writable_target, write_text_targ
 def _split_named(text: str, option: str, example: str) -> tuple[str, str]:
     name, sep, value = text.rpartition("=")
     if not sep or not name:
-        raise CheckInputError(f"{option} {text!r}: expected {example}")
+        raise OptionError(f"{option} {text!r}: expected {example}")
     return name, value
 
 
@@ -40,7 +46,7 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
     for part in value.replace(",", "x").split("x"):
         part = part.strip()
         if not part.isdigit():
-            raise CheckInputError(f"--shape {text!r}: expected {example}")
+            raise OptionError(f"--shape {text!r}: expected {example}")
         dims.append(int(part))
     return name, tuple(dims)
 
@@ -52,7 +58,7 @@ def parse_range(text: str) -> tuple[str, tuple[float, float]]:
     try:
         lo, hi = (float(p) for p in value.split(","))
     except ValueError:
-        raise CheckInputError(f"--range {text!r}: expected {example}") from None
+        raise OptionError(f"--range {text!r}: expected {example}") from None
     return name, (lo, hi)  # bounds are validated by the checker
 
 
@@ -66,11 +72,11 @@ def parse_tolerances(values: tuple[str, ...], option: str) -> dict[str, float] |
         if not sep:
             name, value = "", text
         elif not name:
-            raise CheckInputError(f"{option} {text!r}: expected VALUE or OUTPUT=VALUE")
+            raise OptionError(f"{option} {text!r}: expected VALUE or OUTPUT=VALUE")
         try:
             out[name] = float(value)  # the range (finite, >= 0) is validated by the checker
         except ValueError:
-            raise CheckInputError(f"{option} {text!r}: {value!r} is not a number") from None
+            raise OptionError(f"{option} {text!r}: {value!r} is not a number") from None
     return out
 
 
@@ -78,7 +84,7 @@ def parse_int(text: str, option: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise CheckInputError(f"{option}: {text!r} is not an integer") from None
+        raise OptionError(f"{option}: {text!r} is not an integer") from None
 
 
 def named_values(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]], option: str) -> dict[str, Any]:
@@ -86,7 +92,7 @@ def named_values(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]
     for text in values:
         name, value = parse(text)
         if name in out:
-            raise CheckInputError(f"{option}: {name!r} given twice")
+            raise OptionError(f"{option}: {name!r} given twice")
         out[name] = value
     return out
 
@@ -99,6 +105,8 @@ def _check_json_target(path: str | None, reads: list[tuple[str, str | None]]) ->
     """
     if path is None or path == "-":
         return
+    from .model import check_distinct, model_files, writable_target
+
     writable_target(path, "--json")
     check_distinct([("--json", path)], [(label, p) for label, p in reads if p])
     for label, p in reads[:2]:  # ORIGINAL, CANDIDATE
@@ -151,16 +159,20 @@ def check_and_render(
     quiet: bool = False,
     verbose: bool = False,
     err: bool = False,
+    on_progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> CheckReport:
     """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return it.
 
     `options` are those of `check_options` (option strings as typed).
     """
+    from . import runtime
+    from .checker import check, render_text
+
     if not verbose:
         runtime.quiet_onnxruntime()
     report = check(
-        original, candidate, original_label="original", candidate_label="rewritten",
+        original, candidate, original_label="original", candidate_label="rewritten", on_progress=on_progress,
         **check_options(verbose=verbose, **options),
     )
     click.echo(report.summary if quiet else render_text(report, verbose=verbose), err=err)
@@ -182,6 +194,7 @@ def bisect_and_render(
 
     Re-runs the passes `order` with `only=` subsets of the keys `result` rewrote.
     """
+    from .checker import bisect, render_text
     from .api import rewrite
 
     def rewrite_fn(only: set[str] | None = None) -> Any:
@@ -198,6 +211,31 @@ def bisect_and_render(
 
 
 # ------------------------------------------------------------------- command
+
+
+def _check_batch(ctx: click.Context, folder: str, jobs: int, json_path: str | None, quiet: bool, verbose: bool) -> int:
+    """Every model in `folder` against the outputs saved beside it (X.onnx with X.npz)."""
+    from . import batch
+
+    if json_path and json_path != "-":
+        from .model import writable_target
+
+        writable_target(json_path, "--json")
+    options = batch.option_argv(ctx.command, ctx.params, {"original", "candidate", "expected_path", "json_path", "jobs",
+                                                         "inputs_path"})
+    work = []
+    for model in batch.models_in([folder]):
+        npz = os.path.splitext(model)[0] + ".npz"
+        argv = ["check", model, "--expected", npz, *options] if os.path.isfile(npz) else [
+            "check", model, "--expected", npz]  # the child says the .npz is missing
+        job = batch.Job(model, argv, report_option="--json")
+        work.append(job)
+
+    def describe(job: batch.Job) -> str:
+        data = job.result["report"]
+        return data["summary"] if data else (job.result["error"] or "failed")
+
+    return batch.run(work, jobs, json_path, quiet, verbose, describe)
 
 
 @click.command("check")
@@ -231,7 +269,10 @@ def bisect_and_render(
               help="onnxruntime graph optimizations: disabled (default), basic, extended, all.")
 @click.option("--ignore-interface", is_flag=True,
               help="Interface changes (names, types, dims of inputs and outputs) are warnings, not failures.")
-@click.option("--json", "json_path", metavar="FILE", help="Also write the report as JSON ('-': stdout, no table).")
+@click.option("--json", "json_path", metavar="FILE",
+              help="Also write the report as JSON ('-': stdout, no table); for a folder, one JSON line per model.")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="ORIGINAL a folder: models checked at once, each in its own process.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
 @click.option("-v", "--verbose", is_flag=True, help="Details for every output and onnxruntime's own log lines.")
 @guarded
@@ -253,16 +294,26 @@ def check_command(
     draws: str | None,
     ignore_interface: bool,
     json_path: str | None,
+    jobs: int,
     quiet: bool,
     verbose: bool,
 ) -> None:
     """Run ORIGINAL and CANDIDATE on the same inputs and compare every output.
 
     With --expected, compare ORIGINAL against reference outputs (from the
-    framework it was exported from) instead. Exit 0 equivalent, 1 not
+    framework it was exported from) instead. ORIGINAL a folder: each X.onnx
+    in it against the X.npz beside it (--jobs at once; one line per model;
+    --json gets one JSON line per model; the exit code is the worst). Exit 0 equivalent, 1 not
     equivalent (or a --require'd provider unavailable), 2 cannot check (the
     original does not run on any input tried), bad usage or unreadable model.
     """
+    if candidate is None and expected_path is None and os.path.isdir(original):
+        sys.exit(_check_batch(click.get_current_context(), original, jobs, json_path, quiet, verbose))
+    with exit_on_interrupt():  # Ctrl-C while onnx and onnxruntime load: exit at once
+        from . import runtime
+        from .checker import CheckInputError, check, render_text
+        from .model import write_text_target
+
     quiet = quiet or settings().quiet
     verbose = verbose or settings().verbose
     if not verbose:
@@ -279,7 +330,8 @@ def check_command(
         atols=atols, rtols=rtols, ort_opt=ort_opt, finite=finite, draws=draws, ignore_interface=ignore_interface,
         verbose=verbose,
     )
-    report = check(original, candidate, expected=expected_path, **options)
+    with Progress(not quiet) as progress:
+        report = check(original, candidate, expected=expected_path, on_progress=progress, **options)
     if json_path == "-":
         click.echo(report.to_json())
     else:

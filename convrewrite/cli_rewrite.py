@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli_common import guarded, settings
+from .cli_common import Progress, guarded, settings, verbosity_options
 from .errors import ConvRewriteError
 from .interrupts import exit_on_interrupt
-from .model import (LoadedModel, check_distinct, load_with_info, needs_external_data, output_paths, same_file, save,
-                    writable_target, write_text_target)
-from .passes import available_passes
-from .rewrite import RewriteResult, describe_rules, fold_order, summarize
-from .api import rewrite
 from .presets import PRESETS, resolve
+
+if TYPE_CHECKING:
+    from .model import LoadedModel
+    from .rewrite import RewriteResult
+
+# onnx, numpy and the rules load only when a rewrite runs or --help lists the passes, so that a usage
+# error is reported at once (imports inside the functions below).
+
+
+def describe_rules(phase: str | None = None) -> list[tuple[str, str]]:
+    from .rewrite import describe_rules as describe
+
+    return describe(phase)
 
 
 class RegistryChoice(click.Choice):
@@ -36,9 +44,39 @@ class RegistryChoice(click.Choice):
         pass
 
 
-def _fold_help() -> str:
-    folds = "; ".join(f"{name}: {text.split(';')[0].split('(')[0].strip()}" for name, text in describe_rules("fold"))
-    return f"Fold a pattern into canonical convolutions (repeatable; 'all' = every fold, in this order). {folds}."
+class _RewriteCommand(click.Command):
+    """`rewrite --help` ends with the registered passes (read from the registry only when help is shown)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.epilog = _passes_epilog()
+        super().format_epilog(ctx, formatter)
+
+
+# Options that act inside a fold: each implies its fold.
+IMPLIED_FOLDS = (("fuse_separable", "--fuse-separable", "separable"), ("expand_dilations", "--expand-dilations", "dilated"),
+                 ("causal_target", "--causal-target", "causal"))
+
+
+def _implied_folds(folds: tuple[str, ...], fuse_separable: bool, expand_dilations: bool, causal_target: str | None,
+                   quiet: bool) -> tuple[str, ...]:
+    """Add the fold an option needs (`--fuse-separable` alone means `--fold separable --fuse-separable`)."""
+    given = {"fuse_separable": fuse_separable, "expand_dilations": expand_dilations, "causal_target": causal_target}
+    out = list(folds)
+    for key, flag, fold in IMPLIED_FOLDS:
+        if given[key] and "all" not in out and fold not in out:
+            out.append(fold)
+            if not quiet:
+                click.echo(f"note: {flag} implies --fold {fold}", err=True)
+    return tuple(out)
+
+
+def _passes_epilog() -> str:
+    """The registered passes, for `rewrite --help` (from the registry, so third-party rules show too)."""
+    lines = ["Passes (--fold NAME, --pass NAME, or the --to-* flags):"]
+    for name, description in describe_rules():
+        first = (description or "").strip().splitlines()[0] if description else ""
+        lines.append(f"  {name}: {first}" if first else f"  {name}")
+    return "\b\n" + "\n".join(lines)
 
 
 def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], extra: tuple[str, ...]) -> list[str]:
@@ -52,6 +90,8 @@ def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], ex
         raise ConvRewriteError("choose at most one of --to-2d, --to-1d, --to-3d")
     fold_names: list[str] = []
     for f in folds:
+        from .rewrite import fold_order
+
         for name in (fold_order() if f == "all" else [f]):
             if name not in fold_names:
                 fold_names.append(name)
@@ -69,16 +109,37 @@ def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], ex
     return order
 
 
-def render_summary(result: RewriteResult) -> str:
-    """Counts of what happened: rewritten, skipped by reason, wrappers inserted and cancelled."""
+def render_summary(result: RewriteResult, verbose: bool = False) -> str:
+    """What happened to the convolutions, as a person reads it: rewritten by which passes, refused and why.
+
+    Skips that only say a pattern is absent ("not depthwise") are counted, and
+    listed with -v; counters show only when non-zero.
+    """
+    from .rewrite import summarize
+
     s = summarize(result)
     lines = [f"passes: {', '.join(result.passes)}"]
-    lines.append(f"considered {s['considered']}: rewritten {s['rewritten']}, skipped {s['skipped']}")
-    for reason, n in s["skipped_by_reason"].items():
-        lines.append(f"  skipped {n:>4} x {reason}")
-    counters = s["counters"]
+    n = s["convolutions"]
+    lines.append(f"{n} convolution{'s' if n != 1 else ''}: {s['convolutions_rewritten']} rewritten, "
+                 f"{s['convolutions_left_alone']} left alone")
+    for passes, count in s["by_passes"].items():
+        lines.append(f"  {count:>4} rewritten by {passes}")
+    for reason, count in s["refused_by_reason"].items():
+        lines.append(f"  {count:>4} x refused by {reason}")
+    if s["not_applicable"]:
+        if verbose:
+            shown = {k: v for k, v in s["skipped_by_reason"].items()
+                     if not any(k == r.split(": ", 1)[1] for r in s["refused_by_reason"])}
+            for reason, count in shown.items():
+                lines.append(f"  {count:>4} x not applicable: {reason}")
+        else:
+            lines.append(f"  ({s['not_applicable']} pass x convolution pairs had no pattern to rewrite; -v lists them)")
+    counters = {k: v for k, v in s["counters"].items() if v}
     if counters:
         lines.append("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items()))
+    if not s["convolutions_rewritten"]:
+        lines.append("nothing was rewritten" + (": the model has no convolution" if not n else
+                                                 ": every convolution was left alone (see above)"))
     return "\n".join(lines)
 
 
@@ -97,8 +158,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
     return "; ".join(changed)
 
 
-@click.command("rewrite")
-@click.argument("model", type=click.Path(path_type=str, readable=False))
+@click.command("rewrite", cls=_RewriteCommand)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str, readable=False),
+                metavar="MODEL [OUT] | MODEL... DIR...")
 @click.option("-o", "--output", type=click.Path(path_type=str, readable=False), help="Where to write the rewritten model.")
 @click.option("--in-place", is_flag=True, help="Overwrite MODEL itself (atomically).")
 @click.option("--to-2d", "to_2d", is_flag=True, help="Lift 1D convolutions (and their regions) to 2D.")
@@ -112,7 +174,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
                    "explicit flags override it.")
 @click.option("--provider", default=None, metavar="NAME",
               help="With --layout auto: the provider to time the forms on (cpu, cuda, tensorrt). Default cpu.")
-@click.option("--fold", "folds", multiple=True, type=RegistryChoice("fold", ("all",)), help=_fold_help())
+@click.option("--fold", "folds", multiple=True, type=RegistryChoice("fold", ("all",)),
+              help="Fold a pattern into canonical convolutions (repeatable; 'all' = every fold, in the order "
+                   "listed under Passes below).")
 @click.option("--pass", "extra_passes", multiple=True, metavar="NAME",
               help="Run another registered pass by name (e.g. channels-as-spatial).")
 @click.option("--fuse-separable", is_flag=True, help="Fuse depthwise+pointwise pairs into one dense conv.")
@@ -142,8 +206,11 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--rtol", "rtols", multiple=True, metavar="[OUT=]VALUE", help="With --check: relative tolerance.")
 @click.option("--external-data/--no-external-data", default=None,
               help="Write weights to a .data file beside the output (default: as the input, or when > 2 GB).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Batch (several models, or a folder, with -o OUTDIR): models rewritten at once, each in its own process.")
+@verbosity_options
 @guarded
-def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool, to_1d: bool, to_3d: bool,
+def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, to_2d: bool, to_1d: bool, to_3d: bool,
                     layout: str | None, preset_name: str | None, provider: str | None,
                     folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, causal_target: str | None, force: bool, report_path: str | None,
@@ -151,14 +218,31 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                     trials: int, finite: bool, draws: str | None, ignore_interface: bool, shapes: tuple[str, ...],
                     ranges: tuple[str, ...], ort_opt: str,
                     inputs_path: str | None, atols: tuple[str, ...], rtols: tuple[str, ...],
-                    external_data: bool | None) -> None:
-    """Rewrite the convolutions of MODEL and write the result to -o OUT.
+                    external_data: bool | None, jobs: int) -> None:
+    """Rewrite the convolutions of MODEL and write the result to OUT (or -o OUT).
+
+    Batch: several models and folders (their *.onnx) with -o OUTDIR write
+    OUTDIR/NAME for each, --jobs at once; one line per model, --report FILE
+    gets one JSON line per model, the exit code is the worst of all.
 
     Every convolution considered gets a record (rewritten, or skipped with the
     reason); --report writes them all. The output is written only after it
     passes onnx.checker and shape inference (and --check, when asked).
     """
+    with exit_on_interrupt():  # Ctrl-C while onnx and the rules load: exit at once
+        from . import api  # noqa: F401 - the rules and onnx load now, under the interrupt guard
+        from .model import check_distinct, load_with_info, needs_external_data, same_file, save, writable_target
+        from .passes import available_passes
+
     opts = settings()
+    model, out, batch = _split_paths(paths, output, in_place)
+    if batch:
+        ctx = click.get_current_context()
+        sys.exit(_rewrite_batch(ctx, paths, output, jobs, report_path, opts))
+    if out is not None and (output is not None or in_place):
+        raise ConvRewriteError("give OUT or -o OUT (or --in-place), not both")
+    output = output if output is not None else out
+    folds = _implied_folds(folds, fuse_separable, expand_dilations, causal_target, quiet=opts.quiet)
     if output is None and not in_place:
         raise ConvRewriteError("give -o OUT (or --in-place to overwrite the input)")
     if output is not None and in_place and not same_file(output, model):
@@ -182,7 +266,9 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
     check_distinct(([] if in_place else [(target_option, target)]) + [("--report", report_path)],
                    [("the input model", model)] + inputs)
 
-    loaded = load_with_info(model)
+    with Progress(not opts.quiet) as progress:
+        progress(f"loading {model}")
+        loaded = load_with_info(model)
     original = loaded.model
     want_external = external_data
     if want_external is None:
@@ -200,12 +286,13 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
     # With --report -, standard output is the report: everything else goes to stderr.
     to_stderr = report_path == "-"
     if not opts.quiet:
-        click.echo(render_summary(result), err=to_stderr)
+        click.echo(render_summary(result, opts.verbose), err=to_stderr)
         if auto_note:
             click.echo(auto_note, err=to_stderr)
         if opts.verbose:
             click.echo(render_records(result), err=to_stderr)
 
+    report = None
     if run_check:
         with exit_on_interrupt():  # the checker pulls in onnxruntime; nothing is written yet
             from .cli_check import check_and_render
@@ -214,10 +301,11 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                           ranges=ranges, ort_opt=ort_opt, inputs_path=inputs_path, atols=atols, rtols=rtols,
                           finite=finite, draws=draws, ignore_interface=ignore_interface,
                           quiet=opts.quiet, verbose=opts.verbose, err=to_stderr)
-        report = check_and_render(original, result.model, **check_args)
+        with Progress(not opts.quiet) as progress:
+            report = check_and_render(original, result.model, on_progress=progress, **check_args)
         if report.cannot_check is not None:
             if report_path:
-                _write_report(report_path, result)
+                _write_report(report_path, result, report)
             click.echo("convrewrite: cannot check: the original does not run on the inputs tried; nothing written "
                        "(give --shape or --inputs, or drop --check)", err=True)
             sys.exit(2)
@@ -228,16 +316,18 @@ def rewrite_command(model: str, output: str | None, in_place: bool, to_2d: bool,
                 bisect_and_render(original, order, options, result, **check_args)
             if not force:
                 if report_path:
-                    _write_report(report_path, result)  # the records say what to look at (not the model)
+                    _write_report(report_path, result, report)  # the records say what to look at (not the model)
                 click.echo("convrewrite: outputs differ; nothing written (use --force to write anyway)", err=True)
                 sys.exit(1)
     if not want_external and external_data is None and needs_external_data(result.model):
         want_external = True  # the rewrite grew the model past protobuf's limit: its .data must be checked too
         _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
-    save(result.model, target, external_data=want_external, source=model, in_place=in_place,
-                   source_files=loaded.external_files)
+    with Progress(not opts.quiet) as progress:
+        progress(f"writing {target}")
+        save(result.model, target, external_data=want_external, source=model, in_place=in_place,
+             source_files=loaded.external_files)
     if report_path:
-        _write_report(report_path, result)
+        _write_report(report_path, result, report)
     if not opts.quiet:
         click.echo(f"wrote {target}", err=to_stderr)
 
@@ -263,6 +353,8 @@ def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, e
 
     --in-place may replace the model and its external data, nothing else.
     """
+    from .model import check_distinct, output_paths
+
     outs = output_paths(target, external, target_option)
     model_reads = [("the input model", loaded.path)]
     model_reads += [("the input's external data", f) for f in loaded.external_files]
@@ -272,6 +364,63 @@ def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, e
         check_distinct(report, model_reads)
     else:
         check_distinct(outs + report, model_reads + inputs)
+
+
+def _split_paths(paths: tuple[str, ...], output: str | None, in_place: bool) -> tuple[str, str | None, bool]:
+    """(model, positional OUT, batch?): `MODEL`, `MODEL OUT`, or several models and folders (a batch)."""
+    import os
+
+    dirs = any(os.path.isdir(p) for p in paths)
+    if len(paths) == 1 and not dirs:
+        return paths[0], None, False
+    to_folder = output is not None and (os.path.isdir(output) or output.endswith(("/", os.sep)))
+    if len(paths) == 2 and not dirs and not to_folder:
+        return paths[0], paths[1], False  # MODEL OUT (a clash with -o or --in-place is reported later)
+    if in_place:
+        raise ConvRewriteError("--in-place takes one MODEL; for several, give -o OUTDIR")
+    if output is None:
+        raise ConvRewriteError("several models (or a folder): give -o OUTDIR, the folder to write them to")
+    return paths[0], None, True
+
+
+def _rewrite_batch(ctx: click.Context, paths: tuple[str, ...], outdir: str, jobs: int, report_path: str | None,
+                   opts: Any) -> int:
+    """Each model in its own process: OUTDIR/NAME; the worst exit code."""
+    import os
+
+    from . import batch
+
+    models = batch.models_in(list(paths))
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise ConvRewriteError(f"-o {outdir}: not a folder (several models go to a folder)")
+    names = [os.path.basename(m) for m in models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConvRewriteError(f"two models named {twice[0]!r}: they would be written to the same OUTDIR file")
+    if report_path and report_path != "-":
+        from .model import writable_target
+
+        writable_target(report_path, "--report")
+    os.makedirs(outdir, exist_ok=True)
+    options = batch.option_argv(ctx.command, ctx.params, {"paths", "output", "jobs", "report_path", "in_place"})
+    work = [batch.Job(m, ["rewrite", m, "-o", os.path.join(outdir, n), *options], os.path.join(outdir, n))
+            for m, n in zip(models, names)]
+
+    def describe(job: batch.Job) -> str:
+        data = job.result["report"]
+        if job.result["exit_code"] or data is None:
+            return job.result["error"] or "failed"
+        s = data["summary"]
+        return f"{s['convolutions']} convolutions, {s['convolutions_rewritten']} rewritten -> {job.output}"
+
+    return batch.run(work, jobs, report_path, opts.quiet, opts.verbose, describe)
+
+
+def rewrite(*args: Any, **kwargs: Any) -> RewriteResult:
+    """The API's `rewrite`, looked up when called (tests plant a faulty rewrite by replacing this name)."""
+    from .api import rewrite as run
+
+    return run(*args, **kwargs)
 
 
 def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: bool, copy: bool) -> RewriteResult:
@@ -292,6 +441,12 @@ def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: 
     return result
 
 
-def _write_report(path: str, result: RewriteResult) -> None:
-    """--report: every record as JSON, atomically (or to standard output for `-`)."""
-    write_text_target(path, json.dumps(result.to_dict(), indent=2, default=str) + "\n", "--report")
+def _write_report(path: str, result: RewriteResult, check: Any = None) -> None:
+    """--report: every record as JSON (schema convrewrite.rewrite/1; with --check, the check report under
+    "check"), atomically (or to standard output for `-`)."""
+    from .model import write_text_target
+
+    data = result.to_dict()
+    if check is not None:
+        data["check"] = check.to_dict()
+    write_text_target(path, json.dumps(data, indent=2, default=str) + "\n", "--report")

@@ -12,6 +12,24 @@ import tempfile
 from typing import Iterator
 
 
+@functools.lru_cache(maxsize=1)
+def distribution_conflict() -> str | None:
+    """A warning when several onnxruntime distributions share this environment (one module folder: the last
+    one installed wins, and uninstalling either breaks the other), else None."""
+    from importlib import metadata
+
+    found = []
+    for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino", "onnxruntime-silicon"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    if len(found) < 2:
+        return None
+    return (f"{' and '.join(found)} are installed together; they share one 'onnxruntime' folder and the last "
+            "installed wins: uninstall all of them, then install one")
+
+
 def quiet_onnxruntime() -> None:
     """Keep onnxruntime's warnings (CUDA fallback, unused initializers) off stderr."""
     try:

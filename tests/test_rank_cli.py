@@ -30,12 +30,12 @@ def test_to_2d_summary_report_and_model(tmp_path):
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert "passes: to-2d" in lines
-    assert "considered 6: rewritten 6, skipped 0" in lines
+    assert "6 convolutions: 6 rewritten, 0 left alone" in lines and "     6 rewritten by to-2d" in lines
     assert any("unsqueeze inserted 1" in line and "squeeze inserted 1" in line for line in lines), r.output
     assert source.read_bytes() == before  # the input is never modified
 
     data = json.loads(report.read_text())
-    assert data["passes"] == ["to-2d"]
+    assert data["schema"] == "convrewrite.rewrite/1" and data["passes"] == ["to-2d"]
     assert data["summary"]["counters"] == {"squeeze_inserted": 1, "unsqueeze_inserted": 1}
     records = data["records"]
     model, feeds = load_case(source)
@@ -54,7 +54,7 @@ def test_to_2d_summary_report_and_model(tmp_path):
     back = tmp_path / "back.onnx"
     r = cli("rewrite", out, "-o", back, "--to-1d", "--layout", "w")
     assert r.exit_code == 0, r.output
-    assert "considered 6: rewritten 6, skipped 0" in r.output and "pairs cancelled 2" in r.output
+    assert "6 convolutions: 6 rewritten, 0 left alone" in r.output and "pairs cancelled 2" in r.output
     lowered = onnx.load(str(back))
     assert count(lowered, "Unsqueeze") == 0 and count(lowered, "Squeeze") == 0
     assert_same_outputs(model, lowered, feeds)
@@ -66,8 +66,8 @@ def test_skipped_grouped_by_reason(tmp_path):
     out, report = tmp_path / "out.onnx", tmp_path / "report.json"
     r = cli("-v", "rewrite", source, "-o", out, "--pass", "3d-to-2d", "--report", report)
     assert r.exit_code == 0, r.output
-    assert "considered 3: rewritten 2, skipped 1" in r.output
-    assert "skipped    1 x kernel is 3 on spatial axis 0, not 1" in r.output
+    assert "3 convolutions: 2 rewritten, 1 left alone" in r.output
+    assert "1 x not applicable: kernel is 3 on spatial axis 0, not 1" in r.output
     assert "Conv3d_deep" in r.output  # verbose: one line per record
     summary = json.loads(report.read_text())["summary"]
     ((reason, n),) = summary["skipped_by_reason"].items()
@@ -75,8 +75,9 @@ def test_skipped_grouped_by_reason(tmp_path):
 
     r = cli("rewrite", source, "-o", out, "--to-2d")
     assert r.exit_code == 0, r.output
-    assert "considered 3: rewritten 0, skipped 3" in r.output
-    assert "skipped    3 x 3D convolution; to-2d rewrites 1D" in r.output
+    assert "3 convolutions: 0 rewritten, 3 left alone" in r.output
+    assert "(3 pass x convolution pairs had no pattern to rewrite; -v lists them)" in r.output
+    assert "nothing was rewritten: every convolution was left alone" in r.output
 
 
 def test_to_3d_and_keras_lowering_from_the_cli(tmp_path):

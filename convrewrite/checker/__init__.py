@@ -71,7 +71,7 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from onnx import ModelProto
@@ -119,6 +119,7 @@ def check(
     verbose: bool = False,
     original_label: str | None = None,
     candidate_label: str | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> CheckReport:
     """Run `original` and `candidate` on the same inputs and compare every output.
 
@@ -132,7 +133,7 @@ def check(
     value ('' for the global value). `providers`: 'cpu', 'cuda', ... (default:
     every one that really runs; TensorRT only when named); `require`: providers
     whose absence fails the check. `report.verdict` is equivalent, not
-    equivalent or cannot check. Raises CheckInputError for bad options and
+    equivalent or cannot check. `on_progress(text)` is told what runs next. Raises CheckInputError for bad options and
     ModelLoadError/ModelInvalidError for unreadable models.
     """
     if candidate is None and expected is None:
@@ -145,7 +146,7 @@ def check(
         original, expected=expected, inputs=inputs, seed=seed, trials=trials, shapes=shapes, ranges=ranges,
         atol=atol, rtol=rtol, providers=providers, require=require, ort_opt=ort_opt, cuda_options=cuda_options,
         verbose=verbose, original_label=original_label, finite=finite, draws=draws, ignore_interface=ignore_interface,
-        budget=memory_budget,
+        budget=memory_budget, progress=on_progress,
     )
     try:
         return checker.compare(candidate, candidate_label)

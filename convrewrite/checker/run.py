@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from contextlib import ExitStack
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 from onnx import ModelProto
@@ -82,10 +82,15 @@ class Checker:
         draws: Iterable[str] | str | None = None,
         ignore_interface: bool = False,
         budget: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.stack = ExitStack()
+        self.progress = progress
         self.notes: list[str] = []
         self.warnings: list[str] = []
+        conflict = runtime.distribution_conflict()
+        if conflict:
+            self.warnings.append(conflict)
         self.verbose = verbose
         self.finite = finite
         self.ignore_interface = ignore_interface
@@ -148,6 +153,12 @@ class Checker:
         self._feeds: dict[int, dict[str, np.ndarray]] = {}
         self._magnitudes: dict[int, float] = {}
         self._ran = False
+
+    def tell(self, role: str, provider: str, t: int, dims: str | None = None) -> None:
+        """Say what runs next (progress on a terminal)."""
+        if self.progress is not None:
+            what = self.trials[t].label if t < len(self.trials) else f"input set {t}"
+            self.progress(f"{role} on {runtime.provider_short_name(provider)}: {what}" + (f" ({dims})" if dims else ""))
 
     def close(self) -> None:
         self.original.release()
@@ -281,6 +292,7 @@ class Checker:
         self.references[(0, baseline)] = first
         kept = [0]
         for t in range(1, len(self.trials)):
+            self.tell("original", baseline, t)
             out = self.original.run(baseline, self.feed(t))
             if isinstance(out, RunFailure):
                 self.notes.append(f"trial {self.trials[t].label} left out: {out.message}")
@@ -292,6 +304,7 @@ class Checker:
             self._renumber(kept)
         for status in ran[1:]:
             for t in range(len(self.trials)):
+                self.tell("original", status.name, t)
                 out = self.original.run(status.name, self.feed(t))
                 if isinstance(out, RunFailure):
                     status.status, status.reason, status.detail = out.kind, out.message, out.detail or None
@@ -312,6 +325,7 @@ class Checker:
     def _first_run(self, baseline: str) -> dict[str, Any] | None:
         if self.given is not None:
             self.trials = [draws.Trial(label, "given") for label, _ in self.given]
+            self.tell("original", baseline, 0)
             out = self.original.run(baseline, self.feed(0))
             if isinstance(out, RunFailure):
                 if self.expected_sets is not None:  # the model under test fails on its framework's inputs
@@ -342,6 +356,7 @@ class Checker:
                                                    self.planner.infer(candidate.values))
             self._feeds.clear()
             self._magnitudes.clear()
+            self.tell("original", baseline, 0, candidate.describe())
             out = self.original.run(baseline, self.feed(0))
             if not isinstance(out, RunFailure):
                 if tried:
@@ -451,6 +466,7 @@ class Checker:
                     if reference is None:
                         break
                     feed = self.feed(t)
+                    self.tell("candidate", p.name, t)
                     actual = subject.run(p.name, {k: feed[v] for k, v in feed_map.items()})
                     if isinstance(actual, RunFailure):
                         self._mark_failed(p, actual, rows)

@@ -28,6 +28,8 @@ KINDS = (
 
 # Ops that move data without changing which values sit on the conv's axes.
 _PASS_THROUGH_UNARY = {"Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Elu", "Selu", "Gelu", "HardSigmoid", "Softplus", "Neg", "Abs"}
+from .ports import ports
+from .ports import render as render_ports
 
 
 def inventory(model: onnx.ModelProto, name: str | None = None, rules: bool = False) -> dict[str, Any]:
@@ -54,6 +56,7 @@ def inventory(model: onnx.ModelProto, name: str | None = None, rules: bool = Fal
         "model": name if name is not None else (model.graph.name or ""),
         "ir_version": model.ir_version,
         "opsets": opsets,
+        **ports(model),
         "convolutions": convs,
     }
 
@@ -490,7 +493,7 @@ def render_text(report: dict[str, Any]) -> str:
             _ints(pads) if isinstance(pads, list) else str(pads), str(c["group"]), ",".join(c["kinds"]) or "-",
         ])
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = []
+    lines = render_ports(report) if "inputs" in report else []
     if rows:
         lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
         for r in rows:

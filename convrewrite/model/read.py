@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from onnx import ModelProto
 
 from ..errors import ModelLoadError
-from . import external
+from . import external, graphsurgeon
 from .paths import read_regular_bytes, show
 from .validate import validate, validate_structure
 
@@ -39,6 +39,8 @@ def load(source: ModelSource, *, check: bool = True) -> ModelProto:
 
 def load_with_info(source: ModelSource, *, check: bool = True) -> LoadedModel:
     """Like `load`, also telling whether the model used external data and from where."""
+    if graphsurgeon.is_graph(source):
+        source = graphsurgeon.to_model(source)
     if isinstance(source, ModelProto):
         validate_structure(source, "model")
         if check:
@@ -58,7 +60,8 @@ def load_with_info(source: ModelSource, *, check: bool = True) -> LoadedModel:
             validate(model, label)
         return LoadedModel(model, path, bool(spans), external.files(spans))
     raise ModelLoadError(
-        f"cannot load a model from {type(source).__name__}: give a path, bytes or an onnx.ModelProto"
+        f"cannot load a model from {type(source).__name__}: give a path, bytes, an onnx.ModelProto or an "
+        "onnx_graphsurgeon Graph"
     )
 
 

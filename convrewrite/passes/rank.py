@@ -27,6 +27,8 @@ convolutions already of the target rank are recorded as "already 2D").
 
 from __future__ import annotations
 
+import re
+
 import gc
 from dataclasses import dataclass
 
@@ -52,6 +54,10 @@ class Candidate:
     after: ConvAttrs | None = None
 
 
+_NOT_UNIT = re.compile(r"(spatial axis \d+ has size \d+, not 1(; spatial axis \d+ has size -?\d+, not 1)*$"
+                       r"|kernel is \d+ on spatial axis \d+, not 1)")
+
+
 class RankPass(Rule):
     """What the four rank passes share: candidates, records, the region engine.
 
@@ -65,6 +71,10 @@ class RankPass(Rule):
     lift = True
     source_rank = 1  # spatial rank of the convolutions this pass rewrites
     options = (LAYOUT,)
+
+    def not_applicable(self, reason: str) -> bool:
+        """Another rank, or an axis that is plainly not a unit axis: nothing for this pass to do."""
+        return reason.startswith("already ") or " rewrites " in reason or bool(_NOT_UNIT.match(reason))
 
     @property
     def target_rank(self) -> int:

@@ -141,8 +141,11 @@ class ViewRun:
 
     def record(self, node: NodeProto, status: str, reason: str = "", before: dict | None = None,
                after: dict | None = None, details: dict | None = None) -> Record:
+        details = dict(details) if details is not None else {}
+        if status == "skipped" and self.rule.not_applicable(reason):
+            details["not_applicable"] = True
         record = Record(self.rule.name, self.labels[id(node)], node.op_type, self.view.path, status, reason, before,
-                        after, details if details is not None else {})
+                        after, details)
         self.records.append(record)
         return record
 
@@ -202,6 +205,11 @@ class Rule:
     repeat: ClassVar[bool] = False
     ops: ClassVar[tuple[str, ...]] = CONV_OPS
     counters: ClassVar[tuple[str, ...]] = ()  # reported as 0 when nothing happened
+    no_match: ClassVar[tuple[str, ...]] = ()  # skip reasons that mean "the pattern is not there" (prefixes)
+
+    def not_applicable(self, reason: str) -> bool:
+        """Whether a skip only says the pattern is absent (summaries show those with -v only)."""
+        return bool(self.no_match) and reason.startswith(self.no_match)
 
     def run(self, ctx) -> None:
         """Run the rule on every graph body of the context's model (the driver loop)."""

@@ -8,6 +8,9 @@ from typing import Any
 import onnx
 
 
+REPORT_SCHEMA = "convrewrite.rewrite/1"
+
+
 @dataclass
 class Record:
     """What one pass did with one candidate (normally a convolution)."""
@@ -46,6 +49,7 @@ class RewriteResult:
     records: list[Record]
     counters: dict[str, int]
     passes: list[str]
+    graph: Any = None  # the model as an onnx_graphsurgeon Graph, when `rewrite` was given one
 
     @property
     def rewritten(self) -> list[Record]:
@@ -61,6 +65,7 @@ class RewriteResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema": REPORT_SCHEMA,
             "passes": self.passes,
             "summary": summarize(self),
             "records": [r.to_dict() for r in self.records],
@@ -68,15 +73,47 @@ class RewriteResult:
 
 
 def summarize(result: RewriteResult) -> dict[str, Any]:
-    """Counts by outcome and by skip reason, and the rules' counters."""
+    """Counts per record (pass x candidate) and per convolution, skip reasons, and the rules' counters.
+
+    `by_passes` groups convolutions by the passes that rewrote them;
+    `refused_by_reason` counts skips where a rule found its pattern but could
+    not prove the rewrite exact (or was told not to); `not_applicable` counts
+    skips that only say the pattern is absent.
+    """
     reasons: dict[str, int] = {}
-    for r in result.skipped:
+    refused: dict[str, int] = {}
+    not_applicable = 0
+    convs: dict[tuple[str, str], list[str]] = {}
+    for r in result.records:
+        done = convs.setdefault((r.graph, r.node), [])
+        if r.rewritten:
+            if r.pass_name not in done:
+                done.append(r.pass_name)
+            continue
         reasons[r.reason] = reasons.get(r.reason, 0) + 1
+        if r.details.get("not_applicable"):
+            not_applicable += 1
+        else:
+            key = f"{r.pass_name}: {r.reason}"
+            refused[key] = refused.get(key, 0) + 1
+    by_passes: dict[str, int] = {}
+    for passes in convs.values():
+        if passes:
+            key = " + ".join(passes)
+            by_passes[key] = by_passes.get(key, 0) + 1
+    rewritten_convs = sum(1 for p in convs.values() if p)
+    ordered = lambda d: dict(sorted(d.items(), key=lambda kv: (-kv[1], kv[0])))  # noqa: E731
     return {
         "considered": len(result.records),
         "rewritten": len(result.rewritten),
         "skipped": len(result.skipped),
-        "skipped_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "skipped_by_reason": ordered(reasons),
+        "convolutions": len(convs),
+        "convolutions_rewritten": rewritten_convs,
+        "convolutions_left_alone": len(convs) - rewritten_convs,
+        "by_passes": ordered(by_passes),
+        "refused_by_reason": ordered(refused),
+        "not_applicable": not_applicable,
         "counters": dict(sorted(result.counters.items())),
     }
 

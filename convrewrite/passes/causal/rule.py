@@ -47,6 +47,7 @@ PASS = "causal"
 @register
 class CausalPass(Rule):
     name = PASS
+    no_match = ("no Pad before or Slice after it",)
     phase = "fold"
     order = 10
     repeat = True

@@ -137,6 +137,7 @@ from .common import COUNTERS, NO_PATTERN, PASS_NAME
 
 @register
 class DilatedPass(Rule):
+    no_match = (NO_PATTERN,)
     name = PASS_NAME
     phase = "fold"
     order = 20

@@ -41,6 +41,7 @@ from .parts import (
 @register
 class SeparablePass(Rule):
     name = PASS
+    no_match = ("not depthwise", "already a canonical separable pair")
     phase = "fold"
     order = 30
     repeat = True
