@@ -15,14 +15,14 @@ from .presets import PRESETS, resolve
 
 if TYPE_CHECKING:
     from .model import LoadedModel
-    from .rewrite import RewriteResult
+    from .engine import RewriteResult
 
 # onnx, numpy and the rules load only when a rewrite runs or --help lists the passes, so that a usage
 # error is reported at once (imports inside the functions below).
 
 
 def describe_rules(phase: str | None = None) -> list[tuple[str, str]]:
-    from .rewrite import describe_rules as describe
+    from .engine import describe_rules as describe
 
     return describe(phase)
 
@@ -90,7 +90,7 @@ def pass_order(to_2d: bool, to_1d: bool, to_3d: bool, folds: tuple[str, ...], ex
         raise ConvRewriteError("choose at most one of --to-2d, --to-1d, --to-3d")
     fold_names: list[str] = []
     for f in folds:
-        from .rewrite import fold_order
+        from .engine import fold_order
 
         for name in (fold_order() if f == "all" else [f]):
             if name not in fold_names:
@@ -115,7 +115,7 @@ def render_summary(result: RewriteResult, verbose: bool = False) -> str:
     Skips that only say a pattern is absent ("not depthwise") are counted, and
     listed with -v; counters show only when non-zero.
     """
-    from .rewrite import summarize
+    from .engine import summarize
 
     s = summarize(result)
     lines = [f"passes: {', '.join(result.passes)}"]
@@ -126,6 +126,8 @@ def render_summary(result: RewriteResult, verbose: bool = False) -> str:
         lines.append(f"  {count:>4} rewritten by {passes}")
     for reason, count in s["refused_by_reason"].items():
         lines.append(f"  {count:>4} x refused by {reason}")
+    for note, count in s["notes"].items():
+        lines.append(f"  {count:>4} x rewritten, but {note}")
     if s["not_applicable"]:
         if verbose:
             shown = {k: v for k, v in s["skipped_by_reason"].items()
@@ -178,7 +180,7 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
               help="Fold a pattern into canonical convolutions (repeatable; 'all' = every fold, in the order "
                    "listed under Passes below).")
 @click.option("--pass", "extra_passes", multiple=True, metavar="NAME",
-              help="Run another registered pass by name (e.g. channels-as-spatial).")
+              help="Run another registered pass by name, after the others (see Passes below).")
 @click.option("--fuse-separable", is_flag=True, help="Fuse depthwise+pointwise pairs into one dense conv.")
 @click.option("--expand-dilations", is_flag=True, help="Turn dilations into zero-inserted kernels (for targets without dilation).")
 @click.option("--causal-target", type=click.Choice(["CausalConvWithState"]), default=None,

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import onnx
 
 from .errors import ConvRewriteError
-from .rewrite import RewriteResult
+from .engine import RewriteResult
 
 MIN_MARGIN = 0.02  # below this, medians of one model on a busy machine already differ run to run
 FORMS = ("1d", "h", "w")

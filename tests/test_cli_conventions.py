@@ -207,3 +207,37 @@ def test_inspect_shows_inputs_outputs_and_dynamic_dims():
     data = json.loads(cli("inspect", MODELS / "paddle_minus1_dims.onnx", "--json").stdout)
     assert data["inputs"] == [{"name": "x", "kind": "tensor", "dtype": "float32", "dims": ["?", 3, 48, "?"]}]
     assert data["dynamic_dims"][:2] == ["x[0]", "x[3]"]
+
+
+def test_refused_fusions_are_shown(tmp_path):
+    r = cli("rewrite", MODELS / "quartznet_block_ts13.onnx", tmp_path / "o.onnx", "--fuse-separable")
+    assert r.exit_code == 0, r.output
+    assert "more than 4x the pair (use --force)" in r.stdout  # a refusal is never hidden with the not-applicable skips
+
+
+@pytest.mark.parametrize("args", [["--help"], ["rewrite", "--nope"], ["check", "--nope"], ["inspect"], ["bench"],
+                                  ["frobnicate"]])
+def test_help_and_usage_errors_load_no_onnx(args):
+    """What makes them fast (0.1 s, not 1 s): neither onnx, numpy nor onnxruntime is imported."""
+    code = ("import sys\nfrom convrewrite.cli import main\n"
+            f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('onnx', 'numpy', 'onnxruntime') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
+
+
+def test_cuda_check_script_stops_with_one_line_without_cuda(tmp_path):
+    from pathlib import Path
+
+    from convrewrite import runtime
+
+    if runtime.probe_provider("CUDAExecutionProvider")[0]:
+        pytest.skip("CUDA runs here: the script runs its checks")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "cuda_check.sh"
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHON": sys.executable})
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith("RESULT: CUDA does not run on this machine")
+    assert sum(line.startswith("RESULT") for line in lines) == 1 and len(lines) < 30
+    assert "onnxruntime:Default" not in proc.stdout + proc.stderr  # no per-run CUDA library noise

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import time
 
 import numpy as np
 import onnx
@@ -883,7 +882,7 @@ def test_every_model_one_record_per_conv(path, expand):
 # ----------------------------------------------------------------- linear time
 
 
-def test_5000_layer_chain_is_fast():
+def test_5000_layer_chain():
     rng = np.random.default_rng(0)
     n = 5000
     nodes, inits = [], []
@@ -894,11 +893,8 @@ def test_5000_layer_chain_is_fast():
     graph = helper.make_graph(nodes, "g", [vi("h0", [1, 4, 16])], [vi(f"h{n}", [1, 4, 16])], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     ctx = PassContext(model, PassOptions())
-    start = time.perf_counter()
-    DilatedPass().run(ctx)
-    elapsed = time.perf_counter() - start
+    DilatedPass().run(ctx)  # its speed: benchmarks/bench_engine.py and bench_wide_dag.py, not a timed test
     assert len(ctx.records) == n and not any(r.rewritten for r in ctx.records)
-    assert elapsed < 1.0, elapsed
 
 
 # ----------------------------------------------------------------- the interpreter's arithmetic

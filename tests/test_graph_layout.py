@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from onnx import TensorProto, helper
 
-from convrewrite.graph import GraphView, ModelContext, axes_through, walk_down, walk_up
+from convrewrite.graph import GraphView, ModelContext, axes_back, axes_through, walk_down, walk_up
 
 
 def view_of(nodes, outputs=("z",)):
@@ -47,3 +47,15 @@ def test_walk_up_returns_the_producer_and_the_layout_in_data_order():
     view, _ = view_of([conv, t, i])
     producer, layout = walk_up(view, "z")
     assert producer.op_type == "Conv" and [n.op_type for n in layout] == ["Transpose", "Identity"]
+
+
+def test_axes_back_maps_each_axis_to_where_it_came_from_or_says_why_not():
+    axes_node = helper.make_node("Constant", [], ["ax"], value=helper.make_tensor("ax", TensorProto.INT64, [1], [2]))
+    u = helper.make_node("Unsqueeze", ["x", "ax"], ["u"])  # [1, 4, 8] -> [1, 4, 1, 8]
+    t = helper.make_node("Transpose", ["u"], ["t"], perm=[0, 1, 3, 2])  # -> [1, 4, 8, 1]
+    view, _ = view_of([axes_node, u, t, helper.make_node("Relu", ["t"], ["z"])])
+    assert axes_back(view, [t, u], 4) == ([0, 1, 2, None], 3, None)
+    bad = helper.make_node("Transpose", ["u"], ["t2"], perm=[0, 1])
+    assert axes_back(view, [bad], 4, " here") == (None, None, "Transpose perm does not match the tensor's rank")
+    computed = helper.make_node("Unsqueeze", ["x", "runtime_axes"], ["u2"])
+    assert axes_back(view, [computed], 4, " here")[2] == "Unsqueeze axes here are computed at run time"

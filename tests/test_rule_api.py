@@ -20,7 +20,7 @@ import numpy as np
 import convrewrite
 from convrewrite.cli import main
 from convrewrite.errors import ConvRewriteError
-from convrewrite.rewrite import fold_order, known_options, register_rule, unregister_rule
+from convrewrite.engine import fold_order, known_options, register_rule, unregister_rule
 
 PLUGINS = Path(__file__).parent / "plugins"
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,3 +113,8 @@ def test_rule_installed_through_the_entry_point_runs_in_a_fresh_cli_process(tmp_
                            str(out)], env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
     assert bare.returncode == 2 and "drop-zero-pads" in bare.stderr
+
+
+def test_readme_shows_the_example_rule_as_it_is():
+    source = (PLUGINS / "convrewrite_example_rule" / "__init__.py").read_text()
+    assert source[source.index("from __future__"):] in (ROOT / "README.md").read_text()

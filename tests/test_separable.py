@@ -9,7 +9,6 @@ bias on the depthwise conv of a pair, nothing left over).
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import onnx
@@ -800,22 +799,15 @@ def chain_of_pairs(pairs: int, c: int = 4, bn: bool = True) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
-def test_5000_layer_chain_is_fast():
+def test_5000_layer_chain():
     model = chain_of_pairs(2500, bn=False)
     ctx = PassContext(model, PassOptions())
-    start = time.perf_counter()
-    SeparablePass().run(ctx)
-    elapsed = time.perf_counter() - start
+    SeparablePass().run(ctx)  # its speed: benchmarks/bench_engine.py and bench_wide_dag.py, not a timed test
     assert ctx.counters["pairs_canonicalized"] == 2500 and len(ctx.records) == 5000
-    assert elapsed < 1.5, elapsed  # about 0.5 s here with every pair rewritten; quadratic would take minutes
 
 
-def test_chain_with_batchnorms_is_linear():
-    timings = []
+def test_chain_with_batchnorms():
     for pairs in (500, 2000):
         ctx = PassContext(chain_of_pairs(pairs), PassOptions(fuse_separable=True))
-        start = time.perf_counter()
         SeparablePass().run(ctx)
-        timings.append(time.perf_counter() - start)
         assert ctx.counters["pairs_fused"] == pairs and ctx.counters["batchnorms_folded"] == pairs
-    assert timings[1] < 8 * timings[0] + 0.5, timings  # 4x the work: linear, not quadratic

@@ -11,7 +11,7 @@ from .fold import (
 )
 from .ops import make_squeeze, make_unsqueeze, tensor_elem_count, unsqueeze_axes
 from .labels import node_label, node_labels
-from .layout import LAYOUT_OPS, MAX_LAYOUT_OPS, LayoutPath, axes_through, walk_down, walk_up
+from .layout import LAYOUT_OPS, MAX_LAYOUT_OPS, LayoutPath, axes_back, axes_through, walk_down, walk_up
 
 __all__ = [
     "CONSTANT_CHAIN_OPS", "Cleanup", "drop_unread_initializers", "drop_value_info", "sweep_dead", "FOLD_MAX_ELEMENTS", "INT32_MAX", "INT64_MAX", "GraphView",
@@ -19,5 +19,5 @@ __all__ = [
     "make_unsqueeze", "may_hold_subgraphs", "outer_names_used", "remove_attr", "run_on_views", "set_attr",
     "shape_from_value_info", "slice_kept_range", "slice_operands", "subgraphs", "tensor_elem_count", "toposort",
     "unsqueeze_axes", "node_label", "node_labels", "fold_constant",
-    "LAYOUT_OPS", "MAX_LAYOUT_OPS", "LayoutPath", "axes_through", "walk_down", "walk_up",
+    "LAYOUT_OPS", "MAX_LAYOUT_OPS", "LayoutPath", "axes_back", "axes_through", "walk_down", "walk_up",
 ]

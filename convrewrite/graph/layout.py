@@ -89,11 +89,47 @@ def walk_down(view: GraphView, name: str, rank: int, limit: int = MAX_LAYOUT_OPS
         name = user.output[0]
 
 
-def walk_up(view: GraphView, name: str, limit: int = MAX_LAYOUT_OPS) -> tuple[NodeProto | None, list[NodeProto]]:
-    """The first non-layout producer behind `name` and the layout ops from it to `name` (in data order)."""
+def walk_up(view: GraphView, name: str, limit: int = MAX_LAYOUT_OPS,
+            ops: tuple[str, ...] = LAYOUT_OPS) -> tuple[NodeProto | None, list[NodeProto]]:
+    """The first producer behind `name` that is not one of `ops` (or the one where `limit` ops were passed),
+    and the ops from it to `name`, in data order."""
     layout: list[NodeProto] = []
     node = view.producer_of(name)
-    while node is not None and node.op_type in LAYOUT_OPS and node.domain in STD_DOMAINS and len(layout) < limit:
+    while node is not None and node.op_type in ops and node.domain in STD_DOMAINS and len(layout) < limit:
         layout.append(node)
         node = view.producer_of(node.input[0]) if node.input else None
     return node, layout[::-1]
+
+
+def axes_back(view: GraphView, nodes: list[NodeProto], rank: int, where: str = ""):
+    """Walking `nodes` back from the last tensor (of rank `rank`): for each of its axes, the axis of the first
+    tensor it comes from (None for an inserted axis).
+
+    Returns (map, the first tensor's rank, None), or (None, None, why the walk stops); `where` says where the
+    ops sit, for the reason.
+    """
+    current: list[int | None] = list(range(rank))
+    for node in nodes:  # from the last tensor back towards the first
+        if node.op_type == "Identity":
+            continue
+        if node.op_type == "Transpose":
+            perm = attr(node, "perm")
+            perm = list(perm) if perm is not None else list(reversed(range(rank)))
+            if sorted(perm) != list(range(rank)):
+                return None, None, "Transpose perm does not match the tensor's rank"
+            current = [None if c is None else perm[c] for c in current]
+            continue
+        if node.op_type != "Unsqueeze":
+            return None, None, f"{node.op_type}{where} is not followed back"
+        axes = unsqueeze_axes(view, node)
+        if axes is None:
+            return None, None, f"Unsqueeze axes{where} are computed at run time"
+        inserted = sorted(a + rank if a < 0 else a for a in axes)
+        if len(set(inserted)) != len(inserted) or any(not 0 <= a < rank for a in inserted):
+            return None, None, "Unsqueeze axes do not match the tensor's rank"
+        inserted_set = set(inserted)
+        current = [
+            None if c is None or c in inserted_set else c - sum(1 for a in inserted if a < c) for c in current
+        ]
+        rank -= len(inserted)
+    return current, rank, None

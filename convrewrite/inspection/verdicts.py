@@ -12,8 +12,8 @@ from typing import Any
 
 import onnx
 
-from ..rewrite import PassContext, PassOptions, rule, rule_names, run_rule
-from ..rewrite.registry import PHASES
+from ..engine import PassContext, PassOptions, rule, rule_names, run_rule
+from ..engine.registry import PHASES
 
 
 def rule_order() -> list[str]:

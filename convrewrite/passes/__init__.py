@@ -8,7 +8,7 @@ them from here.
 from __future__ import annotations
 
 from ..graph import node_label
-from ..rewrite import (
+from ..engine import (
     MAX_FOLD_ROUNDS, PassContext, PassOptions, Record, RewriteResult, expand_pass_names, fold_order, register,
     rule_names, run_passes, summarize,
 )

@@ -25,7 +25,7 @@ from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import ConvAttrs
 from ..graph import GraphView, attr, constant_node_tensor, make_squeeze, make_unsqueeze, unsqueeze_axes
-from ..rewrite import Conv, NotApplicable, PassContext, Rewritten, Rule, ViewRun, register
+from ..engine import Conv, NotApplicable, PassContext, Rewritten, Rule, ViewRun, register
 from .reshapes import set_tensor_dims
 
 LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"})

@@ -36,7 +36,7 @@ from onnx import NodeProto
 
 from ..conv import WEIGHT_INPUT, ConvAttrs
 from ..graph import GraphView, drop_value_info, node_labels
-from ..rewrite import Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
+from ..engine import Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
 from .keras_lowering import fold_bias_adds, remove_transposes
 from .reshapes import Block, NodePlan, RegionEngine, Wait, edit_spatial_attrs, unit_proven
 

@@ -8,7 +8,7 @@ import onnx
 from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs, effective_kernel
-from ...graph import GraphView, attr, remove_attr, unsqueeze_axes
+from ...graph import GraphView, attr, remove_attr
 
 
 STD_DOMAINS = ("", "ai.onnx")
@@ -77,37 +77,6 @@ def zero_point_reason(view: GraphView, conv: NodeProto) -> str | None:
     if np.any(zp != 0):
         return f"x_zero_point is {zp.reshape(-1)[0].item()}, not 0, so a zero Pad differs from the conv's own padding"
     return None
-
-
-def wrapper_axis_map(view: GraphView, wrappers: list[NodeProto], conv_rank: int):
-    """For each conv input axis, the Pad output axis it comes from (None for inserted axes).
-
-    Returns (map, the Pad's rank, None) or (None, None, reason).
-    """
-    current: list[int | None] = list(range(conv_rank))
-    rank = conv_rank
-    for node in wrappers:  # from the conv back towards the Pad
-        if node.op_type == "Identity":
-            continue
-        if node.op_type == "Transpose":
-            perm = attr(node, "perm")
-            perm = list(perm) if perm is not None else list(reversed(range(rank)))
-            if sorted(perm) != list(range(rank)):
-                return None, None, "Transpose perm does not match the tensor's rank"
-            current = [None if c is None else perm[c] for c in current]
-            continue
-        axes = unsqueeze_axes(view, node)
-        if axes is None:
-            return None, None, "Unsqueeze axes between the Pad and the conv are computed at run time"
-        inserted = sorted(a + rank if a < 0 else a for a in axes)
-        if len(set(inserted)) != len(inserted) or any(not 0 <= a < rank for a in inserted):
-            return None, None, "Unsqueeze axes do not match the tensor's rank"
-        inserted_set = set(inserted)
-        current = [
-            None if c is None or c in inserted_set else c - sum(1 for a in inserted if a < c) for c in current
-        ]
-        rank -= len(inserted)
-    return current, rank, None
 
 
 def pad_amounts(view: GraphView, pad: NodeProto, rank: int):

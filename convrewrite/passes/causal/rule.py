@@ -29,13 +29,13 @@ import onnx
 from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs
-from ...graph import INT64_MAX, attr, slice_kept_range, slice_operands
-from ...rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...graph import INT64_MAX, attr, axes_back, slice_kept_range, slice_operands, walk_up
+from ...engine import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 from ...symbolic import (
     SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic,
 )
 from .operands import (
-    MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, wrapper_axis_map, describe, exclusive_reason, fold_axis, pad_amounts,
+    MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, describe, exclusive_reason, fold_axis, pad_amounts,
     pad_value, set_ints, unresolvable_reason, zero_point_reason,
 )
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
@@ -61,7 +61,7 @@ class CausalPass(Rule):
     def begin(self, run: ViewRun) -> None:
         run.state = _ViewFolder(run)
 
-    def match(self, run: ViewRun, conv: Conv) -> "_Plan":
+    def match(self, run: ViewRun, conv: Conv) -> "_Plan | NotApplicable":
         return run.state.plan(conv.node, conv.attrs)
 
     def rewrite(self, run: ViewRun, conv: Conv, plan: "_Plan") -> Rewritten:
@@ -115,7 +115,7 @@ class _ViewFolder:
 
     # ------------------------------------------------------------ one conv
 
-    def plan(self, conv: NodeProto, attrs: ConvAttrs) -> _Plan:
+    def plan(self, conv: NodeProto, attrs: ConvAttrs) -> _Plan | NotApplicable:
         """What folding this conv takes, without changing the graph; NotApplicable when nothing can be done."""
         plan = _Plan(attrs, conv.input[0])
         if self.ctx.options.causal_target == STATE_OP:
@@ -126,8 +126,8 @@ class _ViewFolder:
         self._plan_pad(conv, plan)
         self._plan_slice(conv, plan)
         if not plan.done:
-            raise NotApplicable("; ".join(plan.skipped) or "no Pad before or Slice after it", [conv],
-                                details=plan.details)
+            return NotApplicable("; ".join(plan.skipped) or "no Pad before or Slice after it", [conv],
+                                 details=plan.details)
         return plan
 
     def apply(self, conv: NodeProto, before: ConvAttrs, plan: _Plan) -> Rewritten:
@@ -180,11 +180,8 @@ class _ViewFolder:
         wrappers: list[NodeProto] = []  # every wrapper between the conv and the Pad looked at, conv side first
         name = conv.input[0]
         while True:
-            node = view.producer_of(name)
-            while (node is not None and node.op_type in WRAPPERS and node.domain in STD_DOMAINS
-                   and len(wrappers) < MAX_WRAPPERS):
-                wrappers.append(node)
-                node = view.producer_of(node.input[0])
+            node, layout = walk_up(view, name, MAX_WRAPPERS - len(wrappers), WRAPPERS)
+            wrappers.extend(reversed(layout))
             if node is None or node.op_type != "Pad" or node.domain not in STD_DOMAINS:
                 return
             plan.details.setdefault("pad", []).append(self.labels.get(id(node), node.name or "Pad"))
@@ -219,7 +216,7 @@ class _ViewFolder:
             reason = zero_point_reason(view, conv)
             if reason:
                 return reason
-        axis_map, pad_rank, reason = wrapper_axis_map(view, wrappers, attrs.rank + 2)
+        axis_map, pad_rank, reason = axes_back(view, wrappers, attrs.rank + 2, " between the Pad and the conv")
         if reason:
             return reason
         amounts, reason = self._pad_amounts(pad, pad_rank)

@@ -126,7 +126,7 @@ from onnx import NodeProto
 
 from ...conv import ConvAttrs
 from ...graph import INT32_MAX, GraphView
-from ...rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...engine import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 from ...symbolic import Unprovable, product
 from .apply import KernelChange, apply_fold, compact, expand, store_weight
 from .chain import FoldPlan, is_candidate, plan_fold, walk_back, walk_forward

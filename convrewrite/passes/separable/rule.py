@@ -29,7 +29,7 @@ import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...graph import LayoutPath, attr, set_attr, walk_down
-from ...rewrite import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
+from ...engine import Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel as _per_channel
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
@@ -42,6 +42,10 @@ from .parts import (
 class SeparablePass(Rule):
     name = PASS
     no_match = ("not depthwise", "already a canonical separable pair")
+
+    def not_applicable(self, reason: str) -> bool:
+        """Exactly "no pair here"; a reason with more to say (a fusion refused, a bias kept) is shown."""
+        return reason in self.no_match
     phase = "fold"
     order = 30
     repeat = True
@@ -61,6 +65,8 @@ class SeparablePass(Rule):
         state = run.state.state_of(conv)
         if isinstance(state, str):
             raise NotApplicable(state, [conv.node], with_before=False)
+        if not state.is_depthwise and not run.state.has_follower(state):
+            raise NotApplicable("not depthwise", [conv.node])  # nothing to fold after it, no pair to form
         return state
 
     def explain(self, run: ViewRun, conv: Conv, state: "ConvState") -> str:
@@ -149,6 +155,14 @@ class _ViewRewriter:
     def walk(self, conv: ConvState) -> LayoutPath:
         """Follow the conv's output through layout-only ops to the first other reader."""
         return walk_down(self.view, conv.node.output[0], conv.attrs.rank + 2)
+
+    def has_follower(self, conv: ConvState) -> bool:
+        """Whether a per-channel affine op (or one that says why it stays) follows the conv; no edits."""
+        path = self.walk(conv)
+        user = path.user
+        if user is None or user.domain not in STD_DOMAINS:
+            return False
+        return self._affine(conv, path, user) is not None
 
     def fold_followers(self, conv: ConvState) -> None:
         """Fold every per-channel affine op that follows the conv into its weight and bias."""

@@ -9,7 +9,7 @@ CLI process. README, "Writing a rule", shows the same file.
 from __future__ import annotations
 
 from convrewrite.graph import remove_attr
-from convrewrite.rewrite import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun
+from convrewrite.engine import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun
 
 
 class DropZeroPads(Rule):

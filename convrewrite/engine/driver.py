@@ -80,32 +80,29 @@ class Conv:
     weight_static: bool = False  # every weight dim is a known int
 
 
-def weight_info(view: GraphView, node: NodeProto) -> tuple[list[Any] | None, int | None, bool]:
-    """The weight's dims, element type and whether all dims are known ints: from shape inference, else (the one
-    fallback) from its constant value."""
+def read_conv(view: GraphView, node: NodeProto, label: str) -> Conv:
+    """The convolution's normalized attributes and weight shape, or NotApplicable saying why they cannot be read.
+
+    The weight's dims and element type come from shape inference, else (the one fallback, e.g. a Constant
+    node inside a function body) from its constant value. Runs once per convolution per rule: kept flat.
+    """
     slot = WEIGHT_INPUT[node.op_type]
     name = node.input[slot] if len(node.input) > slot else ""
-    if not name:
-        return None, None, False
-    s = view.shape(name)
-    dims = s.dims if s is not None else None
-    if dims is not None:
-        for d in dims:
-            if d.__class__ is not int:
-                break
-        else:
-            return list(dims), s.elem_type, True
-    value = view.const_value(name)  # e.g. a Constant node inside a function body
-    if value is not None:
-        return list(value.shape), onnx.helper.np_dtype_to_tensor_dtype(value.dtype), True
-    if s is None:
-        return None, None, False
-    return (list(s.dims) if s.dims is not None else None), s.elem_type, False
-
-
-def read_conv(view: GraphView, node: NodeProto, label: str) -> Conv:
-    """The convolution's normalized attributes, or NotApplicable saying why they cannot be read."""
-    dims, elem_type, static = weight_info(view, node)
+    dims, elem_type, static = None, None, False
+    if name:
+        s = view.shape(name)
+        if s is not None:
+            elem_type = s.elem_type
+            if s.dims is not None:
+                dims, static = list(s.dims), True
+                for d in dims:
+                    if d.__class__ is not int:
+                        static = False
+                        break
+        if not static:
+            value = view.const_value(name)
+            if value is not None:
+                dims, elem_type, static = list(value.shape), onnx.helper.np_dtype_to_tensor_dtype(value.dtype), True
     try:
         attrs = ConvAttrs.from_node(node, dims)
     except ConvAttrError as exc:
@@ -163,14 +160,20 @@ class ViewRun:
             conv = read_conv(self.view, node, label)
             if self.check_conv is not None:
                 self.check_conv(self, conv)
-            if not self.ctx.allowed(rule.name, self.view.path, label):
+            if self.ctx.only is not None and not self.ctx.allowed(rule.name, self.view.path, label):
                 raise NotApplicable("excluded by selection")
             match = rule.match(self, conv)
-            if dry:
+            if isinstance(match, NotApplicable):  # returned, not raised: the same answer, no unwinding
+                no = match
+            elif dry:
                 self.record(node, "matches", rule.explain(self, conv, match), before=conv.attrs.to_dict())
                 return
-            done = rule.rewrite(self, conv, match)
-        except NotApplicable as no:
+            else:
+                no = None
+                done = rule.rewrite(self, conv, match)
+        except NotApplicable as raised:
+            no = raised
+        if no is not None:
             before = conv.attrs.to_dict() if conv is not None and no.with_before else None
             self.record(node, "skipped", no.reason, before=before, details=no.details)
             return
@@ -194,7 +197,8 @@ class Rule:
     rewrite exact, without changing the graph: it returns whatever `rewrite`
     needs, or raises `NotApplicable(reason)`. `rewrite` edits the graph
     through the view and returns `Rewritten`. Both may raise NotApplicable;
-    `rewrite` only before it changes anything.
+    `rewrite` only before it changes anything. `match` may also return the
+    NotApplicable instead of raising it (cheaper where most convs are declined).
     """
 
     name: ClassVar[str] = ""

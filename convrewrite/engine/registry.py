@@ -41,7 +41,7 @@ def register(cls):
 
 
 def register_rule(rule: type) -> type:
-    """Make a rule class (a `convrewrite.rewrite.Rule` subclass) available to `rewrite`, the CLI and `inspect`.
+    """Make a rule class (a `convrewrite.engine.Rule` subclass) available to `rewrite`, the CLI and `inspect`.
 
     The in-process twin of the `convrewrite.rules` entry-point group; a rule
     registered under an existing name replaces it.

@@ -1,4 +1,4 @@
-"""The one driver (convrewrite/rewrite/driver.py): loop, read_conv, selection, records, cleanup, dry runs."""
+"""The one driver (convrewrite/engine/driver.py): loop, read_conv, selection, records, cleanup, dry runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import convrewrite
 from convrewrite.graph import GraphView, ModelContext, node_labels
-from convrewrite.rewrite import (
+from convrewrite.engine import (
     NotApplicable, PassContext, PassOptions, Rewritten, Rule, read_conv, register_rule, run_rule, unregister_rule,
 )
 

@@ -84,11 +84,16 @@ def summarize(result: RewriteResult) -> dict[str, Any]:
     refused: dict[str, int] = {}
     not_applicable = 0
     convs: dict[tuple[str, str], list[str]] = {}
+    notes: dict[str, int] = {}
     for r in result.records:
         done = convs.setdefault((r.graph, r.node), [])
         if r.rewritten:
             if r.pass_name not in done:
                 done.append(r.pass_name)
+            for part in r.reason.split("; "):
+                if part.startswith("not "):  # what a rewrite left undone: "not fused: costs 5x", ...
+                    key = f"{r.pass_name}: {part}"
+                    notes[key] = notes.get(key, 0) + 1
             continue
         reasons[r.reason] = reasons.get(r.reason, 0) + 1
         if r.details.get("not_applicable"):
@@ -113,6 +118,7 @@ def summarize(result: RewriteResult) -> dict[str, Any]:
         "convolutions_left_alone": len(convs) - rewritten_convs,
         "by_passes": ordered(by_passes),
         "refused_by_reason": ordered(refused),
+        "notes": ordered(notes),
         "not_applicable": not_applicable,
         "counters": dict(sorted(result.counters.items())),
     }
