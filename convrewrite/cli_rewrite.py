@@ -11,6 +11,7 @@ import click
 from .cli_common import Progress, guarded, settings, verbosity_options
 from .errors import ConvRewriteError
 from .interrupts import exit_on_interrupt
+from .presets import PRESETS, resolve
 
 if TYPE_CHECKING:
     from .model import LoadedModel
@@ -171,8 +172,14 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--to-2d", "to_2d", is_flag=True, help="Lift 1D convolutions (and their regions) to 2D.")
 @click.option("--to-1d", "to_1d", is_flag=True, help="Lower 2D convolutions with a unit axis (and exporter wrappers) to 1D.")
 @click.option("--to-3d", "to_3d", is_flag=True, help="Lift 2D convolutions to 3D.")
-@click.option("--layout", type=click.Choice(["h", "w"]), default="h", show_default=True,
-              help="Where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1].")
+@click.option("--layout", type=click.Choice(["h", "w", "auto"]), default=None,
+              help="Where lifting puts the unit axis: h = [N,C,1,L] (default), w = [N,C,L,1], auto = keep 1D, h or "
+                   "w, whichever runs fastest on --provider (1D unless faster by more than the measured noise).")
+@click.option("--for", "preset_name", type=click.Choice(list(PRESETS)), default=None,
+              help="Target preset: the passes, layout and options that runtime wants (README: choosing a layout); "
+                   "explicit flags override it.")
+@click.option("--provider", default=None, metavar="NAME",
+              help="With --layout auto: the provider to time the forms on (cpu, cuda, tensorrt). Default cpu.")
 @click.option("--fold", "folds", multiple=True, type=RegistryChoice("fold", ("all",)),
               help="Fold a pattern into canonical convolutions (repeatable; 'all' = every fold, in the order "
                    "listed under Passes below).")
@@ -213,8 +220,10 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @verbosity_options
 @guarded
 def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, to_2d: bool, to_1d: bool, to_3d: bool,
-                    layout: str, folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
-                    expand_dilations: bool, assume_finite: bool, causal_target: str | None, force: bool, report_path: str | None,
+                    layout: str | None, preset_name: str | None, provider: str | None,
+                    folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
+                    expand_dilations: bool, assume_finite: bool, causal_target: str | None, force: bool,
+                    report_path: str | None,
                     run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
                     trials: int, finite: bool, draws: str | None, ignore_interface: bool, shapes: tuple[str, ...],
                     ranges: tuple[str, ...], ort_opt: str,
@@ -250,8 +259,11 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
         raise ConvRewriteError("--in-place writes over MODEL; do not give a different -o")
     if bisect and not run_check:
         raise ConvRewriteError("--bisect needs --check")
+    plan = resolve(preset_name, to_2d, to_1d, to_3d, layout, folds, provider)
+    if plan.layout == "auto" and not plan.to_2d:
+        raise ConvRewriteError("--layout auto chooses the form of --to-2d; give --to-2d")
     target = output if output is not None else model
-    order = pass_order(to_2d, to_1d, to_3d, folds, extra_passes)
+    order = pass_order(plan.to_2d, plan.to_1d, plan.to_3d, plan.folds, extra_passes)
     unknown = [p for p in order if p not in available_passes()]
     if unknown:
         raise ConvRewriteError(f"unknown pass {unknown[0]!r} (known: {', '.join(available_passes())})")
@@ -272,15 +284,22 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     if want_external is None:
         want_external = loaded.had_external_data or needs_external_data(original)
     _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
-    options: dict[str, Any] = dict(layout=layout, fuse_separable=fuse_separable, force=force,
+    options: dict[str, Any] = dict(layout="h" if plan.layout == "auto" else plan.layout,
+                                   fuse_separable=fuse_separable, force=force,
                                    expand_dilations=expand_dilations, assume_finite=assume_finite,
                                    causal_target=causal_target)
-    result = _run_with_progress(original, order, options, quiet=opts.quiet, copy=run_check)
+    auto_note = ""
+    if plan.layout == "auto":
+        result, order, options, auto_note = _choose_layout(original, order, options, plan, shapes, inputs_path, seed)
+    else:
+        result = _run_with_progress(original, order, options, quiet=opts.quiet, copy=run_check)
 
     # With --report -, standard output is the report: everything else goes to stderr.
     to_stderr = report_path == "-"
     if not opts.quiet:
         click.echo(render_summary(result, opts.verbose), err=to_stderr)
+        if auto_note:
+            click.echo(auto_note, err=to_stderr)
         if opts.verbose:
             click.echo(render_records(result), err=to_stderr)
 
@@ -322,6 +341,21 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
         _write_report(report_path, result, report)
     if not opts.quiet:
         click.echo(f"wrote {target}", err=to_stderr)
+
+
+def _choose_layout(original, order: list[str], options: dict[str, Any], plan, shapes: tuple[str, ...],
+                   inputs_path: str | None, seed: int) -> tuple[RewriteResult, list[str], dict[str, Any], str]:
+    """--layout auto: time keep-1D, h and w (layout_choice.py); the chosen form's order and options, for bisect."""
+    with exit_on_interrupt():
+        from .cli_check import named_values, parse_shape
+        from .layout_choice import rewrite_auto
+
+    result, choice, note = rewrite_auto(original, order, options, rewrite, plan.provider, plan.fallback_layout,
+                                        named_values(shapes, parse_shape, "--shape") or None, inputs_path, seed)
+    chosen = choice.chosen if choice is not None else plan.fallback_layout
+    if chosen == "1d":
+        return result, [p for p in order if p != "to-2d"], options, note
+    return result, order, {**options, "layout": chosen}, note
 
 
 def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, external: bool, in_place: bool,

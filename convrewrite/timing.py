@@ -4,7 +4,8 @@ Every model gets the same inputs: the checker's (dims on which the first model
 runs, seeded normal draws) or the user's. On each provider that really runs
 (a provider onnxruntime silently fell back from is reported unavailable, never
 timed), each model runs `warmup` times, then `runs` timed rounds, interleaved
-across models so that drift on a busy machine hits all alike. Reported per
+across models so that drift on a busy machine hits all alike, each round
+starting with the next model so that none always runs first or last. Reported per
 model and provider: median, p90, p99, min and mean in milliseconds, and the
 ratio of its median to the first model's.
 
@@ -167,20 +168,22 @@ def bench(
     if threads is not None and int(threads) < 0:
         raise CheckInputError(f"threads must be >= 0, got {threads}")
     names = list(labels) if labels else [_label(m, i) for i, m in enumerate(models)]
+    settings = {"runs": int(runs), "warmup": int(warmup), "threads": threads, "ort_opt": ort_opt, "seed": seed}
     planner = Checker(models[0], inputs=inputs, shapes=shapes, seed=seed, draws="normal", providers=providers,
                       require=require, ort_opt=ort_opt, verbose=verbose)
     try:
         planner.run_original()
+        statuses = planner.providers
+        if not any(p.status == "ran" for p in statuses):  # every provider asked for fell back: nothing to time
+            return BenchReport(names, statuses, [Timing(n, p.name, p.status, p.reason) for p in statuses
+                                                 for n in names], [], {}, settings)
         if planner.cannot is not None:
             raise CheckInputError(f"{names[0]} does not run: {planner.cannot.message}; {planner.cannot.advice}")
         feed = planner.feed(0)
         info = planner.new_report(None)
-        statuses = planner.providers
     finally:
         planner.close()
-    report = BenchReport(names, statuses, [], info.inputs, info.dims,
-                         {"runs": int(runs), "warmup": int(warmup), "threads": threads, "ort_opt": ort_opt,
-                          "seed": seed}, list(info.notes))
+    report = BenchReport(names, statuses, [], info.inputs, info.dims, settings, list(info.notes))
     loaded = [load_model(m) for m in models]
     wanted = {s.name: s.dtype for s in fed_inputs(loaded[0].model)}
     for name, model in zip(names[1:], loaded[1:]):
@@ -200,7 +203,10 @@ def bench(
                                  verbose, report.notes, threads=threads) for n, m in zip(names, loaded)]
             timings = [Timing(n, p.name, "ran") for n in names]
             for round_ in range(int(warmup) + int(runs)):
-                for subject, timing in zip(subjects, timings):
+                # Each round starts with the next model: no model always runs first (cold) or last.
+                pairs = list(zip(subjects, timings))
+                start_at = round_ % len(pairs)
+                for subject, timing in pairs[start_at:] + pairs[:start_at]:
                     if timing.status != "ran":
                         continue
                     sess = subject.session(p.name)

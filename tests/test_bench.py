@@ -82,3 +82,12 @@ def test_cli_table_json_and_progress(tmp_path):
     assert clash.exit_code == 2 and A.read_bytes()[:2] != b"{\n"
     bad = runner.invoke(main, ["bench", str(A), "--runs", "x"])
     assert bad.exit_code == 2 and "--runs" in bad.stderr
+
+
+@pytest.mark.skipif(CUDA_RUNS, reason="CUDA really runs here: no fallback to report")
+def test_only_a_provider_that_fell_back_reports_it_instead_of_failing():
+    report = bench([A, B], providers="cuda", runs=2, warmup=0)
+    assert [t.status for t in report.timings] == ["unavailable", "unavailable"]
+    assert all(not t.samples_ms and "fell back" in t.reason or "not built" in t.reason for t in report.timings)
+    assert json.loads(report.to_json())["timings"][0]["median_ms"] is None
+    assert "unavailable" in report.render()

@@ -1,0 +1,89 @@
+"""Is `rewrite --to-2d --layout auto` never slower than the original, and close to the best form?
+
+For each model: the original, its `--to-2d --layout h` and `--layout w` forms,
+and what `--layout auto` chose (its own timing run, on onnxruntime CPU, with
+the CLI's defaults), then all four timed side by side in one `timing.bench`
+run (interleaved, same seeded inputs). Prints medians and ratios to the original
+(the median of per-run ratios, as in benchmarks/README.md),
+and per model whether auto's median ratio is <= 1.02 and within 3% of the best
+of original/h/w.
+
+    python benchmarks/bench_layout.py [--runs 200] [--threads N] [--ort-opt all] [--smoke]
+
+Models: `models/layout_float_ts13.onnx` (a PyTorch 1D conv stack) and
+`models/layout_int8_dyn.onnx` (it through onnxruntime's `quantize_dynamic`:
+ConvInteger) at length 4096, and the PyTorch TCN `models/tcn_chomp_ts13.onnx`
+(fixed [1, 8, 64]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import onnx  # noqa: E402
+
+from convrewrite import api, runtime  # noqa: E402
+from convrewrite.layout_choice import bench_measure, paired_ratio, rewrite_auto  # noqa: E402
+from convrewrite.timing import bench  # noqa: E402
+
+MODELS = [
+    ("float 1D stack (torch), L=4096", ROOT / "models" / "layout_float_ts13.onnx", {"x": (1, 16, 4096)}),
+    ("int8 quantize_dynamic (ConvInteger), L=4096", ROOT / "models" / "layout_int8_dyn.onnx", {"x": (1, 16, 4096)}),
+    ("TCN, chomped causal (torch), L=64", ROOT / "models" / "tcn_chomp_ts13.onnx", None),
+]
+
+
+def one(label: str, path: Path, shapes, runs: int, threads: int | None, ort_opt: str) -> dict:
+    model = onnx.load(path)
+    forms = {f: api.rewrite(model, ["to-2d"], layout=f).model for f in ("h", "w")}
+    timer = bench_measure("cpu", threads=threads, ort_opt=ort_opt, shapes=shapes)
+    auto, choice, note = rewrite_auto(model, ["to-2d"], {}, api.rewrite, "cpu", measure=timer)
+    print(f"  {label}: {note}", flush=True)
+    report = bench([model, forms["h"], forms["w"], auto.model], providers="cpu", runs=runs, warmup=5,
+                   threads=threads, ort_opt=ort_opt, shapes=shapes, labels=["original", "h", "w", "auto"])
+    names = ("original", "h", "w", "auto")
+    med = {name: report.timing(name).median for name in names}
+    base = report.timing("original").samples_ms
+    ratio = {name: paired_ratio(report.timing(name).samples_ms, base) for name in names}
+    return {"label": label, "med": med, "ratio": ratio, "chosen": choice.chosen, "margin": choice.margin,
+            "auto_ratio": ratio["auto"], "auto_vs_best": ratio["auto"] / min(1.0, ratio["h"], ratio["w"])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200, help="timed runs per form in the side-by-side run")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)")
+    parser.add_argument("--ort-opt", default="all", help="onnxruntime graph optimizations (default all)")
+    parser.add_argument("--smoke", action="store_true", help="few runs: check that the script works")
+    args = parser.parse_args()
+    runtime.quiet_onnxruntime()
+    runs = 5 if args.smoke else args.runs
+    import onnxruntime
+
+    print(f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider, ort-opt {args.ort_opt}, threads "
+          f"{args.threads or 'default'}, {runs} interleaved runs per form; auto's own choice:")
+    rows = [one(label, path, shapes, runs, args.threads, args.ort_opt) for label, path, shapes in MODELS]
+    print()
+    print("| model | original ms | h ms | w ms | auto ms (chose) | h / orig | w / orig | auto / orig | auto / best "
+          "| auto <= 1.02 and within 3% of best |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    ok = True
+    for r in rows:
+        m = r["med"]
+        good = r["auto_ratio"] <= 1.02 and r["auto_vs_best"] <= 1.03
+        ok &= good
+        print(f"| {r['label']} | {m['original']:.3f} | {m['h']:.3f} | {m['w']:.3f} | {m['auto']:.3f} ({r['chosen']}, "
+              f"margin {r['margin']:.1%}) | {r['ratio']['h']:.3f} | {r['ratio']['w']:.3f} | "
+              f"{r['auto_ratio']:.3f} | {r['auto_vs_best']:.3f} | {'yes' if good else 'NO'} |")
+    print()
+    print("auto never slower than the original (<= 1.02) and within 3% of the best: " + ("PASS" if ok else "FAIL"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
