@@ -172,16 +172,22 @@ class ViewRun:
                 no = None
                 done = rule.rewrite(self, conv, match)
         except NotApplicable as raised:
-            no = raised
+            # Recorded here, not kept: a caught exception held past its block is a reference cycle
+            # (exception -> traceback -> this frame), left for the GC, which the rank passes turn off.
+            self._skip(node, conv, raised)
+            return
         if no is not None:
-            before = conv.attrs.to_dict() if conv is not None and no.with_before else None
-            self.record(node, "skipped", no.reason, before=before, details=no.details)
+            self._skip(node, conv, no)
             return
         if done is None:  # the rule recorded it itself
             return
         before = done.before if done.before is not None else conv.attrs.to_dict()
         after = done.after.to_dict() if isinstance(done.after, ConvAttrs) else done.after
         self.record(node, "rewritten", done.reason, before=before, after=after, details=done.details)
+
+    def _skip(self, node: NodeProto, conv: Conv | None, no: NotApplicable) -> None:
+        before = conv.attrs.to_dict() if conv is not None and no.with_before else None
+        self.record(node, "skipped", no.reason, before=before, details=no.details)
 
 
 class Rule:

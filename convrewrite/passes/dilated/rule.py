@@ -160,7 +160,7 @@ class DilatedPass(Rule):
         if ambiguous:
             raise NotApplicable(ambiguous)
 
-    def match(self, run: ViewRun, conv: Conv) -> tuple:
+    def match(self, run: ViewRun, conv: Conv) -> "tuple | NotApplicable":
         """The fold plan for the space-to-batch chain around the conv, else the kernel change alone; no edits."""
         view, node = run.view, conv.node
         plan, chain_reason = None, None
@@ -183,7 +183,7 @@ class DilatedPass(Rule):
                 reason = kernel_reason
             else:
                 reason = kernel_reason or NO_PATTERN
-            raise NotApplicable(reason, [node])
+            return NotApplicable(reason, [node])  # returned: most convs have no dilation pattern
         return plan, chain_reason, change
 
     def explain(self, run: ViewRun, conv: Conv, match: tuple) -> str:

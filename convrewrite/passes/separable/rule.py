@@ -68,12 +68,12 @@ class SeparablePass(Rule):
     def begin(self, run: ViewRun) -> None:
         run.state = _ViewRewriter(run)
 
-    def match(self, run: ViewRun, conv: Conv) -> "ConvState":
+    def match(self, run: ViewRun, conv: Conv) -> "ConvState | NotApplicable":
         state = run.state.state_of(conv)
         if isinstance(state, str):
             raise NotApplicable(state, [conv.node], with_before=False)
         if not state.is_depthwise and not run.state.has_follower(state):
-            raise NotApplicable("not depthwise", [conv.node])  # nothing to fold after it, no pair to form
+            return NotApplicable("not depthwise", [conv.node])  # nothing follows it, no pair to form (common)
         return state
 
     def explain(self, run: ViewRun, conv: Conv, state: "ConvState") -> str:
