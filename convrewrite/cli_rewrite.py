@@ -435,21 +435,17 @@ def rewrite(*args: Any, **kwargs: Any) -> RewriteResult:
 
 
 def _run_with_progress(model, order: list[str], options: dict[str, Any], quiet: bool, copy: bool) -> RewriteResult:
-    """Run the passes; a progress bar on stderr when it is a terminal."""
-    if quiet or not sys.stderr.isatty() or len(order) < 2:
-        return rewrite(model, order, copy=copy, **options)
-    with click.progressbar(length=len(order), label="rewriting", file=sys.stderr) as bar:
+    """Run the passes; on a terminal, the status line names the pass running, with the elapsed time."""
+    with Progress(not quiet) as progress:
+        if not progress.enabled:
+            return rewrite(model, order, copy=copy, **options)
         seen: list[str] = []
 
         def step(name: str) -> None:
-            if seen:
-                bar.update(1)
             seen.append(name)
-            bar.label = f"rewriting: {name}"
+            progress(f"rewriting: {name} ({len(seen)}/{len(order)} passes)")
 
-        result = rewrite(model, order, copy=copy, on_pass=step, **options)
-        bar.update(1)
-    return result
+        return rewrite(model, order, copy=copy, on_pass=step, **options)
 
 
 def _write_report(path: str, result: RewriteResult, check: Any = None) -> None:

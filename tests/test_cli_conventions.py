@@ -142,7 +142,8 @@ def test_progress_on_a_terminal_only(tmp_path):
     code, stdout, terminal = run_on_a_terminal(["rewrite", TCN, "-o", out, "--fold", "all", "--to-2d", "--check",
                                                 "--providers", "cpu"])
     assert code == 0, terminal
-    for step in (f"loading {TCN}", "original on cpu: normal (seed 0)", "candidate on cpu: special values (seed 2)",
+    for step in (f"loading {TCN}", "rewriting: causal (1/4 passes)", "rewriting: to-2d (4/4 passes)",
+                 "original on cpu: normal (seed 0)", "candidate on cpu: special values (seed 2)",
                  f"writing {out}"):
         assert step in terminal, terminal
     assert " s] " in terminal and "\r" in terminal  # elapsed time, one line rewritten in place
