@@ -30,7 +30,7 @@ from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...graph import LayoutPath, attr, set_attr, walk_down
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
-from ..channel_layout import per_channel as _per_channel
+from ..channel_layout import per_channel
 from .bound import ChainBound
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
@@ -269,16 +269,16 @@ class _ViewRewriter:
             return None  # a residual or gate: not a constant, not ours
         if value.dtype.kind != "f":
             return f"{what} kept: its constant is {value.dtype}, not float"
-        per_channel = _per_channel(value, len(path.axes), path.channel_axis, m)
-        if per_channel is None:
+        values = per_channel(value, len(path.axes), path.channel_axis, m)
+        if values is None:
             return f"{what} kept: its constant of shape {list(value.shape)} is not per-channel"
         if user.op_type == "Mul":
-            return per_channel, None, 0.0
+            return values, None, 0.0
         if user.op_type == "Add":
-            return None, per_channel, per_channel
+            return None, values, values
         if data_first:  # x - c
-            return None, -per_channel, per_channel
-        return -np.ones(m), per_channel, per_channel  # c - x
+            return None, -values, values
+        return -np.ones(m), values, values  # c - x
 
     def _batchnorm_affine(self, bn: NodeProto, path: LayoutPath, m: int, what: str):
         view = self.view
