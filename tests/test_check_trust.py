@@ -26,6 +26,7 @@ from onnx import TensorProto, helper
 
 from convrewrite.checker import CheckInputError, check, compare_arrays, compare_values, make_inputs
 from convrewrite.cli import main
+from convrewrite.errors import ConvRewriteError
 from util import MODELS, init, make_model, vi
 
 F, I64, B8 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
@@ -537,13 +538,17 @@ def test_pb_external_data_is_read_from_its_own_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # not the folder: the old code read x.bin relative to here
     report = check(path, path, inputs=folder, providers="cpu")
     assert report.ok and report.inputs[0]["shape"] == [1, 1024]
-    for bad, message in (("../m.onnx", "outside"), ("/etc/passwd", "relative"), ("x.bin\0", "relative")):
+    for bad, message in (("../m.onnx", "points outside the tensor file's folder"), ("/etc/passwd", "absolute path"),
+                         ("x.bin\0", "NUL byte")):
         tensor.external_data[0].value = bad
         (folder / "input_0.pb").write_bytes(tensor.SerializeToString())
-        with pytest.raises(CheckInputError, match=message):
+        with pytest.raises(ConvRewriteError, match=message):
             check(path, path, inputs=folder, providers="cpu")
     tensor.external_data[0].value = "x.bin"
-    tensor.external_data[2].value = "0x30"
-    (folder / "input_0.pb").write_bytes(tensor.SerializeToString())
-    with pytest.raises(CheckInputError, match="length '0x30' is not a non-negative decimal integer"):
-        check(path, path, inputs=folder, providers="cpu")
+    for key, bad in ((2, "0x30"), (1, "\u0663")):  # hex, and an Arabic-Indic digit: decimal ASCII only
+        tensor.external_data[key].value = bad
+        (folder / "input_0.pb").write_bytes(tensor.SerializeToString())
+        with pytest.raises(ConvRewriteError, match=f"{'length' if key == 2 else 'offset'} {bad!r} is not a non-negative "
+                                                   "decimal integer"):
+            check(path, path, inputs=folder, providers="cpu")
+        tensor.external_data[key].value = str(x.nbytes) if key == 2 else "0"

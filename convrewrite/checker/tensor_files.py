@@ -24,7 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import CheckInputError
-from ..model import read_regular_bytes, require_regular_file
+from ..model import external, read_regular_bytes, require_regular_file
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -243,34 +243,13 @@ def _read_pb(f: Path, budget: int) -> tuple[str, np.ndarray]:
 
 
 def _load_pb_external(proto: onnx.TensorProto, f: Path, budget: int) -> None:
-    """External data of a .pb tensor, read relative to the .pb file's own folder, never outside it."""
-    info = {e.key: e.value for e in proto.external_data}
-    location = info.get("location", "")
-    where = f"{f}: external data of tensor {proto.name!r}"
-    if not location or "\x00" in location or os.path.isabs(location):
-        raise CheckInputError(f"{where}: location {location!r} must be a relative path")
-    folder = f.parent.resolve()
-    target = (f.parent / location).resolve()
-    if folder not in target.parents:
-        raise CheckInputError(f"{where}: location {location!r} points outside the tensor file's folder")
-    fields = {}
-    for key in ("offset", "length"):
-        text = info.get(key)
-        if text is None:
-            continue
-        if not text.isdigit():
-            raise CheckInputError(f"{where}: {key} {text!r} is not a non-negative decimal integer")
-        fields[key] = int(text)
-    stat = require_regular_file(target, "external data")
-    offset = fields.get("offset", 0)
-    length = fields.get("length", stat.st_size - offset)
-    if offset + length > stat.st_size or length > budget:
-        raise CheckInputError(f"{where}: offset {offset} + length {length} beyond the file's {stat.st_size} bytes")
-    with open(target, "rb") as fh:
-        fh.seek(offset)
-        proto.raw_data = fh.read(length)
-    proto.data_location = onnx.TensorProto.DEFAULT
-    del proto.external_data[:]
+    """External data of a .pb tensor, read relative to the .pb file's own folder, never outside it
+    (validated as a model's external data is: decimal fields, a span inside a regular file)."""
+    spans = external.plan_tensors([proto], f.parent.resolve(), str(f), "the tensor file's folder")
+    if spans and spans[0].length > budget:
+        raise CheckInputError(f"{f}: external data of tensor {proto.name!r}: {spans[0].length} bytes, over the "
+                              f"memory budget ({budget} bytes)")
+    external.load(spans, str(f))
 
 
 def _match_tensors(

@@ -43,7 +43,7 @@ def _field(t: TensorProto, info: dict[str, str], key: str, label: str) -> int | 
     return int(value)
 
 
-def _location(t: TensorProto, info: dict[str, str], base: Path, label: str) -> Path:
+def _location(t: TensorProto, info: dict[str, str], base: Path, label: str, folder: str) -> Path:
     location = info.get("location", "")
     where = f"{label}: tensor {t.name!r} external data location {location!r}"
     if not location:
@@ -57,17 +57,25 @@ def _location(t: TensorProto, info: dict[str, str], base: Path, label: str) -> P
     except (OSError, RuntimeError, ValueError) as exc:
         raise ModelLoadError(f"{where}: {exc}") from None
     if base != target and base not in target.parents:
-        raise ModelLoadError(f"{where} points outside the model's folder; refused")
+        raise ModelLoadError(f"{where} points outside {folder}; refused")
     return target
 
 
 def plan(model: ModelProto, base: Path, label: str) -> list[Span]:
     """Every external tensor's span, validated against the files as they are now; opens nothing."""
+    return plan_tensors(list(external_tensors(model)), base, label)
+
+
+def plan_tensors(tensors: list[TensorProto], base: Path, label: str, folder: str = "the model's folder") -> list[Span]:
+    """The spans of these external tensors (a model's, or one .pb tensor file's), validated; opens nothing.
+
+    `base` is the folder locations are relative to and must stay inside (`folder` names it in messages).
+    """
     sizes: dict[Path, int] = {}
     spans = []
-    for t in external_tensors(model):
+    for t in tensors:
         info = {e.key: e.value for e in t.external_data}
-        target = _location(t, info, base, label)
+        target = _location(t, info, base, label, folder)
         location = info["location"]
         offset = _field(t, info, "offset", label) or 0
         length = _field(t, info, "length", label)
