@@ -263,16 +263,12 @@ class Checker:
             self.feed(t)
         return max(1.0, self._magnitudes[t] / max(self._magnitudes.get(0, 1.0), 1.0))
 
-    def _estimate(self, candidate: Candidate) -> tuple[int, int]:
-        """(bytes of the inputs, bytes of the inputs plus one run) for a candidate's shapes."""
+    def _run_bytes(self, candidate: Candidate, inferred: Mapping[str, list[int | None]]) -> int:
+        """About what the inputs and one run take for a candidate's shapes (its three largest values)."""
         inputs = sum(nbytes(s.dtype, candidate.shapes[s.name]) for s in self.specs)
-        sizes = []
-        if self.planner is not None:
-            for dims in self.planner.infer(candidate.values).values():
-                if dims and all(d is not None for d in dims):
-                    sizes.append(math.prod(dims) * 4)
-        sizes.sort(reverse=True)
-        return inputs, inputs + sum(sizes[:3])
+        sizes = sorted((math.prod(dims) * 4 for dims in inferred.values() if dims and all(d is not None for d in dims)),
+                       reverse=True)
+        return inputs + sum(sizes[:3])
 
     # -- the original, once
 
@@ -341,7 +337,8 @@ class Checker:
         tried: list[str] = []
         last: RunFailure | None = None
         for n, candidate in enumerate(self.planner.candidates()):
-            inputs_bytes, run_bytes = self._estimate(candidate)
+            inferred = self.planner.infer(candidate.values)  # one shape inference: the budget and the index ranges
+            run_bytes = self._run_bytes(candidate, inferred)
             if run_bytes > self.budget:
                 if n == 0:
                     big = max(self.specs, key=lambda s: nbytes(s.dtype, candidate.shapes[s.name]))
@@ -352,8 +349,7 @@ class Checker:
                 self.notes.append(f"stopped growing dims at {candidate.describe()}: over the memory budget")
                 break
             self.chosen = candidate
-            self.index_ranges = draws.index_ranges(self.planner.probe_model, self.specs,
-                                                   self.planner.infer(candidate.values))
+            self.index_ranges = draws.index_ranges(self.planner.probe_model, self.specs, inferred)
             self._feeds.clear()
             self._magnitudes.clear()
             self.tell("original", baseline, 0, candidate.describe())
