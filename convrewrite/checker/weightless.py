@@ -21,7 +21,6 @@ from onnx import ModelProto, TensorProto
 from .. import model as cio
 from .. import runtime
 from ..errors import ModelInvalidError
-from ..shapes import skeleton
 
 SKIP_MIN_BYTES = 4096
 MODEL_GRAPH, GRAPH_INITIALIZER, TENSOR_RAW_DATA, TENSOR_DATA_LOCATION = 7, 5, 9, 14
@@ -176,7 +175,7 @@ def _with_placeholders(model: ModelProto, raw_sizes: dict[str, int]) -> ModelPro
                 vi.type.tensor_type.shape.dim.add().dim_value = d
     del sk.graph.initializer[:]
     sk.graph.initializer.extend(keep)
-    return skeleton(sk)
+    return sk  # `validate` makes its own skeleton of what remains
 
 
 def load_model(source: cio.ModelSource) -> cio.LoadedModel:
