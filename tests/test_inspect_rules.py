@@ -45,3 +45,32 @@ def test_inspect_json_and_verbose_show_the_verdicts():
     plain = CliRunner().invoke(main, ["inspect", path])
     assert "no Pad before or Slice after it" not in plain.output
     assert "rules" not in convrewrite.inspect(path)["convolutions"][0]  # the API's default stays as it was
+
+
+def test_kinds_come_from_the_rules_and_say_why_they_refuse():
+    # The Pad feeds the conv, but also a graph output: the causal rule refuses it, so no "causal" kind,
+    # and "pad-fed" carries the rule's own reason, in JSON and in text.
+    path = str(MODELS / "pad_two_consumers_ts13.onnx")
+    conv = convrewrite.inspect(path)["convolutions"][0]
+    assert conv["kinds"] == ["pad-fed"]
+    result = convrewrite.rewrite(path, ["causal"])
+    assert conv["refused"] == {"pad-fed": result.records[0].reason} and not result.records[0].rewritten
+    out = CliRunner().invoke(main, ["inspect", path])
+    assert out.exit_code == 0, out.output
+    assert f"pad-fed: not rewritten: {result.records[0].reason}" in out.output
+
+
+def test_kinds_agree_with_the_folds_on_every_shipped_model():
+    # Wherever inspect says pad-fed/sliced without a reason, the causal fold folds it; separable-pair without a
+    # reason: the separable fold pairs (or already has) the two convs.
+    for name in ("tcn_chomp_ts13", "wavenet_ts13", "sep_affine_between_ts13", "reflect_pad_conv_ts13"):
+        path = str(MODELS / f"{name}.onnx")
+        convs = convrewrite.inspect(path)["convolutions"]
+        causal = {r.node: r for r in convrewrite.rewrite(path, ["causal"]).records}
+        separable = {r.node: r for r in convrewrite.rewrite(path, ["separable"]).records}
+        for c in convs:
+            refused = c.get("refused", {})
+            if ("pad-fed" in c["kinds"] or "sliced" in c["kinds"]) and not refused:
+                assert causal[c["name"]].rewritten, (name, c["name"])
+            if "separable-pair" in c["kinds"] and "separable-pair" not in refused:
+                assert "pair" in separable[c["name"]].details, (name, c["name"])

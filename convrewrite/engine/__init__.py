@@ -10,7 +10,9 @@ The public rule API (what a third-party rule imports):
 
 from __future__ import annotations
 
-from .driver import Conv, NotApplicable, Rewritten, Rule, ViewRun, convolutions, read_conv, run_rule
+from .driver import (
+    Conv, NotApplicable, Rewritten, Rule, ViewRun, convolutions, read_conv, rule_kinds, run_rule, weight_of,
+)
 from .options import ASSUME_FINITE, Option, PassOptions
 from .pipeline import MAX_FOLD_ROUNDS, PassContext, run_passes
 from .records import Record, RewriteResult, merge_round, summarize
@@ -20,7 +22,8 @@ from .registry import (
 )
 
 __all__ = [
-    "Conv", "NotApplicable", "Rewritten", "Rule", "ViewRun", "convolutions", "read_conv", "run_rule",
+    "Conv", "NotApplicable", "Rewritten", "Rule", "ViewRun", "convolutions", "read_conv", "rule_kinds", "run_rule",
+    "weight_of",
     "ASSUME_FINITE", "Option", "PassOptions", "MAX_FOLD_ROUNDS", "PassContext", "run_passes", "Record", "RewriteResult",
     "merge_round", "summarize", "ENTRY_POINT_GROUP", "PHASES", "describe_rules", "expand_pass_names", "fold_order",
     "known_options", "load_rules", "register", "register_rule", "reload_entry_points", "rule", "rule_names",

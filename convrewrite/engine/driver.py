@@ -12,7 +12,7 @@ value_info).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import onnx
 from onnx import NodeProto
@@ -80,11 +80,11 @@ class Conv:
     weight_static: bool = False  # every weight dim is a known int
 
 
-def read_conv(view: GraphView, node: NodeProto, label: str) -> Conv:
-    """The convolution's normalized attributes and weight shape, or NotApplicable saying why they cannot be read.
+def weight_of(view: GraphView, node: NodeProto) -> tuple[list[Any] | None, int | None, bool]:
+    """The conv weight's (dims, element type, every dim a known int): the one place a weight's shape is read.
 
-    The weight's dims and element type come from shape inference, else (the one fallback, e.g. a Constant
-    node inside a function body) from its constant value. Runs once per convolution per rule: kept flat.
+    From shape inference, else (the one fallback, e.g. a Constant node inside a function body) from its
+    constant value. Runs once per convolution per rule: kept flat.
     """
     slot = WEIGHT_INPUT[node.op_type]
     name = node.input[slot] if len(node.input) > slot else ""
@@ -103,6 +103,13 @@ def read_conv(view: GraphView, node: NodeProto, label: str) -> Conv:
             value = view.const_value(name)
             if value is not None:
                 dims, elem_type, static = list(value.shape), onnx.helper.np_dtype_to_tensor_dtype(value.dtype), True
+    return dims, elem_type, static
+
+
+def read_conv(view: GraphView, node: NodeProto, label: str) -> Conv:
+    """The convolution's normalized attributes and weight shape (`weight_of`), or NotApplicable saying why
+    they cannot be read."""
+    dims, elem_type, static = weight_of(view, node)
     try:
         attrs = ConvAttrs.from_node(node, dims)
     except ConvAttrError as exc:
@@ -124,6 +131,7 @@ class ViewRun:
         self.check_conv = rule.check_conv if type(rule).check_conv is not Rule.check_conv else None
         self.cleanup = Cleanup(view, outer)
         self.state: Any = None  # the rule's own per-body state, set by `begin`
+        self.found: Callable[["ViewRun", NodeProto, Conv | None, Any], None] | None = None  # dry runs for `inspect`
 
     @property
     def options(self):
@@ -152,7 +160,8 @@ class ViewRun:
     def visit(self, node: NodeProto, dry: bool = False) -> None:
         """Read, select, match, rewrite one convolution; exactly one record either way.
 
-        `dry`: match only, and record "matches" (with the rule's `explain`) instead of rewriting (inspect).
+        `dry`: match only, and record "matches" (with the rule's `explain`) instead of rewriting (inspect);
+        with `self.found` set, hand it what the match found (or the NotApplicable) instead of recording.
         """
         rule, label = self.rule, self.labels[id(node)]
         conv: Conv | None = None
@@ -166,6 +175,9 @@ class ViewRun:
             if isinstance(match, NotApplicable):  # returned, not raised: the same answer, no unwinding
                 no = match
             elif dry:
+                if self.found is not None:
+                    self.found(self, node, conv, match)
+                    return
                 self.record(node, "matches", rule.explain(self, conv, match), before=conv.attrs.to_dict())
                 return
             else:
@@ -186,6 +198,9 @@ class ViewRun:
         self.record(node, "rewritten", done.reason, before=before, after=after, details=done.details)
 
     def _skip(self, node: NodeProto, conv: Conv | None, no: NotApplicable) -> None:
+        if self.found is not None:
+            self.found(self, node, conv, no)
+            return
         before = conv.attrs.to_dict() if conv is not None and no.with_before else None
         self.record(node, "skipped", no.reason, before=before, details=no.details)
 
@@ -216,6 +231,7 @@ class Rule:
     ops: ClassVar[tuple[str, ...]] = CONV_OPS
     counters: ClassVar[tuple[str, ...]] = ()  # reported as 0 when nothing happened
     no_match: ClassVar[tuple[str, ...]] = ()  # skip reasons that mean "the pattern is not there" (prefixes)
+    kinds: ClassVar[tuple[str, ...]] = ()  # the `inspect` kinds this rule's match answers for (`kinds_found`)
 
     def not_applicable(self, reason: str) -> bool:
         """Whether a skip only says the pattern is absent (summaries show those with -v only)."""
@@ -244,16 +260,23 @@ class Rule:
     def end(self, run: ViewRun) -> None:
         """Per graph body, after its last convolution (before the cleanup and the commit)."""
 
+    def kinds_found(self, run: ViewRun, node: NodeProto, conv: Conv | None,
+                    match: Any) -> Iterable[tuple[NodeProto, str, str]]:
+        """The `inspect` kinds (declared in `kinds`) that `match` found, a match or a NotApplicable:
+        `(node, kind, reason)`, the reason empty when the rule would rewrite it, else why it refuses."""
+        return ()
+
 
 def convolutions(view: GraphView, ops: Sequence[str] = CONV_OPS) -> list[NodeProto]:
     """The convolutions of one graph body a rule visits (standard domain only)."""
     return [n for n in view.nodes if n.op_type in ops and n.domain in STD_DOMAINS]
 
 
-def run_rule(ctx, rule: Rule, dry: bool = False) -> None:
+def run_rule(ctx, rule: Rule, dry: bool = False, found: Callable | None = None) -> None:
     """The driver loop: every graph body, every convolution, one record each, then cleanup and commit.
 
     `dry`: only match, never rewrite (what `inspect` asks each rule); nothing is edited.
+    `found` (dry only): called with (run, node, conv, match or NotApplicable) instead of recording.
     """
     for counter in rule.counters:
         ctx.count(counter, 0)
@@ -263,6 +286,7 @@ def run_rule(ctx, rule: Rule, dry: bool = False) -> None:
         if not convs:
             continue
         run = ViewRun(ctx, view, rule, outer)
+        run.found = found if dry else None
         rule.begin(run)
         for node in convs:
             if id(node) in run.claimed or view.is_removed(node):
@@ -274,3 +298,20 @@ def run_rule(ctx, rule: Rule, dry: bool = False) -> None:
         run.state = None  # a rule's state may point back at the run: leave no cycle for the (maybe disabled) GC
     for body, names in outer.values():
         drop_unread_initializers(body, names)
+
+
+def rule_kinds(ctx, rule: Rule) -> dict[tuple[str, str], dict[str, str]]:
+    """What `inspect` calls each conv, by this rule's own match (a dry run: nothing is rewritten).
+
+    Per (graph, conv label): {kind: "" where the rule would rewrite it, else the reason it refuses}.
+    """
+    out: dict[tuple[str, str], dict[str, str]] = {}
+
+    def found(run: ViewRun, node: NodeProto, conv: Conv | None, match: Any) -> None:
+        for other, kind, reason in rule.kinds_found(run, node, conv, match):
+            slot = out.setdefault((run.view.path, run.label(other)), {})
+            if slot.get(kind, reason) or kind not in slot:  # a rewrite found anywhere wins over a refusal
+                slot[kind] = reason
+
+    run_rule(ctx, rule, dry=True, found=found)
+    return out

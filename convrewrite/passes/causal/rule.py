@@ -38,6 +38,7 @@ from .operands import (
     MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, describe, exclusive_reason, fold_axis, pad_amounts,
     pad_value, set_ints, unresolvable_reason, zero_point_reason,
 )
+from .kinds import causal_kinds
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
 
 
@@ -66,6 +67,11 @@ class CausalPass(Rule):
 
     def rewrite(self, run: ViewRun, conv: Conv, plan: "_Plan") -> Rewritten:
         return run.state.apply(conv.node, conv.attrs, plan)
+
+    kinds = ("causal", "pad-fed", "sliced")
+
+    def kinds_found(self, run: ViewRun, node: NodeProto, conv: Conv | None, plan):
+        return causal_kinds(node, conv, plan)
 
     def explain(self, run: ViewRun, conv: Conv, plan: "_Plan") -> str:
         if plan.state is not None:

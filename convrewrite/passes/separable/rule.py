@@ -80,6 +80,17 @@ class SeparablePass(Rule):
         what = "depthwise" if state.is_depthwise else "float"
         return f"{what} conv: per-channel followers folded and a pointwise partner looked for when rewriting"
 
+    kinds = ("separable-pair",)
+
+    def kinds_found(self, run: ViewRun, node: NodeProto, conv: Conv | None, state):
+        """A depthwise conv and the pointwise partner this rule would pair it with (or why not)."""
+        if isinstance(state, NotApplicable) or not state.is_depthwise:
+            return ()
+        pw, why, candidate = run.state.partner(state)
+        if pw is not None:
+            return ((node, "separable-pair", ""), (pw.node, "separable-pair", ""))
+        return ((node, "separable-pair", why), (candidate, "separable-pair", why)) if candidate is not None else ()
+
     def rewrite(self, run: ViewRun, conv: Conv, state: "ConvState") -> None:
         """Folds followers, then rewrites the pair or the conv alone; records itself (a pair is two records)."""
         run.state.visit(state)
@@ -327,9 +338,28 @@ class _ViewRewriter:
 
     # ----------------------------------------------------------------- pairs
 
-    def find_pointwise(self, conv: ConvState) -> tuple[ConvState | None, str]:
-        """The pointwise conv reading this depthwise conv's output alone, or why there is none."""
+    def partner(self, conv: ConvState) -> tuple[ConvState | None, str, NodeProto | None]:
+        """Without editing: `find_pointwise` as it will run once the followers are folded (inspect), and the
+        pointwise-shaped conv it refused, if any."""
         path = self.walk(conv)
+        while path.user is not None and path.user.domain in STD_DOMAINS and path.user.output:
+            affine = self._affine(conv, path, path.user)
+            if affine is None or isinstance(affine, str) or path.channel_axis != 1:
+                break
+            path = walk_down(self.view, path.user.output[0], len(path.axes))
+            if path.layout:
+                break
+        pw, why = self.find_pointwise(conv, path)
+        user = path.user
+        if pw is not None or user is None or user.op_type != "Conv" or user.domain not in STD_DOMAINS:
+            return pw, why, None
+        state = self._state(user)
+        shaped = not isinstance(state, str) and pointwise_reason(state.attrs) is None
+        return None, why, user if shaped and user.input[0] == path.name else None
+
+    def find_pointwise(self, conv: ConvState, path: LayoutPath | None = None) -> tuple[ConvState | None, str]:
+        """The pointwise conv reading this depthwise conv's output alone (or `path`'s end), or why there is none."""
+        path = self.walk(conv) if path is None else path
         where = "depthwise output"
         if path.layout:
             where += " (after " + " -> ".join(n.op_type for n in path.layout) + ")"
