@@ -10,9 +10,12 @@ CPU time is the steadier), the child's peak RSS, and after / before.
 Workloads: the 5000-layer Conv1D chain of bench_rank.py under --to-2d,
 --fold causal and --fold all; the 10^4-node wide DAG of bench_wide_dag.py
 under fold-all + to-2d; a 10^5-node chain (50 000 narrow layers) under
---to-2d and --fold all.
+--to-2d and --fold all; with --million also a 10^6-node chain (500 000 narrow
+layers) under --to-2d (slow to build; for where its time goes, run
+profile_to_2d.py --layers 500000).
 
     python benchmarks/bench_engine.py [--ref main] [--repeat 3] [--layers 5000] [--dag 10000] [--only WORD]
+                                      [--million]
 """
 
 from __future__ import annotations
@@ -48,15 +51,19 @@ WORKLOADS = [
     ("10^5-node chain --to-2d", "big", "to-2d"),
     ("10^5-node chain --fold all", "big", "causal,dilated,separable"),
 ]
+MILLION = [("10^6-node chain --to-2d", "million", "to-2d")]  # with --million
 
 
-def build(folder: Path, layers: int, dag: int) -> dict[str, Path]:
+def build(folder: Path, layers: int, dag: int, million: bool = False) -> dict[str, Path]:
     code = (f"import sys; sys.path[:0] = [{str(ROOT / 'benchmarks')!r}, {str(ROOT / 'tests')!r}]; import onnx, bench_rank; "
             f"from test_big_odd import wide_dag; onnx.save(bench_rank.build_chain({layers}), {str(folder / 'chain.onnx')!r}); "
             f"onnx.save(wide_dag({dag}), {str(folder / 'dag.onnx')!r}); "
-            f"onnx.save(bench_rank.build_chain(50000, channels=8), {str(folder / 'big.onnx')!r})")
+            f"onnx.save(bench_rank.build_chain(50000, channels=8), {str(folder / 'big.onnx')!r})"
+            + (f"; onnx.save(bench_rank.build_chain(500000, channels=8), {str(folder / 'million.onnx')!r})"
+               if million else ""))
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    return {"chain": folder / "chain.onnx", "dag": folder / "dag.onnx", "big": folder / "big.onnx"}
+    return {"chain": folder / "chain.onnx", "dag": folder / "dag.onnx", "big": folder / "big.onnx",
+            "million": folder / "million.onnx"}
 
 
 def run(tree: Path, model: Path, passes: str) -> dict:
@@ -73,6 +80,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=5000)
     ap.add_argument("--dag", type=int, default=10000)
     ap.add_argument("--only", default="", help="run only the workloads whose name contains this")
+    ap.add_argument("--million", action="store_true", help="also the 10^6-node chain under --to-2d (slow)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_engine_") as tmp:
         folder = Path(tmp)
@@ -83,12 +91,12 @@ def main() -> None:
             before.mkdir()
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.ref], check=True, capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
-        models = build(folder, args.layers, args.dag)
+        models = build(folder, args.layers, args.dag, args.million)
         print(f"before: {args.ref}; after: {ROOT}; best of {args.repeat}; python {sys.version.split()[0]}")
         print("| workload | before s | after s | after/before | before CPU s | after CPU s | after/before "
               "| before peak MB | after peak MB | after/before |")
         print("|---|---|---|---|---|---|---|---|---|---|")
-        for name, which, passes in WORKLOADS:
+        for name, which, passes in WORKLOADS + (MILLION if args.million else []):
             if args.only not in name:
                 continue
             b, a = [], []

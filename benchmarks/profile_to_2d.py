@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_rank  # noqa: E402
 import convrewrite  # noqa: E402
-from convrewrite.io import load_with_info, save, validate  # noqa: E402
+from convrewrite.model import load_with_info, save, validate  # noqa: E402
 
 
 def peak_mb() -> float:

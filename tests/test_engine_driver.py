@@ -117,3 +117,39 @@ def test_cleanup_removes_dead_constant_chains_once_for_every_rule():
     result = convrewrite.rewrite(model, ["causal"])
     assert result.records[0].rewritten
     assert [n.op_type for n in result.model.graph.node] == ["Conv"]
+
+
+class HelperRefuses(Rule):
+    """Its match calls helpers that refuse the one way (a Refusal subclass) and does not catch them."""
+
+    name = "test-helper-refuses"
+
+    def match(self, run, conv):
+        from convrewrite.symbolic import Unprovable
+        from convrewrite.passes.reshapes.plans import Block
+
+        if conv.label == "c0":
+            raise Unprovable("a size is not provable")
+        if conv.label == "c1":
+            return Block("blocked by a region plan")  # a returned refusal is the same answer
+        return "planned"
+
+    def rewrite(self, run, conv, match):
+        return Rewritten(conv.attrs, "done")
+
+
+def test_an_uncaught_refusal_from_a_helper_is_the_skip_record():
+    from convrewrite.engine import Refusal
+    from convrewrite.passes.separable.parts import CannotFold
+    from convrewrite.symbolic import NotAffine, Unprovable
+
+    assert all(issubclass(e, Refusal) for e in (NotApplicable, Unprovable, NotAffine, CannotFold))
+    register_rule(HelperRefuses)
+    try:
+        result = convrewrite.rewrite(chain(), ["test-helper-refuses"])
+    finally:
+        unregister_rule(HelperRefuses.name)
+    assert [(r.node, r.status, r.reason) for r in result.records] == [
+        ("c0", "skipped", "a size is not provable"), ("c1", "skipped", "blocked by a region plan"),
+        ("c2", "rewritten", "done")]
+    assert result.records[0].before is not None

@@ -16,6 +16,7 @@ from .driver import (
 from .options import ASSUME_FINITE, Option, PassOptions
 from .pipeline import MAX_FOLD_ROUNDS, PassContext, run_passes
 from .records import Record, RewriteResult, merge_round, summarize
+from .refusal import Refusal
 from .registry import (
     ENTRY_POINT_GROUP, PHASES, describe_rules, expand_pass_names, fold_order, known_options, load_rules,
     register, register_rule, reload_entry_points, rule, rule_names, unregister_rule,
@@ -23,7 +24,7 @@ from .registry import (
 
 __all__ = [
     "Conv", "NotApplicable", "Rewritten", "Rule", "ViewRun", "convolutions", "read_conv", "rule_kinds", "run_rule",
-    "weight_of",
+    "weight_of", "Refusal",
     "ASSUME_FINITE", "Option", "PassOptions", "MAX_FOLD_ROUNDS", "PassContext", "run_passes", "Record", "RewriteResult",
     "merge_round", "summarize", "ENTRY_POINT_GROUP", "PHASES", "describe_rules", "expand_pass_names", "fold_order",
     "known_options", "load_rules", "register", "register_rule", "reload_entry_points", "rule", "rule_names",

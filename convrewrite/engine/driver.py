@@ -22,11 +22,12 @@ from ..graph import Cleanup, GraphView, node_labels
 from ..graph.cleanup import drop_unread_initializers
 from .options import Option
 from .records import Record
+from .refusal import Refusal
 
 STD_DOMAINS = ("", "ai.onnx")
 
 
-class NotApplicable(Exception):
+class NotApplicable(Refusal):
     """The one way a rule says no: the reason in words, the nodes it concerns, and what to keep in the record.
 
     `with_before=False` leaves the conv's attributes out of the skip record
@@ -37,17 +38,6 @@ class NotApplicable(Exception):
                  with_before: bool = True) -> None:
         # Kept in `args` only (no instance dict): rules raise this once per convolution they decline.
         self.args = (reason, nodes, details, with_before)
-
-    def __str__(self) -> str:
-        return self.args[0]
-
-    @property
-    def reason(self) -> str:
-        return self.args[0]
-
-    @property
-    def nodes(self) -> list[NodeProto]:
-        return list(self.args[1])
 
     @property
     def details(self) -> dict[str, Any]:
@@ -172,7 +162,7 @@ class ViewRun:
             if self.ctx.only is not None and not self.ctx.allowed(rule.name, self.view.path, label):
                 raise NotApplicable("excluded by selection")
             match = rule.match(self, conv)
-            if isinstance(match, NotApplicable):  # returned, not raised: the same answer, no unwinding
+            if isinstance(match, Refusal):  # returned, not raised: the same answer, no unwinding
                 no = match
             elif dry:
                 if self.found is not None:
@@ -183,7 +173,7 @@ class ViewRun:
             else:
                 no = None
                 done = rule.rewrite(self, conv, match)
-        except NotApplicable as raised:
+        except Refusal as raised:  # NotApplicable, or a helper's refusal no one caught
             # Recorded here, not kept: a caught exception held past its block is a reference cycle
             # (exception -> traceback -> this frame), left for the GC, which the rank passes turn off.
             self._skip(node, conv, raised)
@@ -197,7 +187,7 @@ class ViewRun:
         after = done.after.to_dict() if isinstance(done.after, ConvAttrs) else done.after
         self.record(node, "rewritten", done.reason, before=before, after=after, details=done.details)
 
-    def _skip(self, node: NodeProto, conv: Conv | None, no: NotApplicable) -> None:
+    def _skip(self, node: NodeProto, conv: Conv | None, no: Refusal) -> None:
         if self.found is not None:
             self.found(self, node, conv, no)
             return

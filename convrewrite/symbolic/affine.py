@@ -14,6 +14,7 @@ import onnx
 from onnx import NodeProto
 
 from ..conv import ConvAttrs, effective_kernel
+from ..engine.refusal import Refusal
 from ..graph import GraphView, attr
 
 STD_DOMAINS = ("", "ai.onnx")
@@ -79,7 +80,7 @@ class Affine:
     __rmul__ = __mul__
 
 
-class NotAffine(Exception):
+class NotAffine(Refusal):
     """The expression is not a known affine function of the length."""
 
 

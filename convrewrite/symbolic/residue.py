@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-class Unprovable(Exception):
+from ..engine.refusal import Refusal
+
+class Unprovable(Refusal):
     """A step whose exactness cannot be shown; the message says why."""
 
 

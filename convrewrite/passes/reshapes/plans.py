@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 from onnx import NodeProto, TensorProto
 
+from ...engine import Refusal
 from ...conv import CONV_OPS, WEIGHT_INPUT, ConvAttrError, ConvAttrs
 from ...graph import GraphView, attr, constant_node_tensor, unsqueeze_axes
 
@@ -61,11 +62,8 @@ QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 PULLABLE = SHAPE_PRESERVING | QDQ | CHANNEL_NORMS | POOLS | GLOBAL_POOLS | frozenset({"Transpose", "Pad", "Slice"})
 
 
-@dataclass
-class Block:
-    """The node cannot join the region, and why."""
-
-    reason: str
+class Block(Refusal):
+    """The node cannot join the region, and why (`reason`); returned as a plan value, one shape with every refusal."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
+from ...engine import Refusal
 from ...graph import FOLD_MAX_ELEMENTS, GraphView
 
 
@@ -34,7 +35,7 @@ FLOAT_TYPES = {
 COUNTERS = ("pairs_canonicalized", "pairs_fused", "batchnorms_folded", "bias_adds_folded", "scale_muls_folded")
 
 
-class CannotFold(Exception):
+class CannotFold(Refusal):
     """A value this rewrite needs is not available; the message says why."""
 
 
