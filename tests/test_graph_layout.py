@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from onnx import TensorProto, helper
 
+from convrewrite.refusal import Refusal
 from convrewrite.graph import GraphView, ModelContext, axes_back, axes_through, walk_down, walk_up
 
 
@@ -54,8 +56,11 @@ def test_axes_back_maps_each_axis_to_where_it_came_from_or_says_why_not():
     u = helper.make_node("Unsqueeze", ["x", "ax"], ["u"])  # [1, 4, 8] -> [1, 4, 1, 8]
     t = helper.make_node("Transpose", ["u"], ["t"], perm=[0, 1, 3, 2])  # -> [1, 4, 8, 1]
     view, _ = view_of([axes_node, u, t, helper.make_node("Relu", ["t"], ["z"])])
-    assert axes_back(view, [t, u], 4) == ([0, 1, 2, None], 3, None)
+    assert axes_back(view, [t, u], 4) == ([0, 1, 2, None], 3)
     bad = helper.make_node("Transpose", ["u"], ["t2"], perm=[0, 1])
-    assert axes_back(view, [bad], 4, " here") == (None, None, "Transpose perm does not match the tensor's rank")
+    with pytest.raises(Refusal, match="^Transpose perm does not match the tensor's rank$"):
+        axes_back(view, [bad], 4, " here")
     computed = helper.make_node("Unsqueeze", ["x", "runtime_axes"], ["u2"])
-    assert axes_back(view, [computed], 4, " here")[2] == "Unsqueeze axes here are computed at run time"
+    with pytest.raises(Refusal, match="^Unsqueeze axes here are computed at run time$") as no:
+        axes_back(view, [computed], 4, " here")
+    assert no.value.nodes == [computed]

@@ -16,7 +16,7 @@ from .driver import (
 from .options import ASSUME_FINITE, Option, PassOptions
 from .pipeline import MAX_FOLD_ROUNDS, PassContext, run_passes
 from .records import Record, RewriteResult, merge_round, summarize
-from .refusal import Refusal
+from ..refusal import Refusal
 from .registry import (
     ENTRY_POINT_GROUP, PHASES, describe_rules, expand_pass_names, fold_order, known_options, load_rules,
     register, register_rule, reload_entry_points, rule, rule_names, unregister_rule,

@@ -22,7 +22,7 @@ from ..graph import Cleanup, GraphView, node_labels
 from ..graph.cleanup import drop_unread_initializers
 from .options import Option
 from .records import Record
-from .refusal import Refusal
+from ..refusal import Refusal
 
 STD_DOMAINS = ("", "ai.onnx")
 

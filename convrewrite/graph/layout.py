@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from onnx import NodeProto
 
+from ..refusal import Refusal
 from .attrs import attr
 from .core import GraphView
 from .ops import unsqueeze_axes
@@ -105,8 +106,8 @@ def axes_back(view: GraphView, nodes: list[NodeProto], rank: int, where: str = "
     """Walking `nodes` back from the last tensor (of rank `rank`): for each of its axes, the axis of the first
     tensor it comes from (None for an inserted axis).
 
-    Returns (map, the first tensor's rank, None), or (None, None, why the walk stops); `where` says where the
-    ops sit, for the reason.
+    Returns (map, the first tensor's rank), or raises Refusal saying why the walk stops; `where` says where
+    the ops sit, for the reason.
     """
     current: list[int | None] = list(range(rank))
     for node in nodes:  # from the last tensor back towards the first
@@ -116,20 +117,20 @@ def axes_back(view: GraphView, nodes: list[NodeProto], rank: int, where: str = "
             perm = attr(node, "perm")
             perm = list(perm) if perm is not None else list(reversed(range(rank)))
             if sorted(perm) != list(range(rank)):
-                return None, None, "Transpose perm does not match the tensor's rank"
+                raise Refusal("Transpose perm does not match the tensor's rank", [node])
             current = [None if c is None else perm[c] for c in current]
             continue
         if node.op_type != "Unsqueeze":
-            return None, None, f"{node.op_type}{where} is not followed back"
+            raise Refusal(f"{node.op_type}{where} is not followed back", [node])
         axes = unsqueeze_axes(view, node)
         if axes is None:
-            return None, None, f"Unsqueeze axes{where} are computed at run time"
+            raise Refusal(f"Unsqueeze axes{where} are computed at run time", [node])
         inserted = sorted(a + rank if a < 0 else a for a in axes)
         if len(set(inserted)) != len(inserted) or any(not 0 <= a < rank for a in inserted):
-            return None, None, "Unsqueeze axes do not match the tensor's rank"
+            raise Refusal("Unsqueeze axes do not match the tensor's rank", [node])
         inserted_set = set(inserted)
         current = [
             None if c is None or c in inserted_set else c - sum(1 for a in inserted if a < c) for c in current
         ]
         rank -= len(inserted)
-    return current, rank, None
+    return current, rank

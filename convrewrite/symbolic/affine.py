@@ -14,7 +14,7 @@ import onnx
 from onnx import NodeProto
 
 from ..conv import ConvAttrs, effective_kernel
-from ..engine.refusal import Refusal
+from ..refusal import Refusal
 from ..graph import GraphView, attr
 
 STD_DOMAINS = ("", "ai.onnx")
@@ -23,22 +23,22 @@ SYMBOLIC_DEPTH = 12
 
 
 def static_operands(view: GraphView, slc: NodeProto):
-    """starts, axes, steps of an opset >= 10 Slice whose ends alone is computed; or a reason."""
+    """starts, axes, steps of an opset >= 10 Slice whose ends alone is computed; Refusal saying why not."""
     if view.opset < 10:
-        return None, None, None, "Slice bounds are missing"
+        raise Refusal("Slice bounds are missing", [slc])
     starts = view.const_ints(slc.input[1]) if len(slc.input) > 1 and slc.input[1] else None
     if starts is None:
-        return None, None, None, "slice start is computed at run time"
+        raise Refusal("slice start is computed at run time", [slc])
     axes = steps = None
     if len(slc.input) > 3 and slc.input[3]:
         axes = view.const_ints(slc.input[3])
         if axes is None:
-            return None, None, None, "slice axes are computed at run time"
+            raise Refusal("slice axes are computed at run time", [slc])
     if len(slc.input) > 4 and slc.input[4]:
         steps = view.const_ints(slc.input[4])
         if steps is None:
-            return None, None, None, "slice steps are computed at run time"
-    return starts, axes, steps, None
+            raise Refusal("slice steps are computed at run time", [slc])
+    return starts, axes, steps
 
 
 @dataclass(frozen=True)

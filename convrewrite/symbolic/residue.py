@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..engine.refusal import Refusal
+from ..refusal import Refusal
 
 class Unprovable(Refusal):
     """A step whose exactness cannot be shown; the message says why."""

@@ -9,6 +9,7 @@ from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs, effective_kernel
 from ...graph import GraphView, attr, remove_attr
+from ...refusal import Refusal
 
 
 STD_DOMAINS = ("", "ai.onnx")
@@ -42,68 +43,69 @@ def unresolvable_reason(attrs: ConvAttrs, spatial: Sequence[int | None]) -> str:
     return "no explicit pads give the same output"
 
 
-def exclusive_reason(view: GraphView, tensor: str, op: str) -> str | None:
-    """Why `tensor` (written by `op`) is read by more than the next node of the pattern, or None."""
+def check_exclusive(view: GraphView, tensor: str, op: str) -> None:
+    """Refusal when `tensor` (written by `op`) is read by more than the next node of the pattern."""
     if view.is_graph_output(tensor):
-        return f"{op} output is a graph output"
+        raise Refusal(f"{op} output is a graph output")
     n = len(view.consumers_of(tensor))
     if n != 1:
-        return f"{op} output has {n} consumers"
-    return None
+        raise Refusal(f"{op} output has {n} consumers")
 
 
 def pad_value(view: GraphView, pad: NodeProto):
-    """(the Pad's constant value as a Python number, None) or (None, reason)."""
+    """The Pad's constant value as a Python number; Refusal when it is not one."""
     if view.opset < 11:
-        return attr(pad, "value", 0.0), None
+        return attr(pad, "value", 0.0)
     if len(pad.input) < 3 or not pad.input[2]:
-        return 0, None
+        return 0
     value = view.const_value(pad.input[2])
     if value is None:
-        return None, "Pad value is computed at run time"
+        raise Refusal("Pad value is computed at run time", [pad])
     if value.size != 1:
-        return None, f"Pad value has {value.size} elements"
-    return value.reshape(-1)[0].item(), None  # NaN compares unequal to 0 and is reported as such
+        raise Refusal(f"Pad value has {value.size} elements", [pad])
+    return value.reshape(-1)[0].item()  # NaN compares unequal to 0 and is reported as such
 
 
-def zero_point_reason(view: GraphView, conv: NodeProto) -> str | None:
-    """A quantized conv pads with its input zero point: a zero Pad matches only when that is 0."""
+def check_zero_point(view: GraphView, conv: NodeProto) -> None:
+    """A quantized conv pads with its input zero point: a zero Pad matches only when that is 0 (else Refusal)."""
     name = conv.input[2] if len(conv.input) > 2 else ""
     if not name:
-        return None
+        return
     zp = view.const_value(name)
     if zp is None:
-        return "x_zero_point is computed at run time, so a zero Pad may differ from the conv's own padding"
+        raise Refusal("x_zero_point is computed at run time, so a zero Pad may differ from the conv's own padding",
+                      [conv])
     if np.any(zp != 0):
-        return f"x_zero_point is {zp.reshape(-1)[0].item()}, not 0, so a zero Pad differs from the conv's own padding"
-    return None
+        raise Refusal(
+            f"x_zero_point is {zp.reshape(-1)[0].item()}, not 0, so a zero Pad differs from the conv's own padding",
+            [conv])
 
 
 def pad_amounts(view: GraphView, pad: NodeProto, rank: int):
-    """[(begin, end)] per axis of the Pad's input, or (None, reason)."""
+    """[(begin, end)] per axis of the Pad's input; Refusal saying why they cannot be read."""
     if view.opset < 11:
         pads = attr(pad, "pads", attr(pad, "paddings"))
         pads = list(pads) if pads is not None else None
     else:
         pads = view.const_ints(pad.input[1]) if len(pad.input) > 1 and pad.input[1] else None
     if pads is None:
-        return None, "Pad amounts are computed at run time"
+        raise Refusal("Pad amounts are computed at run time", [pad])
     axes = list(range(rank))
     if view.opset >= 18 and len(pad.input) > 3 and pad.input[3]:
         given = view.const_ints(pad.input[3])
         if given is None:
-            return None, "Pad axes are computed at run time"
+            raise Refusal("Pad axes are computed at run time", [pad])
         axes = [a + rank if a < 0 else a for a in given]
         if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
-            return None, f"Pad axes {given} do not fit rank {rank}"
+            raise Refusal(f"Pad axes {given} do not fit rank {rank}", [pad])
     if len(pads) != 2 * len(axes):
-        return None, f"Pad has {len(pads)} amounts for {len(axes)} axes"
+        raise Refusal(f"Pad has {len(pads)} amounts for {len(axes)} axes", [pad])
     if any(p < 0 for p in pads):
-        return None, "Pad has negative amounts (it crops)"
+        raise Refusal("Pad has negative amounts (it crops)", [pad])
     amounts = [(0, 0)] * rank
     for i, a in enumerate(axes):
         amounts[a] = (pads[i], pads[len(axes) + i])
-    return amounts, None
+    return amounts
 
 
 def describe(begins: Sequence[int], ends: Sequence[int]) -> str:
@@ -116,36 +118,35 @@ def describe(begins: Sequence[int], ends: Sequence[int]) -> str:
 
 def fold_axis(
     attrs: ConvAttrs, j: int, q0: int, q1: int, size: int | None, begins: list[int], ends: list[int]
-) -> str | None:
-    """Adjust begins/ends[j] for a Slice dropping q0 outputs at the front and q1 at the end; or say why not."""
+) -> None:
+    """Adjust begins/ends[j] for a Slice dropping q0 outputs at the front and q1 at the end; or Refusal."""
     if attrs.transposed:
         # A ConvTranspose's pads crop its full output: dropping more is more pads, at any stride.
         begins[j] += q0
         ends[j] += q1
-        return None
+        return
     s, pb, pe = attrs.strides[j], begins[j], ends[j]
     if q0:
         if pb < q0 * s:
             stride = f" (stride {s})" if s != 1 else ""
-            return f"slice drops {q0} outputs at the front{stride} but begin pad is {pb}"
+            raise Refusal(f"slice drops {q0} outputs at the front{stride} but begin pad is {pb}")
         begins[j] = pb - q0 * s
     if q1:
         if pe >= q1 * s:
             ends[j] = pe - q1 * s  # exact for every input length
         elif s == 1:
-            return f"slice drops {q1} outputs but end pad is {pe}"
+            raise Refusal(f"slice drops {q1} outputs but end pad is {pe}")
         elif size is None:
-            return (f"slice drops {q1} outputs at the end (stride {s}) but end pad is {pe} < {q1 * s}, "
-                    "and the length is dynamic")
+            raise Refusal(f"slice drops {q1} outputs at the end (stride {s}) but end pad is {pe} < {q1 * s}, "
+                          "and the length is dynamic")
         else:
             # floor division leaves slack r: any end reduction in [q1*s - s + r + 1, q1*s + r] keeps the length.
             span = effective_kernel(attrs.kernel_shape[j], attrs.dilations[j])
             slack = (size + pb + pe - span) % s
             lowest = q1 * s - s + slack + 1
             if pe < lowest:
-                return f"slice drops {q1} outputs at the end (stride {s}) but end pad is {pe}, needs {lowest}"
+                raise Refusal(f"slice drops {q1} outputs at the end (stride {s}) but end pad is {pe}, needs {lowest}")
             ends[j] = 0
-    return None
 
 
 def set_ints(node: NodeProto, name: str, values: Sequence[int]) -> None:

@@ -30,13 +30,13 @@ from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs
 from ...graph import INT64_MAX, attr, axes_back, slice_kept_range, slice_operands, walk_up
-from ...engine import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...engine import Conv, NotApplicable, Option, Refusal, Rewritten, Rule, ViewRun, register
 from ...symbolic import (
     SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic,
 )
 from .operands import (
-    MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, describe, exclusive_reason, fold_axis, pad_amounts,
-    pad_value, set_ints, unresolvable_reason, zero_point_reason,
+    MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, check_exclusive, check_zero_point, describe, fold_axis, pad_amounts,
+    pad_value, set_ints, unresolvable_reason,
 )
 from .kinds import causal_kinds
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
@@ -191,56 +191,47 @@ class _ViewFolder:
             if node is None or node.op_type != "Pad" or node.domain not in STD_DOMAINS:
                 return
             plan.details.setdefault("pad", []).append(self.labels.get(id(node), node.name or "Pad"))
-            reason = self._pad_reason(conv, node, wrappers, plan)
-            if reason is not None:
-                plan.skipped.append(reason)
+            try:
+                self._fold_pad(conv, node, wrappers, plan)
+            except Refusal as no:
+                plan.skipped.append(no.reason)
                 return
             name = node.input[0]
 
-    def _pad_reason(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan) -> str | None:
-        """Check the Pad before `conv`; fill the plan and return None when it folds, else say why not."""
+    def _fold_pad(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan) -> None:
+        """Check the Pad before `conv` and fill the plan when it folds; Refusal saying why not."""
         view, attrs = self.view, plan.attrs
         if attrs.transposed:
-            return ("Pad before a ConvTranspose is not its pads "
-                    "(padding a transposed conv's input is not cropping its output)")
+            raise Refusal("Pad before a ConvTranspose is not its pads "
+                          "(padding a transposed conv's input is not cropping its output)", [pad])
         readers = list(reversed(wrappers)) + [conv]  # from the Pad towards the conv
         tensor, producer_op = pad.output[0], "Pad"
         for reader in readers:
-            reason = exclusive_reason(view, tensor, producer_op)
-            if reason:
-                return reason
+            check_exclusive(view, tensor, producer_op)
             producer_op, tensor = reader.op_type, reader.output[0]
         mode = attr(pad, "mode", "constant")
         if mode != "constant":
-            return f"Pad mode is {mode}"
-        value, reason = pad_value(view, pad)
-        if reason:
-            return reason
+            raise Refusal(f"Pad mode is {mode}", [pad])
+        value = pad_value(view, pad)
         if value != 0:
-            return f"Pad value is {value}, not 0"
+            raise Refusal(f"Pad value is {value}, not 0", [pad])
         if conv.op_type in ("QLinearConv", "ConvInteger"):
-            reason = zero_point_reason(view, conv)
-            if reason:
-                return reason
-        axis_map, pad_rank, reason = axes_back(view, wrappers, attrs.rank + 2, " between the Pad and the conv")
-        if reason:
-            return reason
-        amounts, reason = self._pad_amounts(pad, pad_rank)
-        if reason:
-            return reason
+            check_zero_point(view, conv)
+        axis_map, pad_rank = axes_back(view, wrappers, attrs.rank + 2, " between the Pad and the conv")
+        amounts = self._pad_amounts(pad, pad_rank)
         begins, ends = [0] * attrs.rank, [0] * attrs.rank
         for pad_axis, (b, e) in enumerate(amounts):
             if not (b or e):
                 continue
             if pad_axis not in axis_map:
-                return "cannot map the Pad's axes onto the conv's"
+                raise Refusal("cannot map the Pad's axes onto the conv's", [pad])
             conv_axis = axis_map.index(pad_axis)
             if conv_axis < 2:
-                return f"Pad pads the {'batch' if conv_axis == 0 else 'channel'} axis"
+                raise Refusal(f"Pad pads the {'batch' if conv_axis == 0 else 'channel'} axis", [pad])
             begins[conv_axis - 2], ends[conv_axis - 2] = b, e
         if attrs.auto_pad != "NOTSET":
-            return (f"{conv.op_type} keeps auto_pad {attrs.auto_pad} (its pads depend on a dynamic size), "
-                    "so the Pad cannot join them")
+            raise Refusal(f"{conv.op_type} keeps auto_pad {attrs.auto_pad} (its pads depend on a dynamic size), "
+                          "so the Pad cannot join them", [pad])
         plan.attrs = replace(
             attrs,
             pads_begin=tuple(p + b for p, b in zip(attrs.pads_begin, begins)),
@@ -256,7 +247,6 @@ class _ViewFolder:
         plan.done.append(f"folded Pad {plan.details['pad'][-1]} ({describe(begins, ends)}) into the pads")
         plan.details.setdefault("pad_added", []).append({"begin": begins, "end": ends})
         self.ctx.count("pads_folded")
-        return None
 
     def _pad_amounts(self, pad: NodeProto, rank: int):
         """`pad_amounts`, remembered per operand names (exporters share one pads constant among many Pads)."""
@@ -264,8 +254,14 @@ class _ViewFolder:
             return pad_amounts(self.view, pad, rank)
         key = (tuple(pad.input[1:2]) + tuple(pad.input[3:4]), rank)
         if key not in self.amounts_cache:
-            self.amounts_cache[key] = pad_amounts(self.view, pad, rank)
-        return self.amounts_cache[key]
+            try:
+                self.amounts_cache[key] = pad_amounts(self.view, pad, rank)
+            except Refusal as no:
+                self.amounts_cache[key] = no.reason  # the reason, not the exception (a raised one keeps its frames)
+        amounts = self.amounts_cache[key]
+        if isinstance(amounts, str):
+            raise Refusal(amounts, [pad])
+        return amounts
 
     # --------------------------------------------------------------- Slice
 
@@ -279,63 +275,58 @@ class _ViewFolder:
             if not slices:
                 return
             plan.details.setdefault("slice", []).append(self.labels.get(id(slices[0]), slices[0].name or "Slice"))
-            reason = self._slice_reason(conv, out, slices, users, plan)
-            if reason is not None:
-                plan.skipped.append(reason)
+            try:
+                self._fold_slice(conv, out, slices, users, plan)
+            except Refusal as no:
+                plan.skipped.append(no.reason)
                 return
             out = plan.slices[-1].slice.output[0]
 
-    def _slice_reason(self, conv: NodeProto, out: str, slices: list[NodeProto], users: list[NodeProto],
-                      plan: _Plan) -> str | None:
-        """Check a Slice of `out` (the conv's output, or what folded Slices left); fill the plan or say why not."""
+    def _fold_slice(self, conv: NodeProto, out: str, slices: list[NodeProto], users: list[NodeProto],
+                    plan: _Plan) -> None:
+        """Check a Slice of `out` (the conv's output, or what folded Slices left) and fill the plan; or Refusal."""
         view, attrs = self.view, plan.attrs
         if len(slices) > 1:
-            return f"{conv.op_type} output feeds {len(slices)} Slices"
+            raise Refusal(f"{conv.op_type} output feeds {len(slices)} Slices", slices)
         slc = slices[0]
         if view.is_graph_output(out):
-            return f"{conv.op_type} output is also a graph output"
+            raise Refusal(f"{conv.op_type} output is also a graph output", slices)
         if attrs.auto_pad != "NOTSET":
-            return f"{conv.op_type} keeps auto_pad {attrs.auto_pad}, so a Slice cannot be folded into its pads"
+            raise Refusal(f"{conv.op_type} keeps auto_pad {attrs.auto_pad}, so a Slice cannot be folded into its pads",
+                          slices)
         if attrs.output_shape is not None:
-            return "ConvTranspose has an output_shape, which overrides its pads"
+            raise Refusal("ConvTranspose has an output_shape, which overrides its pads", slices)
         rank = attrs.rank + 2
         data_in = plan.pads[-1].pad.input[0] if plan.pads else conv.input[0]
         sizes = self._sizes(plan)
-        bounds, operand_nodes, reason = self._slice_bounds(out, slc, attrs, sizes, data_in, rank)
-        if reason:
-            return reason
+        bounds, operand_nodes = self._slice_bounds(out, slc, attrs, sizes, data_in, rank)
         others = [u for u in users if u is not slc and u not in operand_nodes]
         if others:
-            return f"{conv.op_type} output has {len(users)} consumers"
+            raise Refusal(f"{conv.op_type} output has {len(users)} consumers", slices)
         begins, ends = list(attrs.pads_begin), list(attrs.pads_end)
         dropped_b, dropped_e = [0] * attrs.rank, [0] * attrs.rank
         for j, (q0, q1) in bounds.items():
-            reason = fold_axis(attrs, j, q0, q1, sizes[j], begins, ends)
-            if reason:
-                return reason
+            fold_axis(attrs, j, q0, q1, sizes[j], begins, ends)
             dropped_b[j], dropped_e[j] = q0, q1
         new_attrs = replace(attrs, pads_begin=tuple(begins), pads_end=tuple(ends))
         for j, (q0, q1) in bounds.items():
             size = sizes[j]
             if size is not None and new_attrs.output_length(j, size) != attrs.output_length(j, size) - q0 - q1:
-                return f"cannot prove the folded output length on spatial axis {j}"
+                raise Refusal(f"cannot prove the folded output length on spatial axis {j}", slices)
         plan.attrs = new_attrs
         plan.slices.append(_SliceFold(slc, operand_nodes))
         dropped = describe(dropped_b, dropped_e)
         plan.done.append(f"folded Slice {plan.details['slice'][-1]} (drops {dropped}) into the pads")
         plan.details.setdefault("slice_dropped", []).append({"begin": dropped_b, "end": dropped_e})
         self.ctx.count("slices_folded")
-        return None
 
     def _slice_bounds(self, out, slc, attrs, spatial, data_in, rank):
-        """{spatial axis: (dropped at front, dropped at end)}, the run-time end nodes, or a reason."""
+        """{spatial axis: (dropped at front, dropped at end)} and the run-time end nodes; or Refusal."""
         view = self.view
         operands = slice_operands(view, slc)
         operand_nodes: list[NodeProto] = []
         if operands is None:
-            starts, axes, steps, reason = static_operands(view, slc)
-            if reason:
-                return None, [], reason
+            starts, axes, steps = static_operands(view, slc)
             ends_name = slc.input[2]
         else:
             starts, ends, axes, steps = operands
@@ -343,19 +334,17 @@ class _ViewFolder:
             axes = list(range(len(starts)))
         steps = steps if steps is not None else [1] * len(starts)
         if not len(starts) == len(axes) == len(steps):
-            return None, [], "Slice operands have different lengths"
+            raise Refusal("Slice operands have different lengths", [slc])
         out_shape = view.shape(out)
         bounds: dict[int, tuple[int, int]] = {}
         for i, (start, axis, step) in enumerate(zip(starts, axes, steps)):
             axis = axis + rank if axis < 0 else axis
             if not 0 <= axis < rank:
-                return None, [], f"Slice axis {axes[i]} is outside rank {rank}"
+                raise Refusal(f"Slice axis {axes[i]} is outside rank {rank}", [slc])
             if step != 1:
-                return None, [], f"Slice step is {step}, not 1"
+                raise Refusal(f"Slice step is {step}, not 1", [slc])
             if operands is None:
-                end, nodes, reason = self._run_time_end(out, slc, ends_name, i, axis, attrs, data_in)
-                if reason:
-                    return None, [], reason
+                end, nodes = self._run_time_end(out, slc, ends_name, i, axis, attrs, data_in)
                 operand_nodes.extend(n for n in nodes if n not in operand_nodes)
             else:
                 end = ends[i]
@@ -363,27 +352,27 @@ class _ViewFolder:
                 dim = out_shape.static(axis) if out_shape is not None else None
                 kept = slice_kept_range(start, end, dim)
                 if kept != (0, 0):
-                    return None, [], f"Slice crops the {'batch' if axis == 0 else 'channel'} axis"
+                    raise Refusal(f"Slice crops the {'batch' if axis == 0 else 'channel'} axis", [slc])
                 continue
             j = axis - 2
             length = attrs.output_length(j, spatial[j]) if spatial[j] is not None else None
             kept = slice_kept_range(start, end, length)
             if kept is None:
-                return None, [], f"Slice bounds on spatial axis {j} depend on the dynamic length"
+                raise Refusal(f"Slice bounds on spatial axis {j} depend on the dynamic length", [slc])
             if length is not None and length - kept[0] - kept[1] < 1:
-                return None, [], f"Slice keeps no output on spatial axis {j}"
+                raise Refusal(f"Slice keeps no output on spatial axis {j}", [slc])
             bounds[j] = kept
-        return bounds, operand_nodes, None
+        return bounds, operand_nodes
 
     def _run_time_end(self, out, slc, ends_name, index, axis, attrs, data_in):
-        """Prove a computed `ends[index]` equals L_out - c for every input length; (c-based end, nodes, reason)."""
+        """Prove a computed `ends[index]` equals L_out - c for every input length: (c-based end, nodes); or Refusal."""
         view = self.view
         if axis < 2:
-            return None, [], "slice end is computed at run time"
+            raise Refusal("slice end is computed at run time", [slc])
         j = axis - 2
         lout = output_affine(attrs, j)
         if lout is None:
-            return None, [], "slice end is computed at run time"
+            raise Refusal("slice end is computed at run time", [slc])
         symbols = {
             data_in: shape_symbols(view.shape(data_in), axis, Affine(1, 0)),
             out: shape_symbols(view.shape(out), axis, lout),
@@ -394,18 +383,18 @@ class _ViewFolder:
         except (NotAffine, TypeError, ValueError, IndexError, np.exceptions.AxisError):
             value = None  # not an expression we can prove anything about
         if value is None:
-            return None, [], "slice end is computed at run time"
+            raise Refusal("slice end is computed at run time", [slc])
         flat = value.reshape(-1)
         if index >= flat.size or not isinstance(flat[index], Affine):
-            return None, [], "slice end is computed at run time"
+            raise Refusal("slice end is computed at run time", [slc])
         end = flat[index]
         if end.a != lout.a or end.a <= 0 or lout.b - end.b < 0 or end.a + end.b < 0:
-            return None, [], "slice end is computed at run time"
+            raise Refusal("slice end is computed at run time", [slc])
         # Every reader of the conv output other than the Slice must die with it (TorchScript's Shape chain).
         dying = exclusive_nodes(view, visited, slc)
         dropped = lout.b - end.b
         # As a constant end this is "-dropped" (or "to the end" when nothing is dropped).
-        return (-dropped if dropped else INT64_MAX), dying, None
+        return (-dropped if dropped else INT64_MAX), dying
 
     # ------------------------------------------------ CausalConvWithState
 
@@ -415,9 +404,10 @@ class _ViewFolder:
         concat = view.producer_of(conv.input[0])
         if concat is None or concat.op_type != "Concat" or concat.domain not in STD_DOMAINS:
             return None
-        match, reason = state_match(view, conv, concat, attrs)
-        if reason:
-            plan.skipped.append(f"{STATE_OP}: {reason}")
+        try:
+            match = state_match(view, conv, concat, attrs)
+        except Refusal as no:
+            plan.skipped.append(f"{STATE_OP}: {no.reason}")
             return None
         if view.opset < STATE_OPSET:
             plan.skipped.append(f"{STATE_OP} needs opset {STATE_OPSET}; the model imports opset {view.opset}")

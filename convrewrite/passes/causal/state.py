@@ -8,6 +8,7 @@ from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs
 from ...graph import INT32_MAX, GraphView, attr, slice_operands
+from ...refusal import Refusal
 
 
 STATE_OP = "CausalConvWithState"
@@ -39,43 +40,43 @@ def exclusive_nodes(view: GraphView, nodes: list[NodeProto], sink: NodeProto) ->
 
 
 def state_match(view: GraphView, conv: NodeProto, concat: NodeProto, attrs: ConvAttrs):
-    """((state, x, new-state Slice or None), None) when Concat(state, x) -> Conv is a stateful causal conv."""
+    """(state, x, new-state Slice or None) when Concat(state, x) -> Conv is a stateful causal conv; else Refusal."""
     if conv.op_type != "Conv":
-        return None, f"{conv.op_type} is not a plain Conv"
+        raise Refusal(f"{conv.op_type} is not a plain Conv", [concat])
     if attrs.rank != 1:
-        return None, "only 1-D convolutions have a stateful form"
+        raise Refusal("only 1-D convolutions have a stateful form", [concat])
     if len([i for i in concat.input if i]) != 2:
-        return None, "the Concat does not join exactly a state and an input"
+        raise Refusal("the Concat does not join exactly a state and an input", [concat])
     axis = attr(concat, "axis")
     if axis not in (2, -1):
-        return None, f"the Concat joins axis {axis}, not the time axis"
+        raise Refusal(f"the Concat joins axis {axis}, not the time axis", [concat])
     state, x = concat.input[0], concat.input[1]
     k = attrs.kernel_shape[0]
     wshape = view.shape(conv.input[1])
     channels = wshape.static(0) if wshape is not None else None
     if attrs.group != channels or (wshape is not None and wshape.static(1) != 1):
-        return None, "the conv is not depthwise with one output per channel"
+        raise Refusal("the conv is not depthwise with one output per channel", [concat])
     if attrs.strides[0] != 1 or attrs.dilations[0] != 1:
-        return None, "the conv is strided or dilated"
+        raise Refusal("the conv is strided or dilated", [concat])
     if attrs.auto_pad not in ("NOTSET", "VALID") or (attrs.auto_pad == "NOTSET" and any(attrs.pads)):
-        return None, "the conv pads its input"
+        raise Refusal("the conv pads its input", [concat])
     sshape = view.shape(state)
     if sshape is None or sshape.static(2) != k - 1:
-        return None, f"the state is not k-1 = {k - 1} steps long"
+        raise Refusal(f"the state is not k-1 = {k - 1} steps long", [concat])
     if view.elem_type(x) not in STATE_TYPES:
-        return None, "the input type is not float, float16 or bfloat16"
+        raise Refusal("the input type is not float, float16 or bfloat16", [concat])
     if view.is_graph_output(concat.output[0]):
-        return None, "the Concat output is a graph output"
+        raise Refusal("the Concat output is a graph output", [concat])
     users = view.consumers_of(concat.output[0])
     others = [u for u in users if u is not conv]
     slc = None
     if others:
         if len(others) != 1 or others[0].op_type != "Slice" or others[0].input[0] != concat.output[0]:
-            return None, f"the Concat output has {len(users)} consumers"
+            raise Refusal(f"the Concat output has {len(users)} consumers", [concat])
         slc = others[0]
         operands = slice_operands(view, slc)
         if operands is None:
-            return None, "the new-state Slice bounds are computed at run time"
+            raise Refusal("the new-state Slice bounds are computed at run time", [concat])
         starts, ends, axes, steps = operands
         hshape = view.shape(concat.output[0])
         length = hshape.static(2) if hshape is not None else None
@@ -85,8 +86,8 @@ def state_match(view: GraphView, conv: NodeProto, concat: NodeProto, attrs: Conv
         )
         # axes absent means axis 0, which is not the time axis.
         if not (keeps_tail and axes in ([2], [-1]) and steps in (None, [1])):
-            return None, f"the Slice of the Concat does not keep exactly the last {k - 1} steps"
-    return (state, x, slc), None
+            raise Refusal(f"the Slice of the Concat does not keep exactly the last {k - 1} steps", [concat])
+    return state, x, slc
 
 
 @functools.lru_cache(maxsize=None)
