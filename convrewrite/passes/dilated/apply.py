@@ -11,6 +11,7 @@ from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from ...conv import ConvAttrs
 from ...graph import GraphView, make_squeeze, make_unsqueeze
+from ...refusal import Refusal
 from ...symbolic import Unprovable
 from .common import FLOAT_TYPES
 
@@ -181,16 +182,16 @@ def _input_sizes(view: GraphView, node: NodeProto, rank: int) -> list[int | None
     return [d if isinstance(d, int) else None for d in s.dims[2:]]
 
 
-def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelChange | None, str | None]:
-    """The compact kernel of a zero-inserted one, or (None, reason or None)."""
+def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> KernelChange | None:
+    """The compact kernel of a zero-inserted one; None when there is none, Refusal when it cannot be made."""
     if all(k < 3 for k in attrs.kernel_shape):
-        return None, None
+        return None
     w = _weight_array(view, node.input[1])
     if w is None or w.ndim != attrs.rank + 2:
-        return None, None
+        return None
     zp = weight_zero_point(view, node, w)
     if zp is None or (node.op_type != "ConvInteger" and w.dtype.type not in FLOAT_TYPES):
-        return None, None
+        return None
     nz = w != zp  # the taps that contribute: 0.0 in a float kernel, the zero point in an integer one
     factors = []
     for a, K in enumerate(attrs.kernel_shape):
@@ -210,7 +211,7 @@ def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelC
             g = math.gcd(g, int(i))
         factors.append(g)
     if all(f == 1 for f in factors):
-        return None, None
+        return None
     index = (slice(None), slice(None)) + tuple(slice(None, None, f) for f in factors)
     compact = np.ascontiguousarray(w[index])
     after = replace(
@@ -221,28 +222,28 @@ def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelC
     if after.auto_pad != "NOTSET" or after.output_shape is not None:
         resolved = after.resolved(_input_sizes(view, node, attrs.rank))
         if resolved is None:
-            return None, (f"zero-inserted kernel (taps every {factors}), but auto_pad {attrs.auto_pad} pads depend "
-                          "on a dynamic input size and onnxruntime refuses SAME with dilations")
+            raise Refusal(f"zero-inserted kernel (taps every {factors}), but auto_pad {attrs.auto_pad} pads depend "
+                          "on a dynamic input size and onnxruntime refuses SAME with dilations", [node])
         after = resolved
     details = {"pattern": "zero_inserted_kernel", "factors": factors}
-    return KernelChange(after, compact, details, "kernels_compacted"), None
+    return KernelChange(after, compact, details, "kernels_compacted")
 
 
-def expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelChange | None, str | None]:
-    """The zero-inserted kernel of a dilated conv (dilations reset to 1)."""
+def expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> KernelChange:
+    """The zero-inserted kernel of a dilated conv (dilations reset to 1); Refusal when it cannot be made."""
     if all(d == 1 for d in attrs.dilations):
-        return None, "no dilations to expand"
+        raise Refusal("no dilations to expand", [node])
     w = _weight_array(view, node.input[1])
     if w is None or w.ndim != attrs.rank + 2:
-        return None, "the weight is not a constant"
+        raise Refusal("the weight is not a constant", [node])
     shape = list(w.shape[:2]) + [d * (k - 1) + 1 for d, k in zip(attrs.dilations, attrs.kernel_shape)]
     zp = weight_zero_point(view, node, w)
     if zp is None:
-        return None, "the weight's zero point is not a constant"
+        raise Refusal("the weight's zero point is not a constant", [node])
     expanded = np.empty(shape, dtype=w.dtype)
     expanded[...] = zp  # inserted taps contribute nothing: 0.0, or an integer kernel's zero point
     index = (slice(None), slice(None)) + tuple(slice(None, None, d) for d in attrs.dilations)
     expanded[index] = w
     after = replace(attrs, kernel_shape=tuple(shape[2:]), dilations=(1,) * attrs.rank)
     details = {"pattern": "expanded_dilations", "factors": list(attrs.dilations)}
-    return KernelChange(after, expanded, details, "kernels_expanded"), None
+    return KernelChange(after, expanded, details, "kernels_expanded")

@@ -127,7 +127,7 @@ from onnx import NodeProto
 
 from ...conv import ConvAttrs
 from ...graph import INT32_MAX, GraphView
-from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Refusal, Rewritten, Rule, ViewRun, register
 from ...symbolic import Unprovable, product
 from .apply import KernelChange, apply_fold, compact, expand, store_weight
 from .chain import FoldPlan, is_candidate, plan_fold, walk_back, walk_forward
@@ -167,7 +167,10 @@ class DilatedPass(Rule):
         if node.op_type == "Conv":
             (back, back_stop), (forward, forward_stop) = walk_back(view, node), walk_forward(view, node)
             if is_candidate(back, forward):
-                plan, chain_reason = _try_plan(view, node, back, forward, run.state.derived)
+                try:
+                    plan = plan_fold(view, node, back, forward, run.state.derived)
+                except Unprovable as no:
+                    chain_reason = no.reason
                 stop = back_stop or forward_stop
                 if plan is None and chain_reason == NO_PATTERN and stop:
                     chain_reason = stop
@@ -175,7 +178,10 @@ class DilatedPass(Rule):
                     chain_reason = f"{chain_reason} ({forward_stop})"
         if plan is not None:
             return plan, chain_reason, None
-        change, kernel_reason = _kernel_change(run, node, conv.attrs)
+        try:
+            change, kernel_reason = _kernel_change(run, node, conv.attrs), None
+        except Refusal as no:
+            change, kernel_reason = None, no.reason
         if change is None:
             if chain_reason and chain_reason != NO_PATTERN:
                 reason = f"space-to-batch chain not folded: {chain_reason}"
@@ -205,9 +211,12 @@ class DilatedPass(Rule):
             run.count("shape_nodes_removed", len(plan.dead))
             details.update(plan.details)
             details["formula"] = _formula(plan, current)
-            change, kernel_left = _kernel_change(run, node, current)
-            if change is None and kernel_left and FINITE_MATH_LEFT in kernel_left:
-                details["kernel"] = kernel_left
+            try:
+                change = _kernel_change(run, node, current)
+            except Refusal as no:
+                change = None
+                if FINITE_MATH_LEFT in no.reason:
+                    details["kernel"] = no.reason
         if change is not None:
             store_weight(view, node, change.array, state.dropped, state.reshaped)
             change.after.apply(node)
@@ -228,20 +237,21 @@ class DilatedPass(Rule):
             run.cleanup.forget_shape(state.removed_names | set(state.reshaped))
 
 
-def _kernel_change(run: ViewRun, node: NodeProto, current: ConvAttrs) -> tuple["KernelChange | None", str | None]:
-    """The zero-inserted kernel compaction (or, with expand_dilations, the expansion), or why not; no edits."""
+def _kernel_change(run: ViewRun, node: NodeProto, current: ConvAttrs) -> "KernelChange | None":
+    """The zero-inserted kernel compaction (or, with expand_dilations, the expansion); None when there is no such
+    kernel, Refusal saying why it cannot be changed; no edits."""
     view = run.view
-    change, kernel_reason = (expand if run.options.expand_dilations else compact)(view, node, current)
-    if change is not None and view.ctx.ir_version < 4 and view.initializer(node.input[1]) is not None:
-        change, kernel_reason = None, (f"{change.details['pattern'].replace('_', ' ')}, but IR version "
-                                       f"{view.ctx.ir_version} lists weights as graph inputs: a new kernel "
-                                       "would change the graph's inputs")
-    if change is not None and node.op_type == "ConvInteger":
+    change = (expand if run.options.expand_dilations else compact)(view, node, current)
+    if change is None:
+        return None
+    if view.ctx.ir_version < 4 and view.initializer(node.input[1]) is not None:
+        raise Refusal(f"{change.details['pattern'].replace('_', ' ')}, but IR version {view.ctx.ir_version} lists "
+                      "weights as graph inputs: a new kernel would change the graph's inputs", [node])
+    if node.op_type == "ConvInteger":
         change.details["integer"] = "exact for every input: the taps hold the weight's zero point"
-    elif change is not None and not run.options.assume_finite:
-        what = change.details["pattern"].replace("_", " ")
-        change, kernel_reason = None, f"{what}: {FINITE_MATH_LEFT}"
-    return change, kernel_reason
+    elif not run.options.assume_finite:
+        raise Refusal(f"{change.details['pattern'].replace('_', ' ')}: {FINITE_MATH_LEFT}", [node])
+    return change
 
 
 # Why a kernel change is opt-in: x*0.0 is NaN for x = +-Inf or NaN, so removing a 0.0 tap (compaction) makes
@@ -267,13 +277,6 @@ def _inputs_of_removed(view: GraphView) -> set[str]:
         if view.is_removed(node):
             names.update(i for i in node.input if i)
     return names
-
-
-def _try_plan(view, node, back, forward, derived) -> tuple[FoldPlan | None, str | None]:
-    try:
-        return plan_fold(view, node, back, forward, derived), None
-    except Unprovable as exc:
-        return None, str(exc)
 
 
 def _formula(plan: FoldPlan, after: ConvAttrs) -> str:
