@@ -95,21 +95,20 @@ def fuse_weights(d: np.ndarray, p: np.ndarray, c: int, mult: int, kernel: Sequen
     return np.einsum("ocj,cjk->ock", p2, d2).reshape((p.shape[0], c) + tuple(kernel))
 
 
-def pointwise_reason(attrs: ConvAttrs) -> str | None:
-    """Why a conv is not a pointwise conv (None when it is)."""
+def check_pointwise(attrs: ConvAttrs) -> None:
+    """Refusal saying why a conv is not a pointwise conv (nothing when it is)."""
     if attrs.transposed:
-        return "the conv after it is a ConvTranspose"
+        raise Refusal("the conv after it is a ConvTranspose")
     if any(k != 1 for k in attrs.kernel_shape):
-        return f"the conv after it has kernel {list(attrs.kernel_shape)}, not a pointwise conv"
+        raise Refusal(f"the conv after it has kernel {list(attrs.kernel_shape)}, not a pointwise conv")
     if attrs.group != 1:
-        return f"pointwise conv has group {attrs.group}"
+        raise Refusal(f"pointwise conv has group {attrs.group}")
     if any(s != 1 for s in attrs.strides):
-        return f"pointwise conv has stride {_one_or_list(attrs.strides)}"
+        raise Refusal(f"pointwise conv has stride {_one_or_list(attrs.strides)}")
     if attrs.auto_pad == "NOTSET" and any(attrs.pads):
-        return f"pointwise conv has pads {list(attrs.pads)}"
+        raise Refusal(f"pointwise conv has pads {list(attrs.pads)}")
     if any(d != 1 for d in attrs.dilations):
-        return f"pointwise conv has dilation {_one_or_list(attrs.dilations)}"
-    return None
+        raise Refusal(f"pointwise conv has dilation {_one_or_list(attrs.dilations)}")
 
 
 def _one_or_list(values: Sequence[int]) -> str:

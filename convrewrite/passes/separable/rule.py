@@ -29,12 +29,12 @@ import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...graph import LayoutPath, attr, set_attr, walk_down
-from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
+from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Refusal, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel
 from .bound import ChainBound
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
-    PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, pointwise_reason,
+    PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, check_pointwise,
     scale_out_channels, why_not_constant,
 )
 
@@ -70,8 +70,6 @@ class SeparablePass(Rule):
 
     def match(self, run: ViewRun, conv: Conv) -> "ConvState | NotApplicable":
         state = run.state.state_of(conv)
-        if isinstance(state, str):
-            raise NotApplicable(state, [conv.node], with_before=False)
         if not state.is_depthwise and not run.state.has_follower(state):
             return NotApplicable("not depthwise", [conv.node])  # nothing follows it, no pair to form (common)
         return state
@@ -113,30 +111,28 @@ class _ViewRewriter:
     def _record(self, node: NodeProto, status: str, reason: str, before=None, after=None, details=None) -> None:
         self.run.record(node, status, reason, before, after, details)
 
-    def _state(self, node: NodeProto) -> ConvState | str:
-        """Another conv's state (the pointwise half of a pair), or why it cannot be handled at all."""
+    def _state(self, node: NodeProto) -> ConvState:
+        """Another conv's state (the pointwise half of a pair); Refusal saying why it cannot be handled at all."""
         if node.op_type not in ("Conv", "ConvTranspose"):
-            return f"quantized convolution ({node.op_type}): its weights are not float"
-        try:
-            conv = read_conv(self.view, node, self.labels[id(node)])
-        except NotApplicable as no:
-            return no.reason
-        return self.state_of(conv)
+            raise Refusal(f"quantized convolution ({node.op_type}): its weights are not float", [node])
+        return self.state_of(read_conv(self.view, node, self.labels[id(node)]))
 
-    def state_of(self, conv: Conv) -> ConvState | str:
-        """The conv's state, or why it cannot be handled at all."""
+    def state_of(self, conv: Conv) -> ConvState:
+        """The conv's state; NotApplicable (no attributes in the record) saying why it cannot be handled at all."""
         node = conv.node
         if node.op_type not in ("Conv", "ConvTranspose"):
-            return f"quantized convolution ({node.op_type}): its weights are not float"
+            raise NotApplicable(f"quantized convolution ({node.op_type}): its weights are not float", [node],
+                                with_before=False)
         dims = conv.weight_shape
         if dims is None or not conv.weight_static:
-            return "the weight's shape is not known"
+            raise NotApplicable("the weight's shape is not known", [node], with_before=False)
         attrs = conv.attrs
         if attrs.ambiguous_output_reason():
-            return attrs.ambiguous_output_reason()
+            raise NotApplicable(attrs.ambiguous_output_reason(), [node], with_before=False)
         dtype = FLOAT_TYPES.get(conv.weight_type)
         if dtype is None:
-            return f"weights are {TensorProto.DataType.Name(conv.weight_type)}, not float16/float/double"
+            raise NotApplicable(f"weights are {TensorProto.DataType.Name(conv.weight_type)}, not float16/float/double",
+                                [node], with_before=False)
         return ConvState(node, conv.label, attrs, [int(d) for d in dims], np.dtype(dtype))
 
     # -------------------------------------------------------------- one conv
@@ -147,9 +143,10 @@ class _ViewRewriter:
         if not conv.is_depthwise:
             self._finish_single(conv, before, "not depthwise")
             return
-        pw, why = self.find_pointwise(conv)
-        if pw is None:
-            self._finish_single(conv, before, why)
+        try:
+            pw = self.find_pointwise(conv)
+        except Refusal as no:
+            self._finish_single(conv, before, no.reason)
             return
         self.run.claim(pw.node)
         self.rewrite_pair(conv, pw, before)
@@ -349,52 +346,55 @@ class _ViewRewriter:
             path = walk_down(self.view, path.user.output[0], len(path.axes))
             if path.layout:
                 break
-        pw, why = self.find_pointwise(conv, path)
+        try:
+            return self.find_pointwise(conv, path), "", None
+        except Refusal as no:
+            why = no.reason
         user = path.user
-        if pw is not None or user is None or user.op_type != "Conv" or user.domain not in STD_DOMAINS:
-            return pw, why, None
-        state = self._state(user)
-        shaped = not isinstance(state, str) and pointwise_reason(state.attrs) is None
-        return None, why, user if shaped and user.input[0] == path.name else None
+        if user is None or user.op_type != "Conv" or user.domain not in STD_DOMAINS or user.input[0] != path.name:
+            return None, why, None
+        return None, why, user if self._is_pointwise(user) else None
 
-    def find_pointwise(self, conv: ConvState, path: LayoutPath | None = None) -> tuple[ConvState | None, str]:
-        """The pointwise conv reading this depthwise conv's output alone (or `path`'s end), or why there is none."""
+    def find_pointwise(self, conv: ConvState, path: LayoutPath | None = None) -> ConvState:
+        """The pointwise conv reading this depthwise conv's output alone (or `path`'s end); Refusal saying why
+        there is none."""
         path = self.walk(conv) if path is None else path
         where = "depthwise output"
         if path.layout:
             where += " (after " + " -> ".join(n.op_type for n in path.layout) + ")"
         if path.user is None:
-            return None, f"{where} {path.stop}"
+            raise Refusal(f"{where} {path.stop}", [conv.node])
         user = path.user
         if user.op_type != "Conv" or user.domain not in STD_DOMAINS:
-            if self._pointwise_after(user):
-                return None, f"{user.op_type} between depthwise and pointwise"
-            return None, f"no pointwise conv after it: the {where} goes to {user.op_type}"
+            if self._is_pointwise(self.view.sole_consumer(user.output[0]) if user.output else None, user):
+                raise Refusal(f"{user.op_type} between depthwise and pointwise", [conv.node])
+            raise Refusal(f"no pointwise conv after it: the {where} goes to {user.op_type}", [conv.node])
         if user.input[0] != path.name:
-            return None, f"{where} is an operand of Conv {self._name(user)}, not its data"
+            raise Refusal(f"{where} is an operand of Conv {self._name(user)}, not its data", [conv.node])
         if not path.same_layout or len(path.axes) != conv.attrs.rank + 2:  # a Squeeze of a trailing axis
-            return None, f"{where} reaches the next conv in another layout (the layout ops do not cancel)"
-        pw = self._state(user)
-        if isinstance(pw, str):
-            return None, f"the conv after it cannot be handled: {pw}"
-        reason = pointwise_reason(pw.attrs)
-        if reason:
-            return None, reason
+            raise Refusal(f"{where} reaches the next conv in another layout (the layout ops do not cancel)",
+                          [conv.node])
+        try:
+            pw = self._state(user)
+        except Refusal as no:
+            raise Refusal(f"the conv after it cannot be handled: {no.reason}", [user]) from None
+        check_pointwise(pw.attrs)
         if pw.wshape[1] != conv.out_channels:
-            return None, f"pointwise conv reads {pw.wshape[1]} channels, the depthwise conv writes {conv.out_channels}"
+            raise Refusal(f"pointwise conv reads {pw.wshape[1]} channels, the depthwise conv writes {conv.out_channels}",
+                          [user])
         if not self.ctx.allowed(PASS, self.view.path, pw.label):
-            return None, f"pointwise conv {pw.label} is excluded by selection"
-        return pw, ""
+            raise Refusal(f"pointwise conv {pw.label} is excluded by selection", [conv.node])
+        return pw
 
-    def _pointwise_after(self, node: NodeProto) -> bool:
-        """Whether a one-input op's output goes (alone) to a pointwise conv: names the blocker."""
-        if not node.output:
+    def _is_pointwise(self, node: NodeProto | None, reader: NodeProto | None = None) -> bool:
+        """Whether `node` is a float pointwise Conv (reading `reader`'s output as its data, when given)."""
+        if node is None or node.op_type != "Conv" or (reader is not None and node.input[0] != reader.output[0]):
             return False
-        user = self.view.sole_consumer(node.output[0])
-        if user is None or user.op_type != "Conv" or user.input[0] != node.output[0]:
+        try:
+            check_pointwise(self._state(node).attrs)
+        except Refusal:
             return False
-        pw = self._state(user)
-        return not isinstance(pw, str) and pointwise_reason(pw.attrs) is None
+        return True
 
     def rewrite_pair(self, dw: ConvState, pw: ConvState, dw_before: dict) -> None:
         pw_before = pw.attrs.to_dict()
