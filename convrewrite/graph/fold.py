@@ -1,13 +1,16 @@
 """Constant folding of small operand chains (pads, axes, slice bounds, shapes), never weights.
 
 Why apart from the view: it is the one evaluator of constant chains every
-pass reads operands through (`GraphView.const_value`), with the one op set
-the cleanup also uses (CONSTANT_CHAIN_OPS).
+pass reads operands through (`GraphView.const_value`), with the one op table
+(CONCRETE_OPS, `eval_node`) and the one op set the cleanup also uses
+(CONSTANT_CHAIN_OPS). The symbolic interpreter (convrewrite/symbolic) reads
+Constant nodes, ConstantOfShape fills and Slice bounds with the helpers here,
+and hands an all-constant node it has no rule for to `eval_node` first.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import onnx
@@ -30,11 +33,7 @@ FOLD_MAX_ELEMENTS = 1 << 16
 
 # The one constant-chain op set: ops that only compute small operands (shapes, pads, axes, scales), never
 # anything with effects. Constant folding follows them; the cleanup removes them once nothing reads them.
-CONSTANT_CHAIN_OPS = frozenset({
-    "Constant", "Identity", "Cast", "Reshape", "Concat", "Slice", "Transpose", "ConstantOfShape",
-    "Unsqueeze", "Squeeze", "Gather", "Add", "Sub", "Mul", "Div", "Neg", "Shape", "Size", "Range",
-    "Flatten", "Expand", "Abs", "Max", "Min",
-})
+# (`CONSTANT_CHAIN_OPS`, below the one op table: its ops and the two shape readers.)
 
 
 def fold_constant(view: GraphView, name: str, cache: dict[str, np.ndarray | None]) -> np.ndarray | None:
@@ -83,7 +82,7 @@ def fold_constant(view: GraphView, name: str, cache: dict[str, np.ndarray | None
             value = None
         else:
             try:
-                outs = _eval_node(view, node, args)
+                outs = eval_node(view, node, args)
             except Exception:  # noqa: BLE001 - an unfoldable chain is simply not a constant
                 outs = None
             value = None
@@ -121,74 +120,106 @@ def _fold_shape(view: GraphView, node: NodeProto) -> np.ndarray | None:
     return np.asarray(sel, dtype=np.int64)
 
 
-def _eval_node(view: GraphView, node: NodeProto, args: list) -> list[np.ndarray] | None:
-    op = node.op_type
-    opset = view.opset
-    if op == "Constant":
-        return [_constant_node_value(node)]
-    if op == "Identity":
-        return [args[0]]
-    if op == "Cast":
-        to = attr(node, "to")
-        return [args[0].astype(helper.tensor_dtype_to_np_dtype(to))]
-    if op == "Reshape":
-        shape = [int(v) for v in args[1].reshape(-1)]
-        allowzero = attr(node, "allowzero", 0)
-        if not allowzero:
-            shape = [args[0].shape[i] if v == 0 else v for i, v in enumerate(shape)]
-        return [args[0].reshape(shape)]
-    if op == "Flatten":
-        axis = attr(node, "axis", 1)
-        a = args[0]
-        axis = axis + a.ndim if axis < 0 else axis
-        return [a.reshape(int(np.prod(a.shape[:axis])), -1)]
-    if op == "Concat":
-        return [np.concatenate([a for a in args if a is not None], axis=attr(node, "axis"))]
-    if op == "Transpose":
-        perm = attr(node, "perm")
-        return [np.transpose(args[0], perm)]
-    if op == "ConstantOfShape":
-        value = attr(node, "value")
-        fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
-        shape = [int(v) for v in args[0].reshape(-1)]
-        return [np.full(shape, fill, dtype=np.asarray(fill).dtype)]
-    if op in ("Unsqueeze", "Squeeze"):
-        axes = attr(node, "axes") if opset < 13 else (
-            [int(v) for v in args[1].reshape(-1)] if len(args) > 1 and args[1] is not None else None
-        )
-        a = args[0]
-        if op == "Unsqueeze":
-            out_rank = a.ndim + len(axes)
-            axes = sorted(x + out_rank if x < 0 else x for x in axes)
-            for x in axes:
-                a = np.expand_dims(a, x)
-            return [a]
-        if axes is None:
-            return [np.squeeze(a)]
-        return [np.squeeze(a, axis=tuple(x + a.ndim if x < 0 else x for x in axes))]
-    if op == "Gather":
-        return [np.take(args[0], args[1], axis=attr(node, "axis", 0))]
-    if op in ("Add", "Sub", "Mul", "Div", "Max", "Min"):
-        a, b = args[0], args[1]
-        if op == "Div" and a.dtype.kind in "iu":
-            return [(a // b).astype(a.dtype)]
-        fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Max": np.maximum, "Min": np.minimum}[op]
-        return [fn(a, b).astype(np.result_type(a, b))]
-    if op == "Neg":
-        return [-args[0]]
-    if op == "Abs":
-        return [np.abs(args[0])]
-    if op == "Range":
-        return [np.arange(args[0], args[1], args[2]).astype(args[0].dtype)]
-    if op == "Expand":
-        shape = [int(v) for v in args[1].reshape(-1)]
-        return [args[0] * np.ones(shape, dtype=args[0].dtype)]
-    if op == "Slice":
-        return [_eval_slice(view, node, args)]
-    return None
+def _eval_constant(view, node, args):
+    return [constant_node_value(node)]
 
 
-def _constant_node_value(node: NodeProto) -> np.ndarray | None:
+def _eval_cast(view, node, args):
+    return [args[0].astype(helper.tensor_dtype_to_np_dtype(attr(node, "to")))]
+
+
+def _eval_reshape(view, node, args):
+    shape = [int(v) for v in args[1].reshape(-1)]
+    if not attr(node, "allowzero", 0):
+        shape = [args[0].shape[i] if v == 0 else v for i, v in enumerate(shape)]
+    return [args[0].reshape(shape)]
+
+
+def _eval_flatten(view, node, args):
+    axis = attr(node, "axis", 1)
+    a = args[0]
+    axis = axis + a.ndim if axis < 0 else axis
+    return [a.reshape(int(np.prod(a.shape[:axis])), -1)]
+
+
+def _eval_unsqueeze_squeeze(view, node, args):
+    axes = attr(node, "axes") if view.opset < 13 else (
+        [int(v) for v in args[1].reshape(-1)] if len(args) > 1 and args[1] is not None else None
+    )
+    a = args[0]
+    if node.op_type == "Unsqueeze":
+        out_rank = a.ndim + len(axes)
+        axes = sorted(x + out_rank if x < 0 else x for x in axes)
+        for x in axes:
+            a = np.expand_dims(a, x)
+        return [a]
+    if axes is None:
+        return [np.squeeze(a)]
+    return [np.squeeze(a, axis=tuple(x + a.ndim if x < 0 else x for x in axes))]
+
+
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Max": np.maximum,
+           "Min": np.minimum}
+
+
+def _eval_binary(view, node, args):
+    a, b = args[0], args[1]
+    if node.op_type == "Div" and a.dtype.kind in "iu":
+        return [(a // b).astype(a.dtype)]
+    return [_BINARY[node.op_type](a, b).astype(np.result_type(a, b))]
+
+
+def _eval_constant_of_shape(view, node, args):
+    fill = constant_of_shape_fill(node)
+    return [np.full([int(v) for v in args[0].reshape(-1)], fill, dtype=np.asarray(fill).dtype)]
+
+
+def _eval_expand(view, node, args):
+    shape = [int(v) for v in args[1].reshape(-1)]
+    return [args[0] * np.ones(shape, dtype=args[0].dtype)]
+
+
+# The one table of concrete constant evaluation: op -> (view, node, input arrays) -> output arrays. Shape and
+# Size read inferred shapes instead (`fold_constant`); the symbolic interpreter hands its all-constant nodes of
+# ops it has no rule for to `eval_node` first.
+CONCRETE_OPS: dict[str, Callable[[Any, NodeProto, list], list[np.ndarray | None]]] = {
+    "Constant": _eval_constant,
+    "Identity": lambda view, node, args: [args[0]],
+    "Cast": _eval_cast,
+    "Reshape": _eval_reshape,
+    "Flatten": _eval_flatten,
+    "Concat": lambda view, node, args: [np.concatenate([a for a in args if a is not None], axis=attr(node, "axis"))],
+    "Transpose": lambda view, node, args: [np.transpose(args[0], attr(node, "perm"))],
+    "ConstantOfShape": _eval_constant_of_shape,
+    "Unsqueeze": _eval_unsqueeze_squeeze,
+    "Squeeze": _eval_unsqueeze_squeeze,
+    "Gather": lambda view, node, args: [np.take(args[0], args[1], axis=attr(node, "axis", 0))],
+    **{op: _eval_binary for op in _BINARY},
+    "Neg": lambda view, node, args: [-args[0]],
+    "Abs": lambda view, node, args: [np.abs(args[0])],
+    "Range": lambda view, node, args: [np.arange(args[0], args[1], args[2]).astype(args[0].dtype)],
+    "Expand": _eval_expand,
+    "Slice": lambda view, node, args: [_eval_slice(view, node, args)],
+}
+
+
+CONSTANT_CHAIN_OPS = frozenset(CONCRETE_OPS) | {"Shape", "Size"}
+
+
+def eval_node(view: GraphView, node: NodeProto, args: list) -> list[np.ndarray | None] | None:
+    """The node's outputs from its input arrays by the one table (None: an op it does not evaluate)."""
+    fn = CONCRETE_OPS.get(node.op_type)
+    return fn(view, node, args) if fn is not None else None
+
+
+def constant_of_shape_fill(node: NodeProto):
+    """The scalar a ConstantOfShape fills with (float32 0 by default)."""
+    value = attr(node, "value")
+    return numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
+
+
+def constant_node_value(node: NodeProto) -> np.ndarray | None:
+    """A Constant node's numeric value (value, value_int(s), value_float(s)), or None."""
     for a in node.attribute:
         if a.name == "value":
             return numpy_helper.to_array(a.t)
@@ -243,11 +274,11 @@ def _eval_slice(view: GraphView, node: NodeProto, args: list) -> np.ndarray:
     for s, e, a, st in zip(starts, ends, axes, steps):
         a = a + data.ndim if a < 0 else a
         dim = data.shape[a]
-        index[a] = slice(*_clamp_slice(s, e, st, dim))
+        index[a] = slice(*clamp_slice(s, e, st, dim))
     return data[tuple(index)]
 
 
-def _clamp_slice(start: int, end: int, step: int, dim: int) -> tuple[int | None, int | None, int]:
+def clamp_slice(start: int, end: int, step: int, dim: int) -> tuple[int | None, int | None, int]:
     """ONNX Slice bounds to Python's, clamped as the spec says."""
     if start < 0:
         start += dim
@@ -269,7 +300,7 @@ def slice_kept_range(start: int, end: int, dim: int | None) -> tuple[int, int | 
     and end negative (drop |end| at the end) or clamped to INT32/INT64 max.
     """
     if dim is not None:
-        s, e, _ = _clamp_slice(start, end, 1, dim)
+        s, e, _ = clamp_slice(start, end, 1, dim)
         e = max(e, s)
         return s, dim - e
     if start < 0:

@@ -13,7 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from ..graph import GraphView, attr
+from ..graph import (
+    CONCRETE_OPS, GraphView, attr, clamp_slice, constant_node_value, constant_of_shape_fill, eval_node,
+)
 from .residue import Domain, Lin, Unprovable, check_divisible, trunc_div
 
 SHAPE_READERS = {"Shape", "Size"}
@@ -212,6 +214,12 @@ class ShapeInterpreter:
                 arrays.append(None)
             else:
                 arrays.append(to_numpy(s))
+        if node.op_type in CONCRETE_OPS and node.domain in ("", "ai.onnx"):  # graph/fold's table first: one evaluator
+            try:
+                results = eval_node(self.view, node, arrays)
+            except MALFORMED as exc:
+                raise Unprovable(f"{node.op_type} in the shape subgraph cannot be evaluated ({exc})") from None
+            return [sym_from_array(np.asarray(r), self.domain) for r in results]
         try:
             from onnx.reference import ReferenceEvaluator
 
@@ -233,18 +241,10 @@ class ShapeInterpreter:
         return [sym_from_array(np.asarray(r), self.domain) for r in results]
 
     def _op_Constant(self, node: NodeProto) -> Sym:
-        for a in node.attribute:
-            if a.name == "value":
-                return sym_from_array(numpy_helper.to_array(a.t), self.domain)
-            if a.name == "value_int":
-                return sym_from_array(np.array(a.i, np.int64), self.domain)
-            if a.name == "value_ints":
-                return sym_from_array(np.array(list(a.ints), np.int64), self.domain)
-            if a.name == "value_float":
-                return sym_from_array(np.array(a.f, np.float32), self.domain)
-            if a.name == "value_floats":
-                return sym_from_array(np.array(list(a.floats), np.float32), self.domain)
-        raise Unprovable("Constant without a numeric value")
+        value = constant_node_value(node)  # graph/fold's reading: one for constants and shapes
+        if value is None:
+            raise Unprovable("Constant without a numeric value")
+        return sym_from_array(value, self.domain)
 
     def _op_Identity(self, node: NodeProto) -> Sym:
         return self._in(node, 0)
@@ -544,9 +544,7 @@ class ShapeInterpreter:
 
     def _op_ConstantOfShape(self, node: NodeProto) -> Sym:
         shape = self._in(node, 0).ints("ConstantOfShape shape")
-        value = attr(node, "value")
-        fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
-        return sym_from_array(np.full(shape, fill), self.domain)
+        return sym_from_array(np.full(shape, constant_of_shape_fill(node)), self.domain)
 
     def _op_Expand(self, node: NodeProto) -> Sym:
         x = self._in(node, 0)
@@ -571,15 +569,7 @@ def to_numpy(s: Sym) -> np.ndarray:
 def python_slice(start: int, end: int, step: int, dim: int) -> slice:
     if step == 0:
         raise Unprovable("Slice step 0")
-    if start < 0:
-        start += dim
-    if end < 0:
-        end += dim
-    if step > 0:
-        return slice(min(max(start, 0), dim), min(max(end, 0), dim), step)
-    start = min(max(start, -1), dim - 1)
-    end = min(max(end, -1), dim - 1)
-    return slice(start, None if end < 0 else end, step)
+    return slice(*clamp_slice(start, end, step, dim))  # graph/fold's clamping: one Slice semantics
 
 
 def product(dims: Sequence[Lin], domain: Domain, what: str) -> Lin:
