@@ -64,3 +64,17 @@ def test_axes_back_maps_each_axis_to_where_it_came_from_or_says_why_not():
     with pytest.raises(Refusal, match="^Unsqueeze axes here are computed at run time$") as no:
         axes_back(view, [computed], 4, " here")
     assert no.value.nodes == [computed]
+
+
+def test_walk_down_passes_layout_keeping_ops_and_stops_where_told():
+    relu = helper.make_node("Relu", ["x"], ["r"])
+    t = helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1])
+    axes = helper.make_node("Constant", [], ["ax"], value=helper.make_tensor("ax", TensorProto.INT64, [1], [1]))
+    sq = helper.make_node("Squeeze", ["t", "ax"], ["s"])
+    view, _ = view_of([relu, t, axes, sq, helper.make_node("Relu", ["s"], ["z"])])
+    plain = walk_down(view, "x", 3)
+    assert plain.user.output[0] == "r" and plain.layout == []
+    path = walk_down(view, "x", 3, keep=("Relu",), stop=("Squeeze",))
+    assert [n.output[0] for n in path.layout] == ["r", "t"] and path.user.output[0] == "s" and path.axes == [0, 2, 1]
+    through = walk_down(view, "x", 3, keep=("Relu",))  # Squeeze is a layout op: passed when not told to stop
+    assert through.user is None and through.stop == "is a graph output" and through.axes == [0, 2]

@@ -67,8 +67,13 @@ class LayoutPath:
         return self.axes == list(range(len(self.axes)))
 
 
-def walk_down(view: GraphView, name: str, rank: int, limit: int = MAX_LAYOUT_OPS) -> LayoutPath:
-    """Follow `name` (of rank `rank`) through sole-reader layout ops to the first other reader, tracking its axes."""
+def walk_down(view: GraphView, name: str, rank: int, limit: int = MAX_LAYOUT_OPS,
+              keep: frozenset[str] | tuple[str, ...] = (), stop: tuple[str, ...] = ()) -> LayoutPath:
+    """Follow `name` (of rank `rank`) through sole-reader layout ops to the first other reader, tracking its axes.
+
+    `keep`: other ops to pass (reading `name` as any input) whose output keeps the layout (elementwise ops,
+    a conv in the same wrapper); they join `layout`. `stop`: layout ops not to pass (`user` is the first one).
+    """
     axes: list[int | None] = list(range(rank))
     layout: list[NodeProto] = []
     while True:
@@ -77,10 +82,15 @@ def walk_down(view: GraphView, name: str, rank: int, limit: int = MAX_LAYOUT_OPS
         users = view.consumers_of(name)
         if len(users) != 1:
             kinds = ", ".join(u.op_type for u in users)
-            stop = f"has {len(users)} consumers ({kinds})" if users else "is not read"
-            return LayoutPath(layout, name, axes, None, stop)
+            stop_reason = f"has {len(users)} consumers ({kinds})" if users else "is not read"
+            return LayoutPath(layout, name, axes, None, stop_reason)
         user = users[0]
-        if user.op_type not in LAYOUT_OPS or user.domain not in STD_DOMAINS or user.input[0] != name:
+        if keep and user.op_type in keep and user.domain in STD_DOMAINS and user.output and len(layout) < limit:
+            layout.append(user)
+            name = user.output[0]
+            continue
+        if (user.op_type not in LAYOUT_OPS or user.op_type in stop or user.domain not in STD_DOMAINS
+                or user.input[0] != name):
             return LayoutPath(layout, name, axes, user)
         moved = axes_through(view, user, axes)
         if moved is None or len(layout) >= limit:

@@ -19,7 +19,7 @@ import onnx
 from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
 from ..engine import PassContext, PassOptions, rule, rule_kinds, weight_of
 from ..errors import ModelInvalidError
-from ..graph import GraphView, attr, iter_views, node_labels, unsqueeze_axes
+from ..graph import GraphView, attr, iter_views, node_labels, unsqueeze_axes, walk_down, walk_up
 from .ports import ports
 from .ports import render as render_ports
 from .verdicts import rule_order
@@ -28,8 +28,13 @@ STRUCTURAL = ("depthwise", "pointwise", "grouped", "dilated", "strided", "transp
 RULE_KINDS = ("causal", "pad-fed", "sliced", "separable-pair")  # declared by the rules (`Rule.kinds`)
 KINDS = STRUCTURAL + RULE_KINDS + ("unit-axis", "wrapped-1d")
 
-# Ops that move data without changing which values sit on the conv's axes.
-_PASS_THROUGH_UNARY = {"Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Elu", "Selu", "Gelu", "HardSigmoid", "Softplus", "Neg", "Abs"}
+# Ops that move data without changing which values sit on the conv's axes (walked past to the wrapper's
+# Unsqueeze and Squeeze; a conv feeding or reading this one inside the same wrapper too).
+_PASS_THROUGH_UNARY = ("Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Elu", "Selu", "Gelu", "HardSigmoid",
+                       "Softplus", "Neg", "Abs")
+_KEEPS_LAYOUT_UP = _PASS_THROUGH_UNARY + ("Conv",)
+_KEEPS_LAYOUT_DOWN = frozenset(_PASS_THROUGH_UNARY + ("Conv", "Add", "Mul", "BatchNormalization"))
+WRAPPER_WALK = 5
 
 Found = dict[tuple[str, str], dict[str, str]]
 
@@ -122,17 +127,9 @@ def describe(view: GraphView, node: onnx.NodeProto, label: str, found: dict[str,
         "rank": attrs.rank,
         "in_channels": cin,
         "out_channels": cout,
-        "kernel_shape": list(attrs.kernel_shape),
-        "strides": list(attrs.strides),
-        "dilations": list(attrs.dilations),
-        "pads": list(explicit.pads) if explicit.auto_pad == "NOTSET" else None,
-        "group": attrs.group,
-        "auto_pad": attrs.auto_pad,
+        **attrs.to_dict(),  # the records' form of the attributes; pads explicit where auto_pad resolves
     }
-    if attrs.transposed:
-        entry["output_padding"] = list(attrs.output_padding)
-        if attrs.output_shape is not None:
-            entry["output_shape"] = list(attrs.output_shape)
+    entry["pads"] = list(explicit.pads) if explicit.auto_pad == "NOTSET" else None
     found = found or {}
     entry["kinds"] = classify(view, node, attrs, cin, spatial, found)
     refused = {k: found[k] for k in entry["kinds"] if found.get(k)}
@@ -187,60 +184,37 @@ def _dequantized_weight(view: GraphView, node: onnx.NodeProto) -> bool:
 
 
 def wrapped_axis(view: GraphView, node: onnx.NodeProto, rank: int) -> int | None:
-    """The conv's spatial axis that an Unsqueeze creates and a Squeeze removes (tf2onnx's Conv1D form)."""
+    """The conv's spatial axis that an Unsqueeze creates and a Squeeze removes (tf2onnx's Conv1D form).
+
+    Both walks are graph/layout's: up through Transposes and ops that keep the layout to the Unsqueeze, down
+    likewise to the Squeeze, at most 5 ops between each and the conv.
+    """
     tensor_rank = rank + 2
-    # Backwards: which conv input axis did the Unsqueeze insert?
-    position = list(range(tensor_rank))  # conv axis i holds the tensor axis position[i] of the current tensor
-    name = node.input[0]
-    inserted: int | None = None
-    for _ in range(6):
-        producer = view.producer_of(name)
-        if producer is None:
-            return None
-        if producer.op_type == "Transpose":
-            perm = attr(producer, "perm") or list(reversed(range(tensor_rank)))
-            position = [perm[p] for p in position]
-        elif producer.op_type == "Unsqueeze":
-            axes = unsqueeze_axes(view, producer)
-            if axes is None or len(axes) != 1:
-                return None
-            a = axes[0] + tensor_rank if axes[0] < 0 else axes[0]
-            if a not in position:
-                return None
-            inserted = position.index(a)
-            break
-        elif producer.op_type in _PASS_THROUGH_UNARY or producer.op_type == "Pad":
-            if producer.op_type == "Pad":
-                return None
-        elif producer.op_type == "Conv" and producer is not node:
-            pass  # a conv feeding this one inside the same wrapper (separable pair)
-        else:
-            return None
-        name = producer.input[0]
-    if inserted is None or inserted < 2:
+    unsqueeze, passed = walk_up(view, node.input[0], WRAPPER_WALK, ("Transpose",) + _KEEPS_LAYOUT_UP)
+    if unsqueeze is None or unsqueeze.op_type != "Unsqueeze":
         return None
-    # Forwards: does a Squeeze remove the same axis?
-    position = list(range(tensor_rank))
-    name = node.output[0]
-    for _ in range(6):
-        user = view.sole_consumer(name)
-        if user is None:
-            return None
-        if user.op_type == "Transpose":
-            perm = attr(user, "perm") or list(reversed(range(tensor_rank)))
-            position = [perm.index(p) for p in position]
-        elif user.op_type == "Squeeze":
-            axes = unsqueeze_axes(view, user)
-            if axes is None or len(axes) != 1:
-                return None
-            a = axes[0] + tensor_rank if axes[0] < 0 else axes[0]
-            return inserted - 2 if position[inserted] == a else None
-        elif user.op_type in ("Conv", "Add", "Mul", "BatchNormalization") or user.op_type in _PASS_THROUGH_UNARY:
-            pass
-        else:
-            return None
-        name = user.output[0]
-    return None
+    position = list(range(tensor_rank))  # conv axis i holds the tensor axis position[i] of the current tensor
+    for t in reversed(passed):  # from the conv back to the Unsqueeze
+        if t.op_type == "Transpose":
+            perm = attr(t, "perm") or list(reversed(range(tensor_rank)))
+            position = [perm[p] for p in position]
+    axes = unsqueeze_axes(view, unsqueeze)
+    if axes is None or len(axes) != 1:
+        return None
+    a = axes[0] + tensor_rank if axes[0] < 0 else axes[0]
+    if a not in position or position.index(a) < 2:
+        return None
+    inserted = position.index(a)
+    path = walk_down(view, node.output[0], tensor_rank, WRAPPER_WALK, keep=_KEEPS_LAYOUT_DOWN,
+                     stop=("Squeeze", "Unsqueeze"))
+    squeeze = path.user
+    if squeeze is None or squeeze.op_type != "Squeeze" or squeeze.domain not in ("", "ai.onnx"):
+        return None
+    axes = unsqueeze_axes(view, squeeze)
+    if axes is None or len(axes) != 1:
+        return None
+    a = axes[0] + tensor_rank if axes[0] < 0 else axes[0]
+    return inserted - 2 if path.axes.index(inserted) == a else None
 
 
 # ---------------------------------------------------------------- rendering
