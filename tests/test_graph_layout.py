@@ -78,3 +78,16 @@ def test_walk_down_passes_layout_keeping_ops_and_stops_where_told():
     assert [n.output[0] for n in path.layout] == ["r", "t"] and path.user.output[0] == "s" and path.axes == [0, 2, 1]
     through = walk_down(view, "x", 3, keep=("Relu",))  # Squeeze is a layout op: passed when not told to stop
     assert through.user is None and through.stop == "is a graph output" and through.axes == [0, 1]
+
+
+def test_walk_up_with_a_reader_passes_only_ops_read_by_the_walk_alone():
+    t = helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1])
+    i = helper.make_node("Identity", ["t"], ["i"])
+    c = helper.make_node("Relu", ["i"], ["z"])
+    view, _ = view_of([t, i, c])
+    reader = [n for n in view.nodes if n.op_type == "Relu"][0]
+    assert [n.op_type for n in walk_up(view, "i", reader=reader)[1]] == ["Transpose", "Identity"]
+    shared, _ = view_of([t, i, c, helper.make_node("Neg", ["t"], ["n"])], outputs=("z", "n"))
+    reader = [n for n in shared.nodes if n.op_type == "Relu"][0]
+    stop, passed = walk_up(shared, "i", reader=reader)
+    assert [n.op_type for n in passed] == ["Identity"] and stop.op_type == "Transpose"  # t is read twice

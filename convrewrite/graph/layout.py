@@ -100,13 +100,21 @@ def walk_down(view: GraphView, name: str, rank: int, limit: int = MAX_LAYOUT_OPS
         name = user.output[0]
 
 
-def walk_up(view: GraphView, name: str, limit: int = MAX_LAYOUT_OPS,
-            ops: tuple[str, ...] = LAYOUT_OPS) -> tuple[NodeProto | None, list[NodeProto]]:
+def walk_up(view: GraphView, name: str, limit: int = MAX_LAYOUT_OPS, ops: tuple[str, ...] | frozenset[str] = LAYOUT_OPS,
+            reader: NodeProto | None = None) -> tuple[NodeProto | None, list[NodeProto]]:
     """The first producer behind `name` that is not one of `ops` (or the one where `limit` ops were passed),
-    and the ops from it to `name`, in data order."""
+    and the ops from it to `name`, in data order.
+
+    `reader` (the node reading `name`): pass an op only while its output is read by the next node on the walk
+    alone (and is not a graph output); the first op that is shared is returned, not passed.
+    """
     layout: list[NodeProto] = []
     node = view.producer_of(name)
     while node is not None and node.op_type in ops and node.domain in STD_DOMAINS and len(layout) < limit:
+        if reader is not None:
+            if view.sole_consumer(name) is not reader:
+                break
+            reader, name = node, (node.input[0] if node.input else "")
         layout.append(node)
         node = view.producer_of(node.input[0]) if node.input else None
     return node, layout[::-1]

@@ -24,7 +24,9 @@ import numpy as np
 from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import ConvAttrs
-from ..graph import GraphView, attr, constant_node_tensor, make_squeeze, make_unsqueeze, unsqueeze_axes
+from ..graph import (
+    GraphView, attr, constant_node_tensor, make_squeeze, make_unsqueeze, unsqueeze_axes, walk_down, walk_up,
+)
 from ..engine import Conv, NotApplicable, PassContext, Rewritten, Rule, ViewRun, register
 from .reshapes import set_tensor_dims
 
@@ -299,16 +301,7 @@ def _find_perm(source: np.ndarray, target: np.ndarray) -> list[int] | None:
 
 def _adapt_input(view: GraphView, ctx: PassContext, conv: NodeProto, want) -> str:
     """The Conv1D input: the source of a layout chain (through one Transpose at most), or adapters."""
-    chain: list[NodeProto] = []
-    name = conv.input[0]
-    while len(chain) < MAX_CHAIN:
-        p = view.producer_of(name)
-        if p is None or p.op_type not in LAYOUT_OPS or p.domain not in ("", "ai.onnx"):
-            break
-        if view.sole_consumer(name) is not (chain[-1] if chain else conv):
-            break
-        chain.append(p)
-        name = p.input[0]
+    chain = walk_up(view, conv.input[0], MAX_CHAIN, LAYOUT_OPS, reader=conv)[1][::-1]  # conv side first
     for start in range(len(chain), -1, -1):
         source = chain[start - 1].input[0] if start else conv.input[0]
         shape = _static(view, source)
@@ -345,14 +338,7 @@ def _adapt_input(view: GraphView, ctx: PassContext, conv: NodeProto, want) -> st
 
 def _adapt_output(view: GraphView, ctx: PassContext, conv: NodeProto, out: str, y_shape: list[int] | None, unit: int) -> None:
     """Give the consumers of the Conv2D output what they read, from the Conv1D output."""
-    chain: list[NodeProto] = []
-    name = out
-    while len(chain) < MAX_CHAIN:
-        user = view.sole_consumer(name)
-        if user is None or user.op_type not in LAYOUT_OPS or user.domain not in ("", "ai.onnx") or user.input[0] != name:
-            break
-        chain.append(user)
-        name = user.output[0]
+    chain = walk_down(view, out, len(y_shape or ()), MAX_CHAIN, keep=LAYOUT_OPS).layout  # axes not needed: simulated
     if y_shape is not None and int(np.prod(y_shape)) <= MAX_INDEX_ELEMENTS:
         small = y_shape[:unit] + y_shape[unit + 1 :]
         index = np.arange(int(np.prod(small))).reshape(small)
