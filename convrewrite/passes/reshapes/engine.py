@@ -320,54 +320,21 @@ class RegionEngine(RegionRewrite):
         return dims is not None and 0 <= local < len(dims) and dims[local] == 1
 
 
-for _op in SHAPE_PRESERVING:
-    RULES[_op] = rule_shape_preserving
-
-
-for _op in ELEMENTWISE:
-    RULES[_op] = rule_elementwise
-
-
-for _op in CHANNEL_NORMS:
-    RULES[_op] = rule_channel_norm
-
-
-for _op in QDQ:
-    RULES[_op] = rule_qdq
-
-
-for _op in SOFTMAXES | {"LpNormalization", "ArgMax", "ArgMin"}:
-    RULES[_op] = rule_axis_op
-
-
-for _op in POOLS:
-    RULES[_op] = rule_pool
-
-
-for _op in GLOBAL_POOLS:
-    RULES[_op] = rule_global_pool
-
-
-for _op in REDUCES:
-    RULES[_op] = rule_reduce
-
-
-RULES["Concat"] = rule_concat
-
-
-RULES["Split"] = rule_split
-
-
-RULES["Transpose"] = rule_transpose
-
-
-RULES["Pad"] = rule_pad
-
-
-RULES["Slice"] = rule_slice
-
-
-RULES["Shape"] = rule_shape
-
-
-RULES["Size"] = rule_shape
+# Which rule places each op in a region (the one table; the op sets do not overlap).
+RULE_TABLE: tuple[tuple[frozenset[str] | set[str], OpRule], ...] = (
+    (SHAPE_PRESERVING, rule_shape_preserving),
+    (ELEMENTWISE, rule_elementwise),
+    (CHANNEL_NORMS, rule_channel_norm),
+    (QDQ, rule_qdq),
+    (SOFTMAXES | {"LpNormalization", "ArgMax", "ArgMin"}, rule_axis_op),
+    (POOLS, rule_pool),
+    (GLOBAL_POOLS, rule_global_pool),
+    (REDUCES, rule_reduce),
+    ({"Concat"}, rule_concat),
+    ({"Split"}, rule_split),
+    ({"Transpose"}, rule_transpose),
+    ({"Pad"}, rule_pad),
+    ({"Slice"}, rule_slice),
+    ({"Shape", "Size"}, rule_shape),
+)
+RULES.update({op: rule for ops, rule in RULE_TABLE for op in ops})

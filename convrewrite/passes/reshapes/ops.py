@@ -9,10 +9,22 @@ from onnx import NodeProto, numpy_helper
 
 from ...conv import ConvAttrs
 from ...graph import attr, set_attr
-from .plans import Block, NodePlan, OpRule, SOFTMAXES, normalize, to_big, to_small, transpose_perm
+from .plans import Block, NodePlan, OpRule, SOFTMAXES, Wait, normalize, to_big, to_small, transpose_perm
 
 if TYPE_CHECKING:
     from .engine import RegionEngine
+
+
+def data_plan(eng: RegionEngine, node: NodeProto, a: int, pull: bool | None, edit=None) -> NodePlan | Block | Wait:
+    """The plan of an op whose data input (slot 0) carries the unit axis `a` to its first output, the shared
+    tail of most rules: the data operand joins (pulled into the region when `pull`; None: never, its rank read)."""
+    plan = NodePlan(node, edit=edit)
+    result = (eng.operand(node, 0, a, plan, enter=False) if pull is None
+              else eng.operand(node, 0, a, plan, enter=pull, rank=eng.old_rank))
+    if result is not None:
+        return result
+    plan.outs[0] = a
+    return plan
 
 
 def rule_shape_preserving(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
@@ -51,12 +63,7 @@ def rule_channel_norm(eng: RegionEngine, node: NodeProto, side: str, slot: int, 
         return Block(f"{node.op_type} touches the region through a parameter")
     if node.op_type == "BatchNormalization" and attr(node, "spatial", 1) == 0:
         return Block("BatchNormalization with spatial=0 normalizes per position")
-    plan = NodePlan(node)
-    result = eng.operand(node, 0, a, plan, enter=pull, rank=eng.old_rank)
-    if result is not None:
-        return result
-    plan.outs[0] = a
-    return plan
+    return data_plan(eng, node, a, pull)
 
 
 def rule_qdq(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
@@ -112,12 +119,7 @@ def rule_axis_op(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: in
     edit = _axis_attr_edit(eng, node, "axis", default, a)
     if isinstance(edit, Block):
         return edit
-    plan = NodePlan(node, edit=edit)
-    result = eng.operand(node, 0, a, plan, enter=False)
-    if result is not None:
-        return result
-    plan.outs[0] = a
-    return plan
+    return data_plan(eng, node, a, None, edit)
 
 
 def rule_concat(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
@@ -266,12 +268,7 @@ def rule_pool(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, 
 def rule_global_pool(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
     if slot != 0:
         return Block("global pool reached through a parameter")
-    plan = NodePlan(node)
-    result = eng.operand(node, 0, a, plan, enter=pull, rank=eng.old_rank)
-    if result is not None:
-        return result
-    plan.outs[0] = a
-    return plan
+    return data_plan(eng, node, a, pull)
 
 
 def rule_reduce(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
@@ -303,12 +300,7 @@ def rule_reduce(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int
         else:
             set_attr(node, "axes", new_axes)
 
-    plan = NodePlan(node, edit=edit)
-    result = eng.operand(node, 0, a, plan, enter=False)
-    if result is not None:
-        return result
-    plan.outs[0] = a
-    return plan
+    return data_plan(eng, node, a, None, edit)
 
 
 def rule_pad(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
@@ -354,12 +346,7 @@ def rule_pad(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, p
             else:
                 set_attr(node, "pads" if view.opset >= 2 else "paddings", new_pads)
 
-    plan = NodePlan(node, edit=edit)
-    result = eng.operand(node, 0, a, plan, enter=pull, rank=eng.old_rank)
-    if result is not None:
-        return result
-    plan.outs[0] = a
-    return plan
+    return data_plan(eng, node, a, pull, edit)
 
 
 def rule_slice(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
@@ -399,12 +386,7 @@ def rule_slice(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int,
         elif new_axes != list(axes) or not has_axes_input:
             eng.replace_operand(node, 3, new_axes, "slice_axes")
 
-    plan = NodePlan(node, edit=edit)
-    result = eng.operand(node, 0, a, plan, enter=pull, rank=eng.old_rank)
-    if result is not None:
-        return result
-    plan.outs[0] = a
-    return plan
+    return data_plan(eng, node, a, pull, edit)
 
 
 def rule_shape(eng: RegionEngine, node: NodeProto, side: str, slot: int, a: int, pull: bool):
