@@ -27,7 +27,7 @@ from ..conv import ConvAttrs
 from ..graph import (
     GraphView, attr, constant_node_tensor, make_squeeze, make_unsqueeze, unsqueeze_axes, walk_down, walk_up,
 )
-from ..engine import Conv, NotApplicable, PassContext, Rewritten, Rule, ViewRun, register
+from ..engine import Conv, PassContext, Refusal, Rewritten, Rule, ViewRun, register
 from .reshapes import set_tensor_dims
 
 LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"})
@@ -53,20 +53,18 @@ def _local_weight(view: GraphView, name: str, reader: NodeProto):
 
 
 class _KerasEquivalence(Rule):
-    """What both directions share: a reason string from `check`, the rewrite given the stale-shape set."""
+    """What both directions share: `check` raises Refusal with the reason; the rewrite given the stale-shape set."""
 
     phase = "extra"
 
     def match(self, run: ViewRun, conv: Conv) -> None:
-        reason = self.check(run.view, conv.node, conv.attrs)
-        if reason:
-            raise NotApplicable(reason)
+        self.check(run.view, conv.node, conv.attrs)  # a Refusal is the skip record, reason and all
 
     def rewrite(self, run: ViewRun, conv: Conv, match: None) -> Rewritten:
         after, details = self.rewrite_conv(run.ctx, run.view, conv.node, conv.attrs, run.cleanup.stale)
         return Rewritten(after, details=details)
 
-    def check(self, view: GraphView, node: NodeProto, attrs: ConvAttrs) -> str:
+    def check(self, view: GraphView, node: NodeProto, attrs: ConvAttrs) -> None:
         raise NotImplementedError
 
     def rewrite_conv(self, ctx, view, node, attrs, dropped):
@@ -80,19 +78,18 @@ class ChannelsAsSpatial(_KerasEquivalence):
 
     def check(self, view, node, attrs):
         if node.op_type != "Conv":
-            return f"{node.op_type}: only Conv has this equivalence"
+            raise Refusal(f"{node.op_type}: only Conv has this equivalence", [node])
         if attrs.rank != 1:
-            return f"{attrs.rank}D convolution; channels-as-spatial rewrites 1D"
+            raise Refusal(f"{attrs.rank}D convolution; channels-as-spatial rewrites 1D", [node])
         if attrs.group != 1:
-            return f"group is {attrs.group}, not 1: channels are not all read together"
+            raise Refusal(f"group is {attrs.group}, not 1: channels are not all read together", [node])
         w = _static(view, node.input[1])
         if w is None:
-            return "weight shape is not static"
+            raise Refusal("weight shape is not static", [node])
         x = view.shape(node.input[0])
         length = x.static(2) if x is not None and x.rank == 3 else None
         if attrs.resolved([length]) is None:
-            return "auto_pad SAME with stride > 1 on a dynamic length"
-        return ""
+            raise Refusal("auto_pad SAME with stride > 1 on a dynamic length", [node])
 
     def rewrite_conv(self, ctx, view, node, attrs, dropped):
         x = view.shape(node.input[0])
@@ -141,18 +138,19 @@ class SpatialAsChannels(_KerasEquivalence):
     name = "spatial-as-channels"
     description = "Lower a one-input-channel Conv2D whose kernel spans a whole spatial axis to the Conv1D it is (inverse of channels-as-spatial)."
 
-    def spanned_axis(self, view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[int | None, str]:
+    def spanned_axis(self, view: GraphView, node: NodeProto, attrs: ConvAttrs) -> int:
+        """The spatial axis the kernel spans whole (unpadded, undilated); Refusal saying why there is none."""
         x = _static(view, node.input[0])
         w = _static(view, node.input[1])
         if x is None or len(x) != 4:
-            return None, "input shape is not static"
+            raise Refusal("input shape is not static", [node])
         if w is None:
-            return None, "weight shape is not static"
+            raise Refusal("weight shape is not static", [node])
         if x[1] != 1 or w[1] != 1:
-            return None, f"{x[1]} input channels, not 1"
+            raise Refusal(f"{x[1]} input channels, not 1", [node])
         resolved = attrs.resolved(x[2:])
         if resolved is None:
-            return None, "auto_pad depends on unknown sizes"
+            raise Refusal("auto_pad depends on unknown sizes", [node])
         why = []
         for s in (1, 0):
             k, d = resolved.kernel_shape[s], resolved.dilations[s]
@@ -163,21 +161,20 @@ class SpatialAsChannels(_KerasEquivalence):
             elif d != 1 and k > 1:
                 why.append(f"dilation {d} on spatial axis {s}")
             else:
-                return s, ""
-        return None, "; ".join(why)
+                return s
+        raise Refusal("; ".join(why), [node])
 
     def check(self, view, node, attrs):
         if node.op_type != "Conv":
-            return f"{node.op_type}: only Conv has this equivalence"
+            raise Refusal(f"{node.op_type}: only Conv has this equivalence", [node])
         if attrs.rank != 2:
-            return f"{attrs.rank}D convolution; spatial-as-channels rewrites 2D"
+            raise Refusal(f"{attrs.rank}D convolution; spatial-as-channels rewrites 2D", [node])
         if attrs.group != 1:
-            return f"group is {attrs.group}, not 1"
-        axis, reason = self.spanned_axis(view, node, attrs)
-        return reason if axis is None else ""
+            raise Refusal(f"group is {attrs.group}, not 1", [node])
+        self.spanned_axis(view, node, attrs)
 
     def rewrite_conv(self, ctx, view, node, attrs, dropped):
-        s, _ = self.spanned_axis(view, node, attrs)
+        s = self.spanned_axis(view, node, attrs)
         o = 1 - s
         x_shape = _static(view, node.input[0])
         y_shape = _static(view, node.output[0])
