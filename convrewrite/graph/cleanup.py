@@ -100,6 +100,18 @@ def sweep_dead(view: GraphView, candidates: list[str], stale: set[str],
     return unused
 
 
+def drop_if_unread(view: GraphView, names: Iterable[str]) -> None:
+    """Remove now, not at the cleanup: each named constant (a Constant node or an initializer) nothing reads."""
+    for name in names:
+        if not name or view.consumers_of(name) or view.is_graph_output(name):
+            continue
+        producer = view.producer_of(name)
+        if producer is not None and producer.op_type == "Constant":
+            view.remove(producer)
+        elif name in view.initializers:
+            view.drop_unused_initializers([name])
+
+
 def _outer_unread(view: GraphView, name: str, outer: dict[int, tuple[onnx.GraphProto, set[str]]]) -> None:
     owner = view.parent
     while owner is not None and name not in owner.initializers:

@@ -25,7 +25,8 @@ from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import ConvAttrs
 from ..graph import (
-    GraphView, attr, constant_node_tensor, make_squeeze, make_unsqueeze, unsqueeze_axes, walk_down, walk_up,
+    GraphView, attr, constant_node_tensor, drop_if_unread, make_squeeze, make_unsqueeze, unsqueeze_axes, walk_down,
+    walk_up,
 )
 from ..engine import Conv, PassContext, Refusal, Rewritten, Rule, ViewRun, register
 from .reshapes import set_tensor_dims
@@ -217,23 +218,13 @@ class SpatialAsChannels(_KerasEquivalence):
                 details["weight"] = "routed through Squeeze/Transpose"
             view.replace_input(node, 1, new)
             if tensor is not None:
-                _drop_unused(view, weight)
+                drop_if_unread(view, [weight])
         # Output: [N, M, L'] -> what the original [N, M, H', W'] fed.
         out = node.output[0]
         unit = 2 + s
         _adapt_output(view, ctx, node, out, y_shape, unit)
         after.apply(node)
         return after, details
-
-
-def _drop_unused(view: GraphView, name: str) -> None:
-    if view.consumers_of(name) or view.is_graph_output(name):
-        return
-    producer = view.producer_of(name)
-    if producer is not None and producer.op_type == "Constant":
-        view.remove(producer)
-    elif name in view.initializers:
-        view.drop_unused_initializers([name])
 
 
 # ---------------------------------------------------------------- layout chains
@@ -246,7 +237,7 @@ def _remove_chain(view: GraphView, nodes: list[NodeProto]) -> None:
     for node in nodes:
         for operand in node.input[1:]:
             if operand:
-                _drop_unused(view, operand)
+                drop_if_unread(view, [operand])
 
 
 def _simulate(view: GraphView, node: NodeProto, value: np.ndarray) -> np.ndarray | None:

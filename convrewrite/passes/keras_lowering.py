@@ -21,7 +21,7 @@ import numpy as np
 from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import WEIGHT_INPUT
-from ..graph import GraphView, attr, axes_through, walk_up
+from ..graph import GraphView, attr, axes_through, drop_if_unread, walk_up
 from .channel_layout import per_channel
 
 BIAS_SLOT = 2
@@ -195,7 +195,7 @@ def fold_bias_add(view: GraphView, add: NodeProto, name: str) -> BiasFold | None
         conv.input.append(bias_name)
         view.consumers.setdefault(bias_name, []).append(conv)
     view.bypass(add, name, add.output[0])
-    _drop_if_unused(view, [other, old_bias])
+    drop_if_unread(view, [other, old_bias])
     return BiasFold(conv, True, f"folded {what} into the bias")
 
 
@@ -205,14 +205,3 @@ def _layout_chain(view: GraphView, name: str) -> tuple[NodeProto, list[NodeProto
     if node is None or node.op_type not in ("Conv", "ConvTranspose") or node.domain not in STD_DOMAINS:
         return None
     return node, layout
-
-
-def _drop_if_unused(view: GraphView, names: list[str]) -> None:
-    for name in names:
-        if not name or view.consumers_of(name) or view.is_graph_output(name):
-            continue
-        producer = view.producer_of(name)
-        if producer is not None and producer.op_type == "Constant":
-            view.remove(producer)
-        elif name in view.initializers:
-            view.drop_unused_initializers([name])
