@@ -55,7 +55,9 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
                                     "ref_shape", "actual_shape", "ref_dtype", "actual_dtype", "size",
                                     "bit_exact", "max_abs", "max_rel", "mean_abs", "beyond_count",
                                     "beyond_share", "mismatched_special", "worst_index", "worst_ref",
-                                    "worst_actual", "min_atol", "min_rtol"}}],
+                                    "worst_actual", "min_atol", "min_rtol",
+                                    "histogram": null | {"edges", "counts", "zero", "nonfinite"}}}],
+                                    # |diff| in decade bins, of the worst trial (checker/histogram.py)
       "provider_differences": [{"provider", "baseline", "model", "output", "max_abs", "max_rel",
                                 "bit_exact", "trial"}],
       "problems": [str],                # interface changes: fail the check unless ignored
