@@ -97,8 +97,8 @@ def named_values(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]
     return out
 
 
-def _check_json_target(path: str | None, reads: list[tuple[str, str | None]]) -> None:
-    """Refuse, before spending time on the check, a --json file that cannot be written or names a file read.
+def _check_json_target(path: str | None, reads: list[tuple[str, str | None]], option: str = "--json") -> None:
+    """Refuse, before spending time on the check, a --json (or --html) file that cannot be written or names a file read.
 
     The models' external data files count as read: finding them parses the
     models once more (their weights are not read).
@@ -107,11 +107,11 @@ def _check_json_target(path: str | None, reads: list[tuple[str, str | None]]) ->
         return
     from .model import check_distinct, model_files, writable_target
 
-    writable_target(path, "--json")
-    check_distinct([("--json", path)], [(label, p) for label, p in reads if p])
+    writable_target(path, option)
+    check_distinct([(option, path)], [(label, p) for label, p in reads if p])
     for label, p in reads[:2]:  # ORIGINAL, CANDIDATE
         if p:
-            check_distinct([("--json", path)], [(f"{label}'s external data", f) for f in model_files(p)[1:]])
+            check_distinct([(option, path)], [(f"{label}'s external data", f) for f in model_files(p)[1:]])
 
 
 def check_options(
@@ -271,6 +271,9 @@ def _check_batch(ctx: click.Context, folder: str, jobs: int, json_path: str | No
               help="Interface changes (names, types, dims of inputs and outputs) are warnings, not failures.")
 @click.option("--json", "json_path", metavar="FILE",
               help="Also write the report as JSON ('-': stdout, no table); for a folder, one JSON line per model.")
+@click.option("--html", "html_path", metavar="FILE",
+              help="Also write a self-contained HTML report: verdict, per-output error histograms, and drawings of "
+                   "the regions where CANDIDATE's graph differs from ORIGINAL's.")
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="ORIGINAL a folder: models checked at once, each in its own process.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
@@ -294,6 +297,7 @@ def check_command(
     draws: str | None,
     ignore_interface: bool,
     json_path: str | None,
+    html_path: str | None,
     jobs: int,
     quiet: bool,
     verbose: bool,
@@ -308,6 +312,8 @@ def check_command(
     original does not run on any input tried), bad usage or unreadable model.
     """
     if candidate is None and expected_path is None and os.path.isdir(original):
+        if html_path:
+            raise OptionError("--html takes one model (one report per check), not a folder")
         sys.exit(_check_batch(click.get_current_context(), original, jobs, json_path, quiet, verbose))
     with exit_on_interrupt():  # Ctrl-C while onnx and onnxruntime load: exit at once
         from . import runtime
@@ -324,6 +330,8 @@ def check_command(
         raise CheckInputError("give either CANDIDATE or --expected, not both")
     _check_json_target(json_path, [("the input ORIGINAL", original), ("the input CANDIDATE", candidate),
                                    ("--inputs", inputs_path), ("--expected", expected_path)])
+    _check_html_target(html_path, json_path, [("the input ORIGINAL", original), ("the input CANDIDATE", candidate),
+                                              ("--inputs", inputs_path), ("--expected", expected_path)])
     options = check_options(
         providers=providers, required=require, seed=parse_int(seed, "--seed"),
         trials=parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
@@ -338,4 +346,32 @@ def check_command(
         if json_path is not None:
             write_text_target(json_path, report.to_json() + "\n", "--json")  # atomic: old file or whole new one
         click.echo(report.summary if quiet else render_text(report, verbose=verbose))
+    if html_path is not None:
+        _write_html(html_path, original, candidate, report, verbose)
     sys.exit(report.exit_code)
+
+
+def _check_html_target(path: str | None, json_path: str | None, reads: list[tuple[str, str | None]]) -> None:
+    """Refuse, before the check, an --html path that cannot be written or names a file read or --json."""
+    if path is None:
+        return
+    from .cli_rewrite import html_target
+    from .model import check_distinct
+
+    html_target(path)
+    _check_json_target(path, reads, "--html")
+    check_distinct([("--json", json_path), ("--html", path)], [])
+
+
+def _write_html(path: str, original: str, candidate: str | None, report: CheckReport, verbose: bool) -> None:
+    """--html: the page, drawn from both models' graphs (read again, weights left on disk)."""
+    from .checker import render_text
+    from .model import parse, read_regular_bytes
+    from .report_html import write_html_report
+
+    def graph(p: str | None) -> onnx.ModelProto | None:
+        return parse(read_regular_bytes(p, ""), p) if p else None
+
+    write_html_report(path, graph(original), graph(candidate), check=report,
+                      summary=render_text(report, verbose=verbose),
+                      title=f"convrewrite check: {original} vs {candidate or report.expected}")

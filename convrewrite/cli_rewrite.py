@@ -194,6 +194,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
               help="Also fold streaming Concat->Conv->Slice into this op (opset 27).")
 @click.option("--force", is_flag=True, help="Fuse even when it costs more; write even when --check fails.")
 @click.option("--report", "report_path", type=click.Path(path_type=str, readable=False), help="Write every record as JSON here.")
+@click.option("--html", "html_path", type=click.Path(path_type=str, readable=False),
+              help="Write a self-contained HTML report here: summary, records, before/after drawings of each "
+                   "rewritten region, and with --check the error histograms.")
 @click.option("--check", "run_check", is_flag=True, help="Run original and result in onnxruntime and compare before writing.")
 @click.option("--bisect", is_flag=True, help="With --check: when outputs differ, find the rewrite(s) that cause it.")
 @click.option("--providers", default=None, help="With --check: providers to compare on (cpu,cuda). Default: all that can run.")
@@ -223,7 +226,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
                     layout: str | None, preset_name: str | None, provider: str | None,
                     folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, assume_finite: bool, causal_target: str | None, force: bool,
-                    report_path: str | None,
+                    report_path: str | None, html_path: str | None,
                     run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
                     trials: int, finite: bool, draws: str | None, ignore_interface: bool, shapes: tuple[str, ...],
                     ranges: tuple[str, ...], ort_opt: str,
@@ -247,6 +250,8 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     opts = settings()
     model, out, batch = _split_paths(paths, output, in_place)
     if batch:
+        if html_path:
+            raise ConvRewriteError("--html takes one MODEL (one report per model): rewrite them one at a time")
         ctx = click.get_current_context()
         sys.exit(_rewrite_batch(ctx, paths, output, jobs, report_path, opts))
     if out is not None and (output is not None or in_place):
@@ -271,9 +276,11 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     writable_target(target, target_option)
     if report_path and report_path != "-":
         writable_target(report_path, "--report")
+    if html_path is not None:
+        html_target(html_path)
     inputs = [("--inputs", inputs_path)] if run_check and inputs_path else []
     # What can be checked without reading the model, before reading it.
-    check_distinct(([] if in_place else [(target_option, target)]) + [("--report", report_path)],
+    check_distinct(([] if in_place else [(target_option, target)]) + [("--report", report_path), ("--html", html_path)],
                    [("the input model", model)] + inputs)
 
     with Progress(not opts.quiet) as progress:
@@ -283,7 +290,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     want_external = external_data
     if want_external is None:
         want_external = loaded.had_external_data or needs_external_data(original)
-    _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
+    _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs, html_path)
     options: dict[str, Any] = dict(layout="h" if plan.layout == "auto" else plan.layout,
                                    fuse_separable=fuse_separable, force=force,
                                    expand_dilations=expand_dilations, assume_finite=assume_finite,
@@ -292,7 +299,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     if plan.layout == "auto":
         result, order, options, auto_note = _choose_layout(original, order, options, plan, shapes, inputs_path, seed)
     else:
-        result = _run_with_progress(original, order, options, quiet=opts.quiet, copy=run_check)
+        result = _run_with_progress(original, order, options, quiet=opts.quiet, copy=run_check or bool(html_path))
 
     # With --report -, standard output is the report: everything else goes to stderr.
     to_stderr = report_path == "-"
@@ -317,6 +324,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
         if report.cannot_check is not None:
             if report_path:
                 _write_report(report_path, result, report)
+            _write_html(html_path, original, result, report, opts.verbose, f"{model} -> {target}")
             click.echo("convrewrite: cannot check: the original does not run on the inputs tried; nothing written "
                        "(give --shape or --inputs, or drop --check)", err=True)
             sys.exit(2)
@@ -328,17 +336,19 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
             if not force:
                 if report_path:
                     _write_report(report_path, result, report)  # the records say what to look at (not the model)
+                _write_html(html_path, original, result, report, opts.verbose, f"{model} -> {target}")
                 click.echo("convrewrite: outputs differ; nothing written (use --force to write anyway)", err=True)
                 sys.exit(1)
     if not want_external and external_data is None and needs_external_data(result.model):
         want_external = True  # the rewrite grew the model past protobuf's limit: its .data must be checked too
-        _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
+        _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs, html_path)
     with Progress(not opts.quiet) as progress:
         progress(f"writing {target}")
         save(result.model, target, external_data=want_external, source=model, in_place=in_place,
              source_files=loaded.external_files)
     if report_path:
         _write_report(report_path, result, report)
+    _write_html(html_path, original, result, report, opts.verbose, f"{model} -> {target}")
     if not opts.quiet:
         click.echo(f"wrote {target}", err=to_stderr)
 
@@ -359,7 +369,7 @@ def _choose_layout(original, order: list[str], options: dict[str, Any], plan, sh
 
 
 def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, external: bool, in_place: bool,
-                         report_path: str | None, inputs: list[tuple[str, str]]) -> None:
+                         report_path: str | None, inputs: list[tuple[str, str]], html_path: str | None = None) -> None:
     """Refuse, before any work, a written path (output, its .data, --report) that names a read one or another.
 
     --in-place may replace the model and its external data, nothing else.
@@ -369,7 +379,7 @@ def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, e
     outs = output_paths(target, external, target_option)
     model_reads = [("the input model", loaded.path)]
     model_reads += [("the input's external data", f) for f in loaded.external_files]
-    report = [("--report", report_path)]
+    report = [("--report", report_path), ("--html", html_path)]
     if in_place:
         check_distinct(outs + report, inputs)
         check_distinct(report, model_reads)
@@ -457,3 +467,27 @@ def _write_report(path: str, result: RewriteResult, check: Any = None) -> None:
     if check is not None:
         data["check"] = check.to_dict()
     write_text_target(path, json.dumps(data, indent=2, default=str) + "\n", "--report")
+
+
+def html_target(path: str) -> None:
+    """Refuse, before any work, an --html path that cannot be written (standard output is not a page's place)."""
+    from .model import writable_target
+
+    if path == "-":
+        raise ConvRewriteError("--html needs a file name (the page is not written to standard output)")
+    writable_target(path, "--html")
+
+
+def _write_html(path: str | None, original: Any, result: RewriteResult, check: Any, verbose: bool, what: str) -> None:
+    """--html: the page (report_html/), atomically; its summary is what the command prints."""
+    if not path:
+        return
+    from .report_html import write_html_report
+
+    summary = render_summary(result, verbose=True)
+    if check is not None:
+        from .checker import render_text
+
+        summary += "\n\n" + render_text(check, verbose=verbose)
+    write_html_report(path, original, result.model, records=result, check=check, summary=summary,
+                      title=f"convrewrite rewrite: {what}")
