@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-EDGES = [10.0 ** k for k in range(-12, 4)]
+EDGES = [float(f"1e{k}") for k in range(-12, 4)]  # exactly the decimal literals 1e-12 .. 1e3
 _EDGES = np.asarray(EDGES)
 
 

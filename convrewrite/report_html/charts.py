@@ -36,9 +36,11 @@ def histogram_svg(hist: dict[str, Any], atol: Any, label: str) -> str:
     values = [int(hist.get("zero", 0))] + counts + [int(hist.get("nonfinite", 0))]
     top = max(values) or 1
     bar, gap, left, base, height = 30.0, 4.0, 44.0, 150.0, 120.0
-    width = left + len(values) * (bar + gap) + 10
-    parts = [f'<svg class="histogram" data-output="{esc(label)}" width="{width:.0f}" height="205" '
-             f'viewBox="0 0 {width:.0f} 205" role="img" aria-label="|diff| histogram of {esc(label)}">',
+    width = left + len(values) * (bar + gap) + 30
+    parts = [f'<svg class="histogram" data-output="{esc(label)}" width="{width:.0f}" height="228" '
+             f'viewBox="0 0 {width:.0f} 228" role="img" aria-label="|diff| histogram of {esc(label)}">',
+             f'<text class="tick" x="{left}" y="222">bin: |diff| from the decade named (log scale); '
+             'bar height: square root of the count</text>',
              f'<line class="axis" x1="{left - 4}" y1="{base}" x2="{width - 6:.0f}" y2="{base}"/>',
              f'<text class="tick" x="4" y="{base - height + 4:.0f}">{top}</text>',
              f'<text class="tick" x="4" y="{base:.0f}">0</text>']
@@ -78,8 +80,8 @@ def layer_curve_svg(layers: dict[str, Any]) -> str:
     hi = math.ceil(math.log10(max(finite))) if finite else 0
     lo, hi = min(lo, hi - 1), max(hi, lo + 1)
     left, top, plot_h = 60.0, 24.0, 200.0
-    step = max(8.0, min(40.0, 760.0 / max(1, len(pairs))))
-    width = left + step * len(pairs) + 30
+    step = max(8.0, min(80.0, 760.0 / max(1, len(pairs))))
+    width = max(left + step * len(pairs) + 30, 440.0)
     bottom = top + plot_h
 
     def y_of(v: float) -> float:
@@ -114,7 +116,9 @@ def layer_curve_svg(layers: dict[str, Any]) -> str:
                          f'<text class="first-label" x="{min(x + 4, width - 200):.1f}" y="{top - 8:.0f}">first divergent: '
                          f'{esc(cut(str(first_name), 36))}</text>')
     parts.append(f'<text class="tick" x="{left}" y="{bottom + 16:.0f}">layer 1</text>'
-                 f'<text class="tick" x="{xs[-1] - 30:.0f}" y="{bottom + 16:.0f}">{len(pairs)}</text>'
-                 f'<text class="tick" x="{left}" y="{bottom + 32:.0f}">solid: max |diff| per layer; dashed: atol</text>')
+                 + (f'<text class="tick" x="{xs[-1] - 3:.0f}" y="{bottom + 16:.0f}">{len(pairs)}</text>'
+                    if len(pairs) > 1 else "")
+                 + f'<text class="tick" x="{left}" y="{bottom + 32:.0f}">solid: max |diff| per layer (0 on the '
+                 'bottom axis); dashed: atol</text>')
     parts.append("</svg>")
     return "".join(parts)
