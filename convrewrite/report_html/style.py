@@ -6,7 +6,7 @@ CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2330;background:#fff}
 h1{font-size:22px;margin:0 0 8px}h2{font-size:18px;border-bottom:1px solid #d0d5dd;padding-bottom:4px;margin-top:28px}
 h3{font-size:15px;margin:18px 0 6px}
-pre{background:#f5f6f8;border:1px solid #e1e4e8;padding:10px;overflow:auto;font:12px/1.4 ui-monospace,monospace}
+pre{background:#f5f6f8;border:1px solid #e1e4e8;padding:10px;overflow:auto;white-space:pre-wrap;font:12px/1.4 ui-monospace,monospace}
 nav ul{list-style:none;padding:0;display:flex;gap:16px;flex-wrap:wrap}
 .verdict{font-weight:600;padding:8px 12px;border-radius:6px}.verdict.good{background:#e6f4ea;color:#135d2b}
 .verdict.bad{background:#fdecea;color:#8a1c12}
