@@ -63,6 +63,24 @@ def test_histogram_counts_every_element_once_in_decade_bins():
     assert h["counts"][idx[0.1] + 1] == 1 and h["counts"][-1] == 1  # 0.5; 2e3 >= the last edge
 
 
+def test_histogram_table_lookup_matches_a_binary_search():
+    """The exponent-table binning gives what searchsorted over the edges gives, edges and extremes included."""
+    edges = np.asarray(EDGES)
+    rng = np.random.default_rng(1)
+    with np.errstate(over="ignore"):
+        x = np.abs(rng.standard_normal(20000)) * 10.0 ** rng.integers(-320, 310, 20000).astype(np.float64)
+    x[rng.integers(0, x.size, 200)] = 0
+    x[rng.integers(0, x.size, 20)] = np.inf
+    x[rng.integers(0, x.size, 20)] = np.nan
+    x = np.concatenate([x, edges, np.nextafter(edges, 0), np.nextafter(edges, np.inf), [5e-324, 2.2e-308, 1.7e308]])
+    finite = np.isfinite(x)
+    positive = x[finite & (x > 0)]
+    expected = np.bincount(np.searchsorted(edges, positive, side="right"), minlength=len(EDGES) + 1)
+    h = error_histogram(x)
+    assert h["counts"] == expected.tolist()
+    assert h["zero"] == int(np.count_nonzero(x == 0)) and h["nonfinite"] == int(np.count_nonzero(~finite))
+
+
 def test_histogram_in_report_json_and_merged_over_sequences():
     a = np.arange(6, dtype=np.float32)
     stats = compare_values([a, a], [a, a + 1])
