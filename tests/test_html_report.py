@@ -246,3 +246,38 @@ def test_check_html_on_a_failing_pair(tmp_path: Path):
 def test_api_names():
     assert convrewrite.html_report is html_report
     assert callable(convrewrite.write_html_report)
+
+
+def test_rewrite_without_check_and_a_failed_check_still_write_the_page(tmp_path: Path, monkeypatch):
+    from click.testing import CliRunner
+    from onnx import numpy_helper
+
+    import convrewrite.api
+    import convrewrite.cli_rewrite
+    from convrewrite.cli import main
+
+    plain = tmp_path / "plain.html"
+    done = CliRunner().invoke(main, ["rewrite", str(TCN), "-o", str(tmp_path / "p.onnx"), "--fold", "causal",
+                                     "--html", str(plain)])
+    assert done.exit_code == 0, done.output
+    text = plain.read_text()
+    assert text.count('data-side="before"') == 4 and 'id="outputs"' not in text  # no check: no outputs
+
+    real = convrewrite.api.rewrite
+
+    def planted(model, passes, only=None, **options):  # a 1e-2 weight error in the first conv
+        result = real(model, passes, only=only, **options)
+        weight = next(t for t in result.model.graph.initializer if t.name == "block1.conv1.weight")
+        array = numpy_helper.to_array(weight).copy()
+        array.flat[0] += np.float32(1e-2)
+        weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+        return result
+
+    monkeypatch.setattr(convrewrite.cli_rewrite, "rewrite", planted)
+    out, page = tmp_path / "bad.onnx", tmp_path / "bad.html"
+    bad = CliRunner().invoke(main, ["rewrite", str(TCN), "-o", str(out), "--fold", "causal", "--check",
+                                    "--providers", "cpu", "--html", str(page)])
+    assert bad.exit_code == 1 and not out.exists()
+    text = page.read_text()
+    assert "NOT EQUIVALENT" in text and 'class="verdict bad"' in text and 'class="histogram"' in text
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
