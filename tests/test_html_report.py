@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 
 import convrewrite
 from convrewrite.checker.compare import compare_values

@@ -7,7 +7,7 @@ page can neither fetch nor leak anything; JavaScript only sorts the tables.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any
 
 import onnx
 
@@ -64,7 +64,7 @@ def _records_table(records: list[dict[str, Any]], region_of: dict[str, int]) -> 
         return '<p class="note">no records</p>'
     show_map = any(_tensor_map(r) for r in records)
     head = ["#", "pass", "node", "op", "status", "what happened", "region"] + (["tensor map"] if show_map else [])
-    rows = [f'<table class="sortable records"><thead><tr>'
+    rows = ['<table class="sortable records"><thead><tr>'
             + "".join(f'<th scope="col">{esc(h)}</th>' for h in head) + "</tr></thead><tbody>"]
     for i, r in enumerate(records, start=1):
         before, after = r.get("before") or {}, r.get("after") or {}
@@ -132,7 +132,7 @@ def _outputs_html(check: dict[str, Any]) -> str:
 def _layers_html(layers: dict[str, Any]) -> str:
     pairs = list(layers.get("pairs") or [])
     first = layers.get("first_divergent")
-    head = ["#", "original", "candidate", "view", "shape", "dtype", "max abs", "max rel", "beyond", "atol", "rtol",
+    head = ["#", "original", "candidate", "view", "shape", "dtype", "max abs", "max rel", "share beyond", "atol", "rtol",
             "diverges"]
     rows = []
     for i, p in enumerate(pairs, start=1):
@@ -220,4 +220,4 @@ def region_count(original: onnx.ModelProto, rewritten: onnx.ModelProto) -> int:
     return min(MAX_REGIONS, len(find_regions(original, rewritten)))
 
 
-__all__: Iterable[str] = ["html_report", "write_html_report", "region_count"]
+__all__ = ["html_report", "write_html_report", "region_count"]
