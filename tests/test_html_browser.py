@@ -13,6 +13,7 @@ on (tests/browser.py drives it over the DevTools pipe), and every page must
 from __future__ import annotations
 
 import re
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,9 @@ import browser
 MODELS = Path(__file__).resolve().parents[1] / "models"
 TCN = MODELS / "tcn_chomp_ts13.onnx"
 CHROMIUM = browser.find_chromium()
+# CI (.ci/run) installs chromium and sets this, so a missing browser fails there instead of skipping.
+if CHROMIUM is None and os.environ.get("CONVREWRITE_REQUIRE_BROWSER") == "1":
+    raise RuntimeError("CONVREWRITE_REQUIRE_BROWSER=1 but no chromium was found (Debian package `chromium`)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`; "
                                                           ".ci/run installs it)")
 WIDTH, HEIGHT = 1280, 1800
