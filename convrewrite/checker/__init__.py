@@ -71,7 +71,7 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from onnx import ModelProto
@@ -82,6 +82,7 @@ from .bisect import BisectResult, bisect
 from .compare import ComparisonStats, compare_arrays, compare_values
 from .dims import DimPlanner
 from .errors import CheckInputError
+from .layers import LayerPair, LayerReport, compare_layers
 from .render import render_text
 from .report import CANNOT_CHECK, EQUIVALENT, NOT_EQUIVALENT, CheckReport, OutputResult, ProviderDifference
 from .run import Checker, TensorSource
@@ -90,7 +91,7 @@ from .specs import fed_inputs
 from .tolerance import Tolerance, default_tolerance
 
 __all__ = [
-    "BisectResult", "CANNOT_CHECK", "CheckInputError", "CheckReport", "ComparisonStats", "EQUIVALENT",
+    "BisectResult", "CANNOT_CHECK", "CheckInputError", "LayerPair", "LayerReport", "compare_layers", "CheckReport", "ComparisonStats", "EQUIVALENT",
     "NOT_EQUIVALENT", "OutputResult", "ProviderDifference", "ProviderStatus", "bisect", "check",
     "compare_arrays", "compare_values", "default_tolerance", "make_inputs", "render_text",
 ]
@@ -120,6 +121,8 @@ def check(
     original_label: str | None = None,
     candidate_label: str | None = None,
     on_progress: Callable[[str], None] | None = None,
+    layers: bool = False,
+    tensor_map: Sequence[Mapping[str, Any]] | None = None,
 ) -> CheckReport:
     """Run `original` and `candidate` on the same inputs and compare every output.
 
@@ -135,6 +138,8 @@ def check(
     whose absence fails the check. `report.verdict` is equivalent, not
     equivalent or cannot check. `on_progress(text)` is told what runs next. Raises CheckInputError for bad options and
     ModelLoadError/ModelInvalidError for unreadable models.
+    `layers=True` also compares intermediate tensors (`report.layers`, checker/layers.py): those of
+    `tensor_map` (a rewrite's `RewriteResult.tensor_map()` or a `--report` file's), else matched by name and shape.
     """
     if candidate is None and expected is None:
         raise CheckInputError("give a candidate model to compare with, or expected outputs")
@@ -148,10 +153,35 @@ def check(
         verbose=verbose, original_label=original_label, finite=finite, draws=draws, ignore_interface=ignore_interface,
         budget=memory_budget, progress=on_progress,
     )
+    if tensor_map is not None and not layers:
+        raise CheckInputError("a tensor map is for layers=True (--map needs --layers)")
+    if layers and candidate is None:
+        raise CheckInputError("layers compare two models: give a candidate (not expected outputs)")
     try:
-        return checker.compare(candidate, candidate_label)
+        report = checker.compare(candidate, candidate_label)
+        if layers:
+            report.layers = layer_report(checker, report, original, candidate, tensor_map)
+        return report
     finally:
         checker.close()
+
+
+def layer_report(checker: Checker, report: CheckReport, original: cio.ModelSource, candidate: cio.ModelSource,
+                 tensor_map: Sequence[Mapping[str, Any]] | None) -> LayerReport | None:
+    """The per-layer comparison on the first normal (or given) trial's inputs, on the first provider that ran."""
+    ran = report.ran
+    if report.cannot_check is not None or not ran or not checker.trials or report.problems:
+        return None
+    t = next((i for i, tr in enumerate(checker.trials) if tr.kind in ("normal", "given")), 0)
+    ours = original if isinstance(original, ModelProto) else cio.load(original, check=False)
+    theirs = candidate if isinstance(candidate, ModelProto) else cio.load(candidate, check=False)
+    glob = (checker.atol_global, checker.rtol_global)
+    entries = [dict(e) for e in tensor_map] if tensor_map is not None else None
+    out = compare_layers(ours, theirs, checker.feed(t), entries=entries, tolerance=lambda dtype: glob,
+                         provider=ran[0].name, opt_level=checker.ort_opt, provider_options=checker.provider_options,
+                         trial=checker.trials[t].kind)
+    out.trial = checker.trials[t].label
+    return out
 
 
 def make_inputs(

@@ -1,0 +1,209 @@
+"""`check --layers`: where two models part ways, intermediate tensor by intermediate tensor.
+
+Pairs come from a tensor map (a rewrite's records, composed across its passes:
+engine/tensor_map.py), or, for two unrelated files, from names and inferred
+shapes as Polygraphy matches them. The mapped tensors become extra outputs of
+in-memory copies of both models (the real outputs are compared by the normal
+check on the unmodified models, so the added outputs cannot change that
+verdict); both copies run once, on the normal trial's inputs, on the first
+provider that ran. Each candidate tensor is turned into the original's layout by
+its view and compared. Tolerance per pair: the outputs' rtol, and their atol
+scaled by the pair's reference magnitude (max |ref|, at least 1): rounding
+errors of a layer grow with its values, and the output atol is made for values
+of order 1. Pairs are reported in the original's node order; the first that
+diverges is named.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import onnx
+
+from .. import model as cio
+from .. import shapes as shape_inference
+from ..engine.tensor_map import activations, apply_view, same_shape
+from .compare import compare_arrays
+from .formatting import json_number
+from .sessions import OrtModel, RunFailure
+from .tolerance import default_tolerance
+
+
+@dataclass
+class LayerPair:
+    """One mapped tensor pair and how far apart the two are."""
+
+    original: str
+    candidate: str
+    view: list[dict[str, Any]]
+    shape: list[int] = field(default_factory=list)
+    dtype: str = ""
+    max_abs: float | None = None
+    max_rel: float | None = None
+    beyond: float | None = None  # share of elements beyond tolerance, 0..1
+    atol: float | None = None
+    rtol: float | None = None
+    diverges: bool = False
+    note: str = ""  # why a pair was not compared (then diverges is False and the numbers None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"original": self.original, "candidate": self.candidate, "view": [dict(v) for v in self.view],
+                "shape": list(self.shape), "dtype": self.dtype, "max_abs": json_number(self.max_abs),
+                "max_rel": json_number(self.max_rel), "beyond": json_number(self.beyond),
+                "atol": json_number(self.atol), "rtol": json_number(self.rtol), "diverges": self.diverges,
+                "note": self.note or None}
+
+
+@dataclass
+class LayerReport:
+    """Every compared pair in the original's node order, and the first that diverges."""
+
+    mode: str  # "map" | "names"
+    trial: str = "normal"
+    provider: str = ""
+    pairs: list[LayerPair] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def first_divergent(self) -> LayerPair | None:
+        return next((p for p in self.pairs if p.diverges), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.first_divergent
+        return {"mode": self.mode, "trial": self.trial, "provider": self.provider,
+                "pairs": [p.to_dict() for p in self.pairs],
+                "first_divergent": {"original": first.original, "candidate": first.candidate} if first else None,
+                "notes": list(self.notes)}
+
+
+def name_pairs(original: onnx.ModelProto, candidate: onnx.ModelProto) -> list[dict[str, Any]]:
+    """Polygraphy's matching: every computed tensor of the original the candidate computes under the same name,
+    with the same inferred shape and element type."""
+    ours, theirs = shape_inference.infer(original), shape_inference.infer(candidate)
+    computed = set(activations(candidate))
+    return [{"original": n, "rewritten": n, "view": []} for n in activations(original)
+            if n in computed and same_shape(ours.get(n), theirs.get(n))]
+
+
+def _ordered(original: onnx.ModelProto, candidate: onnx.ModelProto, entries: list[dict[str, Any]],
+             notes: list[str]) -> list[dict[str, Any]]:
+    """Map entries for tensors both models compute, in the original's node order (one per original name)."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        by_name.setdefault(e["original"], e)
+    computed = set(activations(candidate))
+    out, missing = [], 0
+    for name in activations(original):
+        e = by_name.get(name)
+        if e is None:
+            continue
+        if e["rewritten"] in computed:
+            out.append(e)
+        else:
+            missing += 1
+    if missing:
+        notes.append(f"{missing} mapped tensor(s) not computed by the candidate: left out")
+    return out
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of `model` with `names` as extra graph outputs (typed from shape inference); the names it could add."""
+    inferred = shape_inference.infer(model)
+    out = copy.deepcopy(model)
+    have = {o.name for o in out.graph.output}
+    added = []
+    for name in names:
+        if name in have:
+            added.append(name)
+            continue
+        shape = inferred.get(name)
+        if shape is None or not shape.elem_type:
+            continue
+        out.graph.output.append(onnx.helper.make_tensor_value_info(name, shape.elem_type, None))
+        have.add(name)
+        added.append(name)
+    return out, added
+
+
+def _run(model: onnx.ModelProto, role: str, provider: str, feed: Mapping[str, np.ndarray], opt_level: str,
+         provider_options, notes: list[str]) -> dict[str, Any] | RunFailure:
+    with ExitStack() as stack:
+        ort_model = OrtModel(cio.LoadedModel(model), role, stack, opt_level, provider_options, False, notes)
+        try:
+            return ort_model.run(provider, {k: v for k, v in feed.items()})
+        finally:
+            ort_model.release()
+
+
+def compare_layers(
+    original: onnx.ModelProto,
+    candidate: onnx.ModelProto,
+    feed: Mapping[str, np.ndarray],
+    *,
+    entries: list[dict[str, Any]] | None = None,
+    tolerance: Callable[[Any], tuple[float | None, float | None]] = lambda dtype: (None, None),
+    provider: str = "CPUExecutionProvider",
+    opt_level: str = "disabled",
+    provider_options: Mapping[str, Mapping[str, str]] | None = None,
+    trial: str = "normal",
+) -> LayerReport:
+    """Compare the mapped intermediate tensors of two models on one input set (see the module docstring).
+
+    `entries`: a tensor map (None: match by name and shape). `tolerance(dtype)`
+    gives the outputs' (atol, rtol) for a dtype (None: the dtype's default).
+    """
+    report = LayerReport("names" if entries is None else "map", trial, provider)
+    pairs = name_pairs(original, candidate) if entries is None else _ordered(original, candidate, entries, report.notes)
+    ours, our_names = _with_outputs(original, [e["original"] for e in pairs])
+    theirs, their_names = _with_outputs(candidate, [e["rewritten"] for e in pairs])
+    ok_ours, ok_theirs = set(our_names), set(their_names)
+    pairs = [e for e in pairs if e["original"] in ok_ours and e["rewritten"] in ok_theirs]
+    options = dict(provider_options or {})
+    ref = _run(ours, "original", provider, feed, opt_level, options, report.notes)
+    del ours
+    if isinstance(ref, RunFailure):
+        report.notes.append(f"the original with its intermediate tensors as outputs did not run: {ref.message}")
+        return report
+    act = _run(theirs, "candidate", provider, feed, opt_level, options, report.notes)
+    del theirs
+    if isinstance(act, RunFailure):
+        report.notes.append(f"the candidate with its intermediate tensors as outputs did not run: {act.message}")
+        return report
+    for e in pairs:
+        report.pairs.append(_compare_pair(e, ref.get(e["original"]), act.get(e["rewritten"]), tolerance))
+    return report
+
+
+def _compare_pair(e: dict[str, Any], ref: Any, act: Any, tolerance) -> LayerPair:
+    pair = LayerPair(e["original"], e["rewritten"], list(e["view"]))
+    if not isinstance(ref, np.ndarray) or not isinstance(act, np.ndarray):
+        pair.note = "not a tensor on both sides"
+        return pair
+    pair.shape, pair.dtype = [int(d) for d in ref.shape], ref.dtype.name
+    try:
+        viewed = apply_view(act, e["view"])
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        pair.note = f"the view does not fit the candidate's tensor {list(act.shape)}: {exc}"
+        return pair
+    if viewed.shape != ref.shape:
+        pair.note = f"viewed candidate has shape {list(viewed.shape)}, the original {list(ref.shape)}"
+        pair.diverges = True
+        return pair
+    atol, rtol = tolerance(ref.dtype)
+    d_atol, d_rtol = default_tolerance(ref.dtype)
+    atol = d_atol if atol is None else atol
+    rtol = d_rtol if rtol is None else rtol
+    if ref.dtype.kind == "f" and ref.size:
+        finite = np.abs(ref[np.isfinite(ref)])
+        atol *= max(1.0, float(finite.max()) if finite.size else 1.0)
+    stats = compare_arrays(ref, viewed, atol, rtol, check_dtype=False)
+    pair.atol, pair.rtol = atol, rtol
+    pair.max_abs, pair.max_rel, pair.beyond = stats.max_abs, stats.max_rel, stats.beyond_share
+    pair.diverges = not stats.ok
+    if stats.message and not stats.ok:
+        pair.note = stats.message
+    return pair
