@@ -82,7 +82,8 @@ from .bisect import BisectResult, bisect
 from .compare import ComparisonStats, compare_arrays, compare_values
 from .dims import DimPlanner
 from .errors import CheckInputError
-from .layers import LayerPair, LayerReport, compare_layers
+from ..engine.tensor_map import identity_survivors
+from .layers import LayerPair, LayerReport, compare_layers, read_map
 from .render import render_text
 from .report import CANNOT_CHECK, EQUIVALENT, NOT_EQUIVALENT, CheckReport, OutputResult, ProviderDifference
 from .run import Checker, TensorSource
@@ -91,7 +92,7 @@ from .specs import fed_inputs
 from .tolerance import Tolerance, default_tolerance
 
 __all__ = [
-    "BisectResult", "CANNOT_CHECK", "CheckInputError", "LayerPair", "LayerReport", "compare_layers", "CheckReport", "ComparisonStats", "EQUIVALENT",
+    "BisectResult", "CANNOT_CHECK", "CheckInputError", "LayerPair", "LayerReport", "compare_layers", "read_map", "CheckReport", "ComparisonStats", "EQUIVALENT",
     "NOT_EQUIVALENT", "OutputResult", "ProviderDifference", "ProviderStatus", "bisect", "check",
     "compare_arrays", "compare_values", "default_tolerance", "make_inputs", "render_text",
 ]
@@ -123,6 +124,7 @@ def check(
     on_progress: Callable[[str], None] | None = None,
     layers: bool = False,
     tensor_map: Sequence[Mapping[str, Any]] | None = None,
+    tensors_gone: Iterable[str] = (),
 ) -> CheckReport:
     """Run `original` and `candidate` on the same inputs and compare every output.
 
@@ -139,7 +141,9 @@ def check(
     equivalent or cannot check. `on_progress(text)` is told what runs next. Raises CheckInputError for bad options and
     ModelLoadError/ModelInvalidError for unreadable models.
     `layers=True` also compares intermediate tensors (`report.layers`, checker/layers.py): those of
-    `tensor_map` (a rewrite's `RewriteResult.tensor_map()` or a `--report` file's), else matched by name and shape.
+    `tensor_map` (a rewrite's `RewriteResult.tensor_map()` or a `--report` file's; names it does not mention
+    and `tensors_gone` does not list are paired with themselves where the shapes agree), else matched by name
+    and shape.
     """
     if candidate is None and expected is None:
         raise CheckInputError("give a candidate model to compare with, or expected outputs")
@@ -160,14 +164,14 @@ def check(
     try:
         report = checker.compare(candidate, candidate_label)
         if layers:
-            report.layers = layer_report(checker, report, original, candidate, tensor_map)
+            report.layers = layer_report(checker, report, original, candidate, tensor_map, tensors_gone)
         return report
     finally:
         checker.close()
 
 
 def layer_report(checker: Checker, report: CheckReport, original: cio.ModelSource, candidate: cio.ModelSource,
-                 tensor_map: Sequence[Mapping[str, Any]] | None) -> LayerReport | None:
+                 tensor_map: Sequence[Mapping[str, Any]] | None, tensors_gone: Iterable[str] = ()) -> LayerReport | None:
     """The per-layer comparison on the first normal (or given) trial's inputs, on the first provider that ran."""
     ran = report.ran
     if report.cannot_check is not None or not ran or not checker.trials or report.problems:
@@ -176,7 +180,9 @@ def layer_report(checker: Checker, report: CheckReport, original: cio.ModelSourc
     ours = original if isinstance(original, ModelProto) else cio.load(original, check=False)
     theirs = candidate if isinstance(candidate, ModelProto) else cio.load(candidate, check=False)
     glob = (checker.atol_global, checker.rtol_global)
-    entries = [dict(e) for e in tensor_map] if tensor_map is not None else None
+    entries = None
+    if tensor_map is not None:
+        entries = identity_survivors(ours, theirs, [dict(e) for e in tensor_map], set(tensors_gone))
     out = compare_layers(ours, theirs, checker.feed(t), entries=entries, tolerance=lambda dtype: glob,
                          provider=ran[0].name, opt_level=checker.ort_opt, provider_options=checker.provider_options,
                          trial=checker.trials[t].kind)

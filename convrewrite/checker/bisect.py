@@ -49,6 +49,12 @@ class BisectResult:
                 node_name = getattr(node, "name", node) if node is not None else None
                 what = f" ({getattr(rec, 'op_type', '?')} {node_name!r}, pass {getattr(rec, 'pass_name', '?')})"
             lines.append(f"  {key}{what}" + ("" if self.alone.get(key) else " [only together with the others in its group]"))
+        layers = getattr(self.report, "layers", None)
+        if layers is not None:
+            first = layers.first_divergent
+            lines.append(f"  first layer where it shows: {first.original}" + (
+                f" (candidate {first.candidate})" if first.candidate != first.original else "")
+                if first is not None else "  no mapped layer diverges (only the outputs do)")
         return "\n".join(lines)
 
 

@@ -89,6 +89,32 @@ def name_pairs(original: onnx.ModelProto, candidate: onnx.ModelProto) -> list[di
             if n in computed and same_shape(ours.get(n), theirs.get(n))]
 
 
+def read_map(path: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The composed tensor map and dropped names of a `rewrite --report` file (`check --map`)."""
+    import json
+
+    from .errors import CheckInputError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise CheckInputError(f"--map {path}: cannot read it as JSON: {exc}") from None
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("convrewrite.rewrite/"):
+        raise CheckInputError(f"--map {path}: not a `convrewrite rewrite --report` file")
+    entries = data.get("tensor_map")
+    if entries is None:  # an older report: its records' maps, in record order
+        entries = [e for r in data.get("records", []) if isinstance(r, dict) for e in r.get("tensor_map", [])]
+    ok = isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get("original"), str) and isinstance(e.get("rewritten"), str)
+        and isinstance(e.get("view", []), list) for e in entries)
+    if not ok:
+        raise CheckInputError(f"--map {path}: its tensor_map is not a list of {{original, rewritten, view}} entries")
+    gone = [g for g in data.get("tensors_gone", []) if isinstance(g, str)]
+    return [{"original": e["original"], "rewritten": e["rewritten"], "view": list(e.get("view", []))}
+            for e in entries], gone
+
+
 def _ordered(original: onnx.ModelProto, candidate: onnx.ModelProto, entries: list[dict[str, Any]],
              notes: list[str]) -> list[dict[str, Any]]:
     """Map entries for tensors both models compute, in the original's node order (one per original name)."""

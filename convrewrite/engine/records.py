@@ -85,12 +85,19 @@ class RewriteResult:
 
         return identity_survivors(original, self.model, entries, gone)
 
+    def tensors_gone(self) -> list[str]:
+        """Names of the original model some pass folded away or changed in value (never identity-mapped)."""
+        return sorted(compose((e, g) for _, e, g in self.steps)[1])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": REPORT_SCHEMA,
             "passes": self.passes,
             "summary": summarize(self),
             "records": [r.to_dict() for r in self.records],
+            # the passes' maps composed (original -> final names); `check --map` reads these two
+            "tensor_map": self.tensor_map(),
+            "tensors_gone": self.tensors_gone(),
         }
 
 
