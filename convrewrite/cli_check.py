@@ -199,7 +199,7 @@ def bisect_and_render(
     Re-runs the passes `order` with `only=` subsets of the keys `result` rewrote. With `layers`, the model
     with only the culprits rewritten is compared layer by layer: the first layer where they show.
     """
-    from .checker import bisect, check, render_text
+    from .checker import bisect, render_text
     from .api import rewrite
 
     def rewrite_fn(only: set[str] | None = None) -> Any:
@@ -208,12 +208,7 @@ def bisect_and_render(
     keys = [r.key for r in result.records if r.status == "rewritten"]
     # A required provider that cannot run fails every subset alike: no rewrite to blame, so bisect without it.
     options = {**options, "required": None}
-    found = bisect(original, rewrite_fn, keys, **check_options(verbose=verbose, **options))
-    if layers and found.culprits:
-        only = rewrite_fn(only=set(found.culprits))
-        found.report.layers = check(original, only.model, layers=True, tensor_map=only.tensor_map(original),
-                                    tensors_gone=only.tensors_gone(),
-                                    **check_options(verbose=verbose, **options)).layers
+    found = bisect(original, rewrite_fn, keys, layers=layers, **check_options(verbose=verbose, **options))
     click.echo(found.describe(), err=err)
     if found.culprits and not quiet:
         click.echo(render_text(found.report, verbose=verbose), err=err)

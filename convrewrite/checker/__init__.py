@@ -82,8 +82,7 @@ from .bisect import BisectResult, bisect
 from .compare import ComparisonStats, compare_arrays, compare_values
 from .dims import DimPlanner
 from .errors import CheckInputError
-from ..engine.tensor_map import identity_survivors
-from .layers import LayerPair, LayerReport, compare_layers, read_map
+from .layers import LayerPair, LayerReport, compare_layers, layer_report, read_map
 from .render import render_text
 from .report import CANNOT_CHECK, EQUIVALENT, NOT_EQUIVALENT, CheckReport, OutputResult, ProviderDifference
 from .run import Checker, TensorSource
@@ -168,26 +167,6 @@ def check(
         return report
     finally:
         checker.close()
-
-
-def layer_report(checker: Checker, report: CheckReport, original: cio.ModelSource, candidate: cio.ModelSource,
-                 tensor_map: Sequence[Mapping[str, Any]] | None, tensors_gone: Iterable[str] = ()) -> LayerReport | None:
-    """The per-layer comparison on the first normal (or given) trial's inputs, on the first provider that ran."""
-    ran = report.ran
-    if report.cannot_check is not None or not ran or not checker.trials or report.problems:
-        return None
-    t = next((i for i, tr in enumerate(checker.trials) if tr.kind in ("normal", "given")), 0)
-    ours = original if isinstance(original, ModelProto) else cio.load(original, check=False)
-    theirs = candidate if isinstance(candidate, ModelProto) else cio.load(candidate, check=False)
-    glob = (checker.atol_global, checker.rtol_global)
-    entries = None
-    if tensor_map is not None:
-        entries = identity_survivors(ours, theirs, [dict(e) for e in tensor_map], set(tensors_gone))
-    out = compare_layers(ours, theirs, checker.feed(t), entries=entries, tolerance=lambda dtype: glob,
-                         provider=ran[0].name, opt_level=checker.ort_opt, provider_options=checker.provider_options,
-                         trial=checker.trials[t].kind)
-    out.trial = checker.trials[t].label
-    return out
 
 
 def make_inputs(

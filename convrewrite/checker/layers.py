@@ -19,14 +19,15 @@ from __future__ import annotations
 import copy
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
+from onnx import ModelProto
 
 from .. import model as cio
 from .. import shapes as shape_inference
-from ..engine.tensor_map import activations, apply_view, same_shape
+from ..engine.tensor_map import activations, apply_view, identity_survivors, same_shape
 from .compare import compare_arrays
 from .formatting import json_number
 from .sessions import OrtModel, RunFailure
@@ -233,3 +234,23 @@ def _compare_pair(e: dict[str, Any], ref: Any, act: Any, tolerance) -> LayerPair
     if stats.message and not stats.ok:
         pair.note = stats.message
     return pair
+
+
+def layer_report(checker: Any, report: Any, original: cio.ModelSource, candidate: cio.ModelSource,
+                 tensor_map: Sequence[Mapping[str, Any]] | None, tensors_gone: Iterable[str] = ()) -> LayerReport | None:
+    """The per-layer comparison on the first normal (or given) trial's inputs, on the first provider that ran."""
+    ran = report.ran
+    if report.cannot_check is not None or not ran or not checker.trials or report.problems:
+        return None
+    t = next((i for i, tr in enumerate(checker.trials) if tr.kind in ("normal", "given")), 0)
+    ours = original if isinstance(original, ModelProto) else cio.load(original, check=False)
+    theirs = candidate if isinstance(candidate, ModelProto) else cio.load(candidate, check=False)
+    glob = (checker.atol_global, checker.rtol_global)
+    entries = None
+    if tensor_map is not None:
+        entries = identity_survivors(ours, theirs, [dict(e) for e in tensor_map], set(tensors_gone))
+    out = compare_layers(ours, theirs, checker.feed(t), entries=entries, tolerance=lambda dtype: glob,
+                         provider=ran[0].name, opt_level=checker.ort_opt, provider_options=checker.provider_options,
+                         trial=checker.trials[t].kind)
+    out.trial = checker.trials[t].label
+    return out
