@@ -304,3 +304,19 @@ def test_rewrite_check_layers_bisect_cli(broken, tmp_path):
                                     "--draws", "normal"])
     assert res.exit_code == 1
     assert "test-broken" in res.output and f"first layer where it shows: {_Broken.target}" in res.output
+
+
+def test_many_tensors_are_compared_in_groups_within_the_budget():
+    from convrewrite.checker import compare_layers
+
+    original = load(CHAIN)
+    result = rewrite(original, ["to-2d"])
+    bad, _ = perturbed(result.model, 2)
+    feed = feeds_for(original)
+    entries = result.tensor_map(original)
+    whole = compare_layers(original, bad, feed, entries=entries)
+    parts = compare_layers(original, bad, feed, entries=entries, budget=3 * 16 * 64 * 4)  # a few tensors per run
+    assert any("compared in" in n for n in parts.notes) and not whole.notes
+    assert [p.to_dict() for p in parts.pairs] == [p.to_dict() for p in whole.pairs]
+    assert whole.first_divergent.original == conv_outputs(original)[2]
+    assert [o.name for o in original.graph.output] == ["y"]  # the caller's model is left as it was

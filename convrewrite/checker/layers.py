@@ -137,10 +137,11 @@ def _ordered(original: onnx.ModelProto, candidate: onnx.ModelProto, entries: lis
     return out
 
 
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, list[str]]:
-    """A copy of `model` with `names` as extra graph outputs (typed from shape inference); the names it could add."""
+def _with_outputs(model: onnx.ModelProto, names: list[str], owned: bool = False) -> tuple[onnx.ModelProto, list[str]]:
+    """`model` (a copy unless `owned`) with `names` as extra graph outputs (typed from shape inference); the names
+    it could add."""
     inferred = shape_inference.infer(model)
-    out = copy.deepcopy(model)
+    out = model if owned else copy.deepcopy(model)
     have = {o.name for o in out.graph.output}
     added = []
     for name in names:
@@ -156,12 +157,20 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelP
     return out, added
 
 
-def _run(model: onnx.ModelProto, role: str, provider: str, feed: Mapping[str, np.ndarray], opt_level: str,
-         provider_options, notes: list[str]) -> dict[str, Any] | RunFailure:
+def _run(model: onnx.ModelProto, outputs: set[str], role: str, provider: str, feed: Mapping[str, np.ndarray],
+         opt_level: str, provider_options, notes: list[str]) -> dict[str, Any] | RunFailure:
+    """Run `model` (a copy) with only the graph outputs in `outputs`: swapped in while onnxruntime's copy is made."""
+    full = list(model.graph.output)
     with ExitStack() as stack:
-        ort_model = OrtModel(cio.LoadedModel(model), role, stack, opt_level, provider_options, False, notes)
+        del model.graph.output[:]
+        model.graph.output.extend(o for o in full if o.name in outputs)
         try:
-            return ort_model.run(provider, {k: v for k, v in feed.items()})
+            ort_model = OrtModel(cio.LoadedModel(model), role, stack, opt_level, provider_options, False, notes)
+        finally:
+            del model.graph.output[:]
+            model.graph.output.extend(full)
+        try:
+            return ort_model.run(provider, dict(feed))
         finally:
             ort_model.release()
 
@@ -177,32 +186,96 @@ def compare_layers(
     opt_level: str = "disabled",
     provider_options: Mapping[str, Mapping[str, str]] | None = None,
     trial: str = "normal",
+    budget: int | None = None,
+    owned: bool = False,
 ) -> LayerReport:
     """Compare the mapped intermediate tensors of two models on one input set (see the module docstring).
 
     `entries`: a tensor map (None: match by name and shape). `tolerance(dtype)`
     gives the outputs' (atol, rtol) for a dtype (None: the dtype's default).
+    `budget`: bytes the compared tensors may take at once; more are compared in
+    several runs (each model once per group), never all held together.
+    `owned`: the models are the caller's own copies, edited in place (no third copy of the weights).
     """
     report = LayerReport("names" if entries is None else "map", trial, provider)
     pairs = name_pairs(original, candidate) if entries is None else _ordered(original, candidate, entries, report.notes)
-    ours, our_names = _with_outputs(original, [e["original"] for e in pairs])
-    theirs, their_names = _with_outputs(candidate, [e["rewritten"] for e in pairs])
+    ours, our_names = _with_outputs(original, [e["original"] for e in pairs], owned)
+    theirs, their_names = _with_outputs(candidate, [e["rewritten"] for e in pairs], owned)
     ok_ours, ok_theirs = set(our_names), set(their_names)
     pairs = [e for e in pairs if e["original"] in ok_ours and e["rewritten"] in ok_theirs]
+    groups = _groups(ours, pairs, feed, budget)
+    if len(groups) > 1:
+        report.notes.append(f"the tensors exceed the memory budget together: compared in {len(groups)} runs")
     options = dict(provider_options or {})
-    ref = _run(ours, "original", provider, feed, opt_level, options, report.notes)
-    del ours
-    if isinstance(ref, RunFailure):
-        report.notes.append(f"the original with its intermediate tensors as outputs did not run: {ref.message}")
-        return report
-    act = _run(theirs, "candidate", provider, feed, opt_level, options, report.notes)
-    del theirs
-    if isinstance(act, RunFailure):
-        report.notes.append(f"the candidate with its intermediate tensors as outputs did not run: {act.message}")
-        return report
-    for e in pairs:
-        report.pairs.append(_compare_pair(e, ref.get(e["original"]), act.get(e["rewritten"]), tolerance))
+    real = {o.name for o in original.graph.output}, {o.name for o in candidate.graph.output}
+    for group in groups:  # each group: one run of each model, its arrays dropped before the next
+        ref = _run(ours, real[0] | {e["original"] for e in group}, "original", provider, feed, opt_level, options,
+                   report.notes)
+        if isinstance(ref, RunFailure):
+            report.notes.append(f"the original with its intermediate tensors as outputs did not run: {ref.message}")
+            return report
+        act = _run(theirs, real[1] | {e["rewritten"] for e in group}, "candidate", provider, feed, opt_level,
+                   options, report.notes)
+        if isinstance(act, RunFailure):
+            report.notes.append(f"the candidate with its intermediate tensors as outputs did not run: {act.message}")
+            return report
+        for e in group:
+            report.pairs.append(_compare_pair(e, ref.get(e["original"]), act.get(e["rewritten"]), tolerance))
+        del ref, act
     return report
+
+
+def _groups(model: onnx.ModelProto, pairs: list[dict[str, Any]], feed: Mapping[str, np.ndarray],
+            budget: int | None) -> list[list[dict[str, Any]]]:
+    """The pairs split so that one group's tensors (both sides: twice the original's) fit `budget` bytes."""
+    if not pairs:
+        return []
+    if budget is None:
+        return [pairs]
+    sizes = _tensor_bytes(model, feed)
+    known = [b for b in sizes.values() if b is not None]
+    fallback = max(known) if known else 0
+    groups: list[list[dict[str, Any]]] = [[]]
+    used = 0
+    for e in pairs:
+        size = 2 * (sizes.get(e["original"]) or fallback)
+        if groups[-1] and used + size > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(e)
+        used += size
+    return groups
+
+
+def _tensor_bytes(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> dict[str, int | None]:
+    """Bytes of each value for these inputs: shape inference with the inputs' dims fixed to the feed's."""
+    saved = {}
+    for vi in model.graph.input:
+        if vi.name in feed and vi.type.HasField("tensor_type"):
+            saved[vi.name] = onnx.TypeProto()
+            saved[vi.name].CopyFrom(vi.type)
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for d in np.shape(feed[vi.name]):
+                dims.add().dim_value = int(d)
+    try:
+        inferred = shape_inference.infer(model)
+    finally:
+        for vi in model.graph.input:
+            if vi.name in saved:
+                vi.type.CopyFrom(saved[vi.name])
+    out: dict[str, int | None] = {}
+    for name in activations(model):
+        s = inferred.get(name)
+        if s is None or s.dims is None or not all(isinstance(d, int) for d in s.dims):
+            out[name] = None
+            continue
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(s.elem_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 8
+        out[name] = int(np.prod(s.dims, dtype=np.int64)) * itemsize
+    return out
 
 
 def _compare_pair(e: dict[str, Any], ref: Any, act: Any, tolerance) -> LayerPair:
@@ -243,14 +316,15 @@ def layer_report(checker: Any, report: Any, original: cio.ModelSource, candidate
     if report.cannot_check is not None or not ran or not checker.trials or report.problems:
         return None
     t = next((i for i, tr in enumerate(checker.trials) if tr.kind in ("normal", "given")), 0)
-    ours = original if isinstance(original, ModelProto) else cio.load(original, check=False)
-    theirs = candidate if isinstance(candidate, ModelProto) else cio.load(candidate, check=False)
+    # Models given as files are loaded here, and edited in place; given protos are the caller's: copied.
+    ours = copy.deepcopy(original) if isinstance(original, ModelProto) else cio.load(original, check=False)
+    theirs = copy.deepcopy(candidate) if isinstance(candidate, ModelProto) else cio.load(candidate, check=False)
     glob = (checker.atol_global, checker.rtol_global)
     entries = None
     if tensor_map is not None:
         entries = identity_survivors(ours, theirs, [dict(e) for e in tensor_map], set(tensors_gone))
     out = compare_layers(ours, theirs, checker.feed(t), entries=entries, tolerance=lambda dtype: glob,
                          provider=ran[0].name, opt_level=checker.ort_opt, provider_options=checker.provider_options,
-                         trial=checker.trials[t].kind)
+                         trial=checker.trials[t].kind, budget=getattr(checker, "budget", None), owned=True)
     out.trial = checker.trials[t].label
     return out
