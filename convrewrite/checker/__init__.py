@@ -65,7 +65,11 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
       "dims": {key: int}, "dim_reasons": {key: str},
       "trials": [{"label", "kind": "normal" | "wide" | "special" | "given", "seed"}],
       "settings": {"ort_opt", "cuda_options", "finite", "draws", "memory_budget"},
-      "notes": [str], "warnings": [str]
+      "notes": [str], "warnings": [str],
+      "layers": {"mode": "map" | "names", "trial", "provider",          # only with layers=True (--layers)
+                 "pairs": [{"original", "candidate", "view", "shape", "dtype", "max_abs", "max_rel",
+                            "beyond", "atol", "rtol", "diverges", "note"}],
+                 "first_divergent": {"original", "candidate"} | null, "notes": [str]} | null
     }
 """
 
