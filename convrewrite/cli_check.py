@@ -162,7 +162,7 @@ def check_and_render(
     on_progress: Callable[[str], None] | None = None,
     layers: bool = False,
     tensor_map: list[dict[str, Any]] | None = None,
-    tensors_gone: Iterable[str] = (),
+    tensors_gone: Iterable[str] | None = None,
     **options: Any,
 ) -> CheckReport:
     """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return it.

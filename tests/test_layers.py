@@ -38,6 +38,7 @@ RULE_CASES = {
     "spatial-as-channels": ("k3_conv2d_kinput", ["spatial-as-channels"], False),  # another summation order
 }
 PIPELINES = [
+    ("k3_tcn", ["all", "to-2d"]),  # tf2onnx: bias Adds folded through a Squeeze (the conv's own output changes)
     ("k3_sepconv1d", ["to-1d", "all", "to-2d"]),  # lowered, folded, lifted again: the maps compose
     ("wavenet_ts13", ["all", "to-2d"]),
     ("k3_dwconv1d", ["to-1d"]),  # tf_keras DepthwiseConv1D: the bias Add before the Squeeze
@@ -134,6 +135,17 @@ def test_maps_compose_across_a_pipeline(name, passes):
     result = rewrite(original, passes, assume_finite=True)
     assert result.changed
     assert assert_map_holds(original, result, exact=True) >= 1
+
+
+@pytest.mark.parametrize("name,passes", PIPELINES + [(m, p) for m, p, _ in RULE_CASES.values()])
+def test_no_layer_diverges_after_an_equivalent_rewrite(name, passes):
+    """Survivors paired by name are only those no pass changed: a folded bias makes the conv's output another value."""
+    original = load(name)
+    result = rewrite(original, passes, assume_finite=True)
+    report = check(original, result.model, layers=True, tensor_map=result.tensor_map(original), draws="normal",
+                   finite=True)
+    assert report.ok and report.layers is not None and report.layers.pairs
+    assert report.layers.first_divergent is None, report.layers.first_divergent
 
 
 def test_lift_maps_the_whole_region():

@@ -127,7 +127,7 @@ def check(
     on_progress: Callable[[str], None] | None = None,
     layers: bool = False,
     tensor_map: Sequence[Mapping[str, Any]] | None = None,
-    tensors_gone: Iterable[str] = (),
+    tensors_gone: Iterable[str] | None = None,
 ) -> CheckReport:
     """Run `original` and `candidate` on the same inputs and compare every output.
 
@@ -144,9 +144,9 @@ def check(
     equivalent or cannot check. `on_progress(text)` is told what runs next. Raises CheckInputError for bad options and
     ModelLoadError/ModelInvalidError for unreadable models.
     `layers=True` also compares intermediate tensors (`report.layers`, checker/layers.py): those of
-    `tensor_map` (a rewrite's `RewriteResult.tensor_map()` or a `--report` file's; names it does not mention
-    and `tensors_gone` does not list are paired with themselves where the shapes agree), else matched by name
-    and shape.
+    `tensor_map` (a rewrite's `RewriteResult.tensor_map(original)`, used as it is), else matched by name and
+    shape. With `tensors_gone` too (a `--report` file's composed map, `checker.read_map`), names the map does not
+    mention and `tensors_gone` does not list are paired with themselves where their shapes agree.
     """
     if candidate is None and expected is None:
         raise CheckInputError("give a candidate model to compare with, or expected outputs")

@@ -310,7 +310,8 @@ def _compare_pair(e: dict[str, Any], ref: Any, act: Any, tolerance) -> LayerPair
 
 
 def layer_report(checker: Any, report: Any, original: cio.ModelSource, candidate: cio.ModelSource,
-                 tensor_map: Sequence[Mapping[str, Any]] | None, tensors_gone: Iterable[str] = ()) -> LayerReport | None:
+                 tensor_map: Sequence[Mapping[str, Any]] | None,
+                 tensors_gone: Iterable[str] | None = None) -> LayerReport | None:
     """The per-layer comparison on the first normal (or given) trial's inputs, on the first provider that ran."""
     ran = report.ran
     if report.cannot_check is not None or not ran or not checker.trials or report.problems:
@@ -322,7 +323,9 @@ def layer_report(checker: Any, report: Any, original: cio.ModelSource, candidate
     glob = (checker.atol_global, checker.rtol_global)
     entries = None
     if tensor_map is not None:
-        entries = identity_survivors(ours, theirs, [dict(e) for e in tensor_map], set(tensors_gone))
+        entries = [dict(e) for e in tensor_map]
+        if tensors_gone is not None:  # a composed map of renamed tensors only: add the untouched survivors
+            entries = identity_survivors(ours, theirs, entries, set(tensors_gone))
     out = compare_layers(ours, theirs, checker.feed(t), entries=entries, tolerance=lambda dtype: glob,
                          provider=ran[0].name, opt_level=checker.ort_opt, provider_options=checker.provider_options,
                          trial=checker.trials[t].kind, budget=getattr(checker, "budget", None), owned=True)
