@@ -178,7 +178,7 @@ def test_planted_fault_named_at_its_layer():
     report = check(original, bad, layers=True, tensor_map=result.tensor_map(original), draws="normal")
     assert not report.ok
     layers = report.layers
-    assert layers.mode == "map" and layers.trial.startswith("normal")
+    assert layers.mode == "map" and layers.trial == "normal" and layers.trial_label == "normal (seed 0)"
     third = conv_outputs(original)[2]
     first = layers.first_divergent
     assert first is not None and first.original == third

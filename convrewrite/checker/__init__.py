@@ -66,7 +66,7 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
       "trials": [{"label", "kind": "normal" | "wide" | "special" | "given", "seed"}],
       "settings": {"ort_opt", "cuda_options", "finite", "draws", "memory_budget"},
       "notes": [str], "warnings": [str],
-      "layers": {"mode": "map" | "names", "trial", "provider",          # only with layers=True (--layers)
+      "layers": {"mode": "map" | "names", "trial": "normal" | "given", "trial_label", "provider",          # only with layers=True (--layers)
                  "pairs": [{"original", "candidate", "view", "shape", "dtype", "max_abs", "max_rel",
                             "beyond", "atol", "rtol", "diverges", "note"}],
                  "first_divergent": {"original", "candidate"} | null, "notes": [str]} | null

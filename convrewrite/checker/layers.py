@@ -64,8 +64,9 @@ class LayerReport:
     """Every compared pair in the original's node order, and the first that diverges."""
 
     mode: str  # "map" | "names"
-    trial: str = "normal"
+    trial: str = "normal"  # the kind of input set: "normal" (the first normal draw) or "given"
     provider: str = ""
+    trial_label: str = ""  # which one, e.g. "normal (seed 0)"
     pairs: list[LayerPair] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -75,7 +76,7 @@ class LayerReport:
 
     def to_dict(self) -> dict[str, Any]:
         first = self.first_divergent
-        return {"mode": self.mode, "trial": self.trial, "provider": self.provider,
+        return {"mode": self.mode, "trial": self.trial, "trial_label": self.trial_label, "provider": self.provider,
                 "pairs": [p.to_dict() for p in self.pairs],
                 "first_divergent": {"original": first.original, "candidate": first.candidate} if first else None,
                 "notes": list(self.notes)}
@@ -329,5 +330,5 @@ def layer_report(checker: Any, report: Any, original: cio.ModelSource, candidate
     out = compare_layers(ours, theirs, checker.feed(t), entries=entries, tolerance=lambda dtype: glob,
                          provider=ran[0].name, opt_level=checker.ort_opt, provider_options=checker.provider_options,
                          trial=checker.trials[t].kind, budget=getattr(checker, "budget", None), owned=True)
-    out.trial = checker.trials[t].label
+    out.trial_label = checker.trials[t].label
     return out

@@ -140,7 +140,7 @@ def _table(report: CheckReport) -> list[str]:
 def render_layers(layers: Any, verbose: bool = False) -> list[str]:
     """The per-layer table of `check --layers` (the original's node order) and the first divergent pair."""
     how = "by tensor map" if layers.mode == "map" else "by name and shape"
-    lines = [f"layers ({len(layers.pairs)} pairs matched {how}, {layers.trial} trial on "
+    lines = [f"layers ({len(layers.pairs)} pairs matched {how}, {layers.trial_label or layers.trial} trial on "
              f"{runtime.provider_short_name(layers.provider) if layers.provider else '-'}):"]
     header = ("#", "original", "candidate", "view", "max abs", "max rel", "beyond tol", "")
     rows = []
