@@ -12,7 +12,6 @@ Writes models/NAME.onnx and models/NAME.npz (inputs and torch's outputs).
 import os
 import sys
 
-import numpy as np
 import onnx
 import torch
 import torch.nn as nn
