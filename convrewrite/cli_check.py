@@ -160,11 +160,14 @@ def check_and_render(
     verbose: bool = False,
     err: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    layers: bool = False,
+    tensor_map: list[dict[str, Any]] | None = None,
+    tensors_gone: Iterable[str] | None = None,
     **options: Any,
 ) -> CheckReport:
     """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return it.
 
-    `options` are those of `check_options` (option strings as typed).
+    `options` are those of `check_options` (option strings as typed); `layers`, `tensor_map`: see `check`.
     """
     from . import runtime
     from .checker import check, render_text
@@ -173,7 +176,7 @@ def check_and_render(
         runtime.quiet_onnxruntime()
     report = check(
         original, candidate, original_label="original", candidate_label="rewritten", on_progress=on_progress,
-        **check_options(verbose=verbose, **options),
+        layers=layers, tensor_map=tensor_map, tensors_gone=tensors_gone, **check_options(verbose=verbose, **options),
     )
     click.echo(report.summary if quiet else render_text(report, verbose=verbose), err=err)
     return report
@@ -188,11 +191,13 @@ def bisect_and_render(
     quiet: bool = False,
     verbose: bool = False,
     err: bool = False,
+    layers: bool = False,
     **options: Any,
 ) -> BisectResult:
     """`rewrite --check --bisect`: find the rewrite records that make the outputs differ and name them.
 
-    Re-runs the passes `order` with `only=` subsets of the keys `result` rewrote.
+    Re-runs the passes `order` with `only=` subsets of the keys `result` rewrote. With `layers`, the model
+    with only the culprits rewritten is compared layer by layer: the first layer where they show.
     """
     from .checker import bisect, render_text
     from .api import rewrite
@@ -203,7 +208,7 @@ def bisect_and_render(
     keys = [r.key for r in result.records if r.status == "rewritten"]
     # A required provider that cannot run fails every subset alike: no rewrite to blame, so bisect without it.
     options = {**options, "required": None}
-    found = bisect(original, rewrite_fn, keys, **check_options(verbose=verbose, **options))
+    found = bisect(original, rewrite_fn, keys, layers=layers, **check_options(verbose=verbose, **options))
     click.echo(found.describe(), err=err)
     if found.culprits and not quiet:
         click.echo(render_text(found.report, verbose=verbose), err=err)
@@ -269,6 +274,11 @@ def _check_batch(ctx: click.Context, folder: str, jobs: int, json_path: str | No
               help="onnxruntime graph optimizations: disabled (default), basic, extended, all.")
 @click.option("--ignore-interface", is_flag=True,
               help="Interface changes (names, types, dims of inputs and outputs) are warnings, not failures.")
+@click.option("--layers", is_flag=True,
+              help="Also compare intermediate tensors, layer by layer, and name the first pair that diverges: matched "
+                   "by name and shape, or by --map.")
+@click.option("--map", "map_path", metavar="REPORT.json",
+              help="With --layers: the tensor map of a `rewrite --report` file that made CANDIDATE from ORIGINAL.")
 @click.option("--json", "json_path", metavar="FILE",
               help="Also write the report as JSON ('-': stdout, no table); for a folder, one JSON line per model.")
 @click.option("--html", "html_path", metavar="FILE",
@@ -296,6 +306,8 @@ def check_command(
     finite: bool,
     draws: str | None,
     ignore_interface: bool,
+    layers: bool,
+    map_path: str | None,
     json_path: str | None,
     html_path: str | None,
     jobs: int,
@@ -338,8 +350,17 @@ def check_command(
         atols=atols, rtols=rtols, ort_opt=ort_opt, finite=finite, draws=draws, ignore_interface=ignore_interface,
         verbose=verbose,
     )
+    if map_path is not None and not layers:
+        raise CheckInputError("--map needs --layers")
+    if layers and candidate is None:
+        raise CheckInputError("--layers compares two models: give CANDIDATE (not --expected)")
+    layer_args: dict[str, Any] = {"layers": layers}
+    if map_path is not None:
+        from .checker import read_map
+
+        layer_args["tensor_map"], layer_args["tensors_gone"] = read_map(map_path)
     with Progress(not quiet) as progress:
-        report = check(original, candidate, expected=expected_path, on_progress=progress, **options)
+        report = check(original, candidate, expected=expected_path, on_progress=progress, **options, **layer_args)
     if json_path == "-":
         click.echo(report.to_json())
     else:

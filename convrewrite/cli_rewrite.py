@@ -199,6 +199,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
                    "rewritten region, and with --check the error histograms.")
 @click.option("--check", "run_check", is_flag=True, help="Run original and result in onnxruntime and compare before writing.")
 @click.option("--bisect", is_flag=True, help="With --check: when outputs differ, find the rewrite(s) that cause it.")
+@click.option("--layers", is_flag=True,
+              help="With --check: also compare the intermediate tensors the rewrite maps, layer by layer, and name the "
+                   "first that diverges (with --bisect: the first layer where the culprit shows).")
 @click.option("--providers", default=None, help="With --check: providers to compare on (cpu,cuda). Default: all that can run.")
 @click.option("--require", "required", default=None, help="With --check: providers that must run (e.g. cuda).")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --check: seed for random inputs.")
@@ -227,7 +230,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
                     folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, assume_finite: bool, causal_target: str | None, force: bool,
                     report_path: str | None, html_path: str | None,
-                    run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
+                    run_check: bool, bisect: bool, layers: bool, providers: str | None, required: str | None, seed: int,
                     trials: int, finite: bool, draws: str | None, ignore_interface: bool, shapes: tuple[str, ...],
                     ranges: tuple[str, ...], ort_opt: str,
                     inputs_path: str | None, atols: tuple[str, ...], rtols: tuple[str, ...],
@@ -264,6 +267,8 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
         raise ConvRewriteError("--in-place writes over MODEL; do not give a different -o")
     if bisect and not run_check:
         raise ConvRewriteError("--bisect needs --check")
+    if layers and not run_check:
+        raise ConvRewriteError("--layers needs --check")
     plan = resolve(preset_name, to_2d, to_1d, to_3d, layout, folds, provider)
     if plan.layout == "auto" and not plan.to_2d:
         raise ConvRewriteError("--layout auto chooses the form of --to-2d; give --to-2d")
@@ -320,7 +325,9 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
                           finite=finite or assume_finite, draws=draws, ignore_interface=ignore_interface,
                           quiet=opts.quiet, verbose=opts.verbose, err=to_stderr)
         with Progress(not opts.quiet) as progress:
-            report = check_and_render(original, result.model, on_progress=progress, **check_args)
+            report = check_and_render(original, result.model, on_progress=progress, layers=layers,
+                                      tensor_map=result.tensor_map(original) if layers else None,
+                                      tensors_gone=result.tensors_gone() if layers else (), **check_args)
         if report.cannot_check is not None:
             if report_path:
                 _write_report(report_path, result, report)
@@ -332,7 +339,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
             if bisect:
                 from .cli_check import bisect_and_render
 
-                bisect_and_render(original, order, options, result, **check_args)
+                bisect_and_render(original, order, options, result, layers=layers, **check_args)
             if not force:
                 if report_path:
                     _write_report(report_path, result, report)  # the records say what to look at (not the model)

@@ -81,6 +81,8 @@ class BiasFold:
     conv: NodeProto
     folded: bool
     note: str
+    changed: tuple[str, ...] = ()  # folded: the tensors from the conv to the Add, which now hold the sum
+    moved: tuple[str, str] = ("", "")  # folded: (the Add's output, the tensor that holds its value now)
 
 
 def fold_bias_adds(view: GraphView, names: Iterable[str]) -> list[BiasFold]:
@@ -194,9 +196,11 @@ def fold_bias_add(view: GraphView, add: NodeProto, name: str) -> BiasFold | None
             conv.input.append("")
         conv.input.append(bias_name)
         view.consumers.setdefault(bias_name, []).append(conv)
-    view.bypass(add, name, add.output[0])
+    added = add.output[0]
+    carrier = added if view.is_graph_output(added) else name
+    view.bypass(add, name, added)
     _drop_if_unused(view, [other, old_bias])
-    return BiasFold(conv, True, f"folded {what} into the bias")
+    return BiasFold(conv, True, f"folded {what} into the bias", tuple(tensors), (added, carrier))
 
 
 def _layout_chain(view: GraphView, name: str) -> tuple[NodeProto, list[NodeProto]] | None:

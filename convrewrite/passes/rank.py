@@ -37,6 +37,7 @@ from onnx import NodeProto
 from ..conv import WEIGHT_INPUT, ConvAttrs
 from ..graph import GraphView, drop_value_info, node_labels
 from ..engine import ASSUME_FINITE, Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
+from ..engine.tensor_map import entry as map_entry, squeeze, unsqueeze
 from .keras_lowering import fold_bias_adds, remove_transposes
 from .reshapes import MAXPOOL_NAN, Block, NodePlan, RegionEngine, Wait, edit_spatial_attrs, unit_proven
 
@@ -120,6 +121,7 @@ class RankPass(Rule):
         engine.assume_finite = bool(ctx.options.assume_finite)
         reasons = self.fill(ctx, view, engine, candidates)
         transposes = [p.node for p in engine.plans.values() if p.node.op_type == "Transpose"]
+        outputs_before = {id(p.node): list(p.node.output) for p in engine.plans.values()}
         engine.rewrite()
         rewritten: dict[str, Record] = {}  # by label: tidy adds what it did next to each conv
         labels = node_labels(view) if any(r == MAXPOOL_NAN for r in engine.blocked.values()) else {}
@@ -136,12 +138,40 @@ class RankPass(Rule):
             if kept:
                 details["finite_math_left"] = f"{MAXPOOL_NAN}: {', '.join(kept)}"
             rewritten[cand.label] = run.record(cand.node, "rewritten", before=cand.attrs.to_dict(),
-                                               after=cand.after.to_dict(), details=details)
+                                               after=cand.after.to_dict(), details=details, tensor_map=[])
         transpose_outputs = [t.output[0] for t in transposes]
+        entries = self.region_map(engine, outputs_before)
         view.commit()
         drop_value_info(view, engine.dropped_value_info)
         if not self.lift:
-            self.tidy(ctx, view, engine.cancelled_exits, transpose_outputs, rewritten)
+            self.tidy(ctx, view, engine.cancelled_exits, transpose_outputs, rewritten, entries)
+        self.attach_map(view, candidates, rewritten, entries)
+
+    def region_map(self, engine: RegionEngine, outputs_before: dict[int, list[str]]) -> list[tuple[int, dict]]:
+        """(producer id, entry) for every tensor the region changed in rank: its new name and the unit axis to undo."""
+        out = []
+        for plan in engine.plans.values():
+            old = outputs_before.get(id(plan.node), [])
+            for slot, a in plan.outs.items():
+                if slot < len(old) and old[slot] and slot < len(plan.node.output):
+                    undo = squeeze([a]) if self.lift else unsqueeze([a])
+                    out.append((id(plan.node), map_entry(old[slot], plan.node.output[slot], [undo])))
+        return out
+
+    def attach_map(self, view: GraphView, candidates: dict[int, Candidate], rewritten: dict[str, Record],
+                   entries: list[tuple[int, dict]]) -> None:
+        """Each conv's record maps its own outputs; the region's other tensors go with the body's first record."""
+        live = {o for n in view.nodes for o in n.output if o} | set(view.input_set)
+        by_node: dict[int, Record] = {id(c.node): rewritten[c.label] for c in candidates.values() if c.label in rewritten}
+        first = next(iter(rewritten.values()), None)
+        for producer, e in entries:
+            record = by_node.get(producer, first)
+            if record is None:
+                continue
+            if e["rewritten"] in live:
+                record.tensor_map.append(e)
+            else:
+                record.tensors_gone.append(e["original"])
 
     # --------------------------------------------------------- hooks
 
@@ -154,7 +184,7 @@ class RankPass(Rule):
         raise NotImplementedError
 
     def tidy(self, ctx: PassContext, view: GraphView, cancelled: list[str], transposes: list[str],
-             rewritten: dict[str, Record]) -> None:
+             rewritten: dict[str, Record], entries: list[tuple[int, dict]]) -> None:
         pass
 
     def conv_rule(self, candidates: dict[int, Candidate]):
@@ -251,7 +281,7 @@ class LowerPass(RankPass):
             return f"spatial axis {j} has size {size}, not 1"
         return f"spatial axis {j} has a size not known to be 1"
 
-    def tidy(self, ctx, view, cancelled, transposes, rewritten):
+    def tidy(self, ctx, view, cancelled, transposes, rewritten, entries):
         removed = remove_transposes(view, transposes)
         if removed:
             ctx.count("transposes_removed", removed)
@@ -260,12 +290,30 @@ class LowerPass(RankPass):
         folded = sum(f.folded for f in folds)
         if folded:
             ctx.count("bias_adds_folded", folded)
+        self.map_bias_folds(folds, entries, rewritten)
         labels = node_labels(view) if folds else {}  # convs keep their labels: none is added or removed
         for fold in folds:
             record = rewritten.get(labels.get(id(fold.conv), ""))
             if record is not None:
                 notes = [record.details["bias_add"]] if "bias_add" in record.details else []
                 record.details["bias_add"] = "; ".join(notes + [fold.note])
+
+
+    @staticmethod
+    def map_bias_folds(folds, entries: list[tuple[int, dict]], rewritten: dict[str, Record]) -> None:
+        """A folded bias Add: the tensors from the conv to it now hold the sum (gone), its output moved."""
+        for fold in folds:
+            if not fold.folded:
+                continue
+            added, carrier = fold.moved
+            hit = False
+            for producer, e in entries:
+                if e["rewritten"] == added:
+                    e["rewritten"], hit = carrier, True
+                elif e["rewritten"] in fold.changed:
+                    e["rewritten"] = None  # gone: attach_map lists it so
+            if not hit and added != carrier:
+                entries.append((id(fold.conv), map_entry(added, carrier)))
 
 
 @register

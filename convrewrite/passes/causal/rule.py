@@ -136,7 +136,9 @@ class _ViewFolder:
         self._apply(conv, before, plan)
         if plan.skipped:
             plan.details["not_done"] = list(plan.skipped)
-        return Rewritten(plan.attrs, "; ".join(plan.done), plan.details)
+        # The wrappers between a folded Pad and the conv stay, on the unpadded tensor: their outputs changed.
+        gone = [w.output[0] for fold in plan.pads for w in fold.wrappers]
+        return Rewritten(plan.attrs, "; ".join(plan.done), plan.details, tensors_gone=gone)
 
     def _sizes(self, plan: _Plan) -> list[int | None]:
         """Static spatial sizes at the conv's data input (after a planned Pad fold), None where dynamic."""

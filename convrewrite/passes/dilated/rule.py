@@ -127,6 +127,7 @@ from onnx import NodeProto
 
 from ...conv import ConvAttrs
 from ...graph import INT32_MAX, GraphView
+from ...engine.tensor_map import entry as map_entry
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 from ...symbolic import Unprovable, product
 from .apply import KernelChange, apply_fold, compact, expand, store_weight
@@ -218,7 +219,9 @@ class DilatedPass(Rule):
             if chain_reason and chain_reason != NO_PATTERN:
                 details["space_to_batch"] = f"not folded: {chain_reason}"
         reason = FINITE_MATH_DONE if details.get("finite_math") else ""
-        return Rewritten(current, reason, details)
+        # A folded chain's output keeps its name and value (the conv now writes it, or the adapter after it).
+        tensor_map = [map_entry(plan.y, plan.y)] if plan is not None else None
+        return Rewritten(current, reason, details, tensor_map=tensor_map)
 
     def end(self, run: ViewRun) -> None:
         state, view = run.state, run.view

@@ -29,6 +29,7 @@ import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...graph import LayoutPath, attr, set_attr, walk_down
+from ...engine.tensor_map import entry as map_entry
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel
 from .bound import ChainBound
@@ -96,11 +97,45 @@ class _ViewRewriter:
         self.labels = run.labels
         self.dead = run.cleanup.dead
         self.stale = run.cleanup.stale
+        # Tensor map: which input tensor's value each name now holds (a folded follower's output moves onto the
+        # conv's side), the names each conv made hold something else, and the carriers each conv set.
+        self.carries: dict[str, str] = {}
+        self.gone: dict[int, list[str]] = {}
+        self.carriers: dict[int, list[str]] = {}
 
     # ---------------------------------------------------------------- records
 
     def _record(self, node: NodeProto, status: str, reason: str, before=None, after=None, details=None) -> None:
-        self.run.record(node, status, reason, before, after, details)
+        tensor_map, gone = self._tensor_map(node) if status == "rewritten" else (None, None)
+        self.run.record(node, status, reason, before, after, details, tensor_map=tensor_map, tensors_gone=gone)
+
+    def _tensor_map(self, node: NodeProto) -> tuple[list[dict], list[str]]:
+        """The conv's output (unless its value changed) and the followers' outputs it now computes."""
+        gone = self.gone.get(id(node), [])
+        names = [] if self.view.is_removed(node) or not node.output else [node.output[0]]
+        names += self.carriers.get(id(node), [])
+        out: list[dict] = []
+        for name in dict.fromkeys(names):
+            original = self.carries.get(name, name)
+            if original not in gone and self.view.producer_of(name) is not None:
+                out.append(map_entry(original, name))
+        return out, list(gone)
+
+    def _moved(self, conv: ConvState, layout: list[NodeProto], user: NodeProto, keep: str) -> None:
+        """Before a follower folds: the tensors from the conv to it will hold its value (their own is gone)."""
+        drop = user.output[0]
+        gone = self.gone.setdefault(id(conv.node), [])
+        for name in [conv.node.output[0]] + [n.output[0] for n in layout]:
+            gone.append(self.carries.pop(name, name))
+        carrier = drop if self.view.is_graph_output(drop) else keep
+        self.carries[carrier] = self.carries.pop(drop, drop)
+        self.carriers.setdefault(id(conv.node), []).append(carrier)
+
+    def _value_changed(self, conv: ConvState) -> None:
+        """The conv's output no longer holds any input tensor's value (its bias moved to its partner)."""
+        gone = self.gone.setdefault(id(conv.node), [])
+        for name in [conv.node.output[0]] + self.carriers.pop(id(conv.node), []):
+            gone.append(self.carries.pop(name, name))
 
     def _state(self, node: NodeProto) -> ConvState | str:
         """Another conv's state (the pointwise half of a pair), or why it cannot be handled at all."""
@@ -197,6 +232,7 @@ class _ViewRewriter:
             except CannotFold as exc:
                 conv.notes.append(f"{user.op_type} {self._name(user)} kept: {exc}")
                 return
+            self._moved(conv, path.layout, user, path.name)
             self._remove_follower(user, path.name)
             what = f"{user.op_type} {self._name(user)}"
             conv.folded.append(what)
@@ -437,6 +473,7 @@ class _ViewRewriter:
             notes.append(f"depthwise bias kept: {exc}")
             return False
         dw.b, dw.b_changed, dw.drop_bias = None, False, True
+        self._value_changed(dw)
         return True
 
     def _plan_fusion(self, dw: ConvState, pw: ConvState, bias_moved: bool, details: dict,
