@@ -30,13 +30,16 @@ from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs
 from ...graph import INT64_MAX, attr, axes_back, slice_kept_range, slice_operands, walk_up
-from ...engine import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 from ...symbolic import (
     SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic,
 )
 from .operands import (
     MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, describe, exclusive_reason, fold_axis, pad_amounts,
-    pad_value, set_ints, unresolvable_reason, zero_point_reason,
+    pad_value, set_ints, unresolvable_reason,
+)
+from .quantized import (
+    DQL_DONE, QUANTIZED_CONVS, fill_reason, quantizer_behind, quantizer_reason,
 )
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
 
@@ -52,7 +55,7 @@ class CausalPass(Rule):
     order = 10
     repeat = True
     options = (Option("causal_target", str, None, "also fold streaming Concat->Conv->Slice into this op (opset 27)",
-                      (STATE_OP,)),)
+                      (STATE_OP,)), ASSUME_FINITE)
     description = (
         "fold a zero Pad before a conv and a Slice after it (TCN chomp, trimmed ConvTranspose) into the "
         "conv's pads; make auto_pad explicit where static"
@@ -179,19 +182,29 @@ class _ViewFolder:
         view = self.view
         wrappers: list[NodeProto] = []  # every wrapper between the conv and the Pad looked at, conv side first
         name = conv.input[0]
+        quantizer = None  # the DynamicQuantizeLinear passed on the way up (float Pads behind it)
         while True:
             node, layout = walk_up(view, name, MAX_WRAPPERS - len(wrappers), WRAPPERS)
             wrappers.extend(reversed(layout))
+            if quantizer is None and quantizer_behind(view, conv, node):
+                behind, _ = walk_up(view, node.input[0], MAX_WRAPPERS - len(wrappers) - 1, WRAPPERS)
+                if behind is None or behind.op_type != "Pad" or behind.domain not in STD_DOMAINS:
+                    return
+                quantizer = node
+                wrappers.append(node)
+                name = node.input[0]
+                continue
             if node is None or node.op_type != "Pad" or node.domain not in STD_DOMAINS:
                 return
             plan.details.setdefault("pad", []).append(self.labels.get(id(node), node.name or "Pad"))
-            reason = self._pad_reason(conv, node, wrappers, plan)
+            reason = self._pad_reason(conv, node, wrappers, plan, quantizer)
             if reason is not None:
                 plan.skipped.append(reason)
                 return
             name = node.input[0]
 
-    def _pad_reason(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan) -> str | None:
+    def _pad_reason(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan,
+                    quantizer: NodeProto | None = None) -> str | None:
         """Check the Pad before `conv`; fill the plan and return None when it folds, else say why not."""
         view, attrs = self.view, plan.attrs
         if attrs.transposed:
@@ -210,13 +223,16 @@ class _ViewFolder:
         value, reason = pad_value(view, pad)
         if reason:
             return reason
-        if value != 0:
-            return f"Pad value is {value}, not 0"
-        if conv.op_type in ("QLinearConv", "ConvInteger"):
-            reason = zero_point_reason(view, conv)
-            if reason:
-                return reason
-        axis_map, pad_rank, reason = axes_back(view, wrappers, attrs.rank + 2, " between the Pad and the conv")
+        if quantizer is not None:  # Pad(float) -> DynamicQuantizeLinear -> ConvInteger (see quantized.py)
+            reason = quantizer_reason(conv, quantizer, value, bool(self.ctx.options.assume_finite))
+        elif conv.op_type in QUANTIZED_CONVS:  # a quantized conv pads with its input zero point
+            reason = fill_reason(view, conv, value)
+        else:
+            reason = f"Pad value is {value}, not 0" if value != 0 else None
+        if reason:
+            return reason
+        layout = [w for w in wrappers if w is not quantizer]  # the quantizer is elementwise: no axis moves
+        axis_map, pad_rank, reason = axes_back(view, layout, attrs.rank + 2, " between the Pad and the conv")
         if reason:
             return reason
         amounts, reason = self._pad_amounts(pad, pad_rank)
@@ -248,6 +264,11 @@ class _ViewFolder:
         # Earlier folds leave readers[0] reading this Pad's output by the time this one is applied.
         plan.pads.append(_PadFold(pad, readers[0], list(wrappers)))
         plan.done.append(f"folded Pad {plan.details['pad'][-1]} ({describe(begins, ends)}) into the pads")
+        if quantizer is not None:
+            plan.done.append(DQL_DONE)
+            plan.details["finite_math"] = True
+        elif conv.op_type in QUANTIZED_CONVS:
+            plan.details["integer"] = "exact for every input: the Pad fills with the conv's input zero point"
         plan.details.setdefault("pad_added", []).append({"begin": begins, "end": ends})
         self.ctx.count("pads_folded")
         return None

@@ -1,0 +1,102 @@
+"""Pads before quantized convolutions: what a quantized conv pads with, and when a Pad matches it.
+
+A quantized conv (ConvInteger, QLinearConv) pads its input with the input
+zero point, not with 0: onnxruntime 1.31 gives the same integers for
+`ConvInteger(pads=[2, 0], x_zero_point=z)` and `Pad(value=z) -> ConvInteger`
+for z in {0, 3, 200}, and different ones for `Pad(value=0)` when z != 0
+(tests/test_causal_quantized.py runs this). So a constant Pad folds into a
+quantized conv's pads exactly when its fill equals that zero point.
+
+## Pad(float, 0) -> DynamicQuantizeLinear -> ConvInteger
+
+onnxruntime's quantize_dynamic writes this for a causal (left-padded) conv.
+DynamicQuantizeLinear (DQL) computes, over its whole input x,
+
+    lo = min(0, min x),  hi = max(0, max x)
+    scale = (hi - lo) / 255   (1 when hi == lo)
+    zp = saturate(round(0 - lo / scale)),  q = saturate(round(x / scale) + zp)
+
+Padding x with zeros leaves lo and hi unchanged (the range always includes
+0), so scale and zp are the same, and every original element quantizes to
+the same q. A padded zero quantizes to saturate(round(0 / scale) + zp) = zp
+whenever scale is finite and non-zero, or +Inf (0 / Inf = 0): exactly what
+the conv's own padding (its x_zero_point, which is this DQL's zp) holds.
++-Inf and -0 inputs keep this (tested).
+
+Two input classes break it, so the fold is a finite-math rewrite, done only
+with `assume_finite` and recorded as such (without it the conv is left alone
+with this reason):
+- NaN: onnxruntime's min/max (SIMD, lane order) sees or skips a NaN
+  depending on where it sits, and padding moves every element; seen: 4 of 30
+  random NaN inputs gave another scale after the fold.
+- a wholly subnormal range, hi - lo at most 127 * 2**-149: the scale
+  underflows to 0 while hi != lo, onnxruntime computes zp = 255 from 0/0 and
+  quantizes a padded zero to 0, so the folded conv (padding with 255) gives
+  other integers than the original.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import NodeProto
+
+from ...graph import GraphView
+
+QUANTIZED_CONVS = ("ConvInteger", "QLinearConv")
+
+QUANTIZER = "DynamicQuantizeLinear"
+
+# Why the DQL fold needs assume_finite (see the module docstring).
+DQL_SUBNORMAL = ("a Pad before DynamicQuantizeLinear folds exactly except for NaN inputs (onnxruntime's min/max "
+                 "see or skip a NaN depending on its position) and an input range that is wholly subnormal (at "
+                 "most 127 * 2**-149: the scale underflows to 0, the zero point becomes 255 but the padded zeros "
+                 "quantize to 0)")
+DQL_LEFT = f"{DQL_SUBNORMAL}; left alone without --assume-finite"
+DQL_DONE = f"finite-math rewrite under --assume-finite ({DQL_SUBNORMAL})"
+
+
+def x_zero_point(view: GraphView, conv: NodeProto) -> tuple[int | None, str | None]:
+    """The quantized conv's input zero point as an int (absent: 0), or (None, why it is not known)."""
+    name = conv.input[2] if len(conv.input) > 2 else ""
+    if not name:
+        return 0, None
+    zp = view.const_value(name)
+    if zp is None:
+        return None, "the input zero point is computed at run time, so the conv's own padding is not known"
+    if zp.size != 1:
+        return None, f"the input zero point has {zp.size} values"
+    return int(zp.reshape(-1)[0]), None
+
+
+def fill_reason(view: GraphView, conv: NodeProto, value) -> str | None:
+    """Why a Pad filling with `value` differs from the quantized conv's own padding (its zero point), or None."""
+    zp, reason = x_zero_point(view, conv)
+    if reason:
+        return reason
+    if isinstance(value, float) and not value.is_integer():
+        return f"the Pad fills with {value} but the input zero point is {zp}"
+    if int(value) != zp:
+        return f"the Pad fills with {int(value)} but the input zero point is {zp}"
+    return None
+
+
+def quantizer_behind(view: GraphView, conv: NodeProto, node: NodeProto | None) -> bool:
+    """Whether `node` is the DynamicQuantizeLinear whose output and zero point this ConvInteger reads."""
+    return (
+        node is not None and node.op_type == QUANTIZER and node.domain in ("", "ai.onnx")
+        and conv.op_type == "ConvInteger" and len(node.output) > 2
+    )
+
+
+def quantizer_reason(conv: NodeProto, dql: NodeProto, value, assume_finite: bool) -> str | None:
+    """Why a Pad (fill `value`) before `dql` -> `conv` cannot fold, or None."""
+    zp_name = conv.input[2] if len(conv.input) > 2 else ""
+    if zp_name != dql.output[2]:
+        return ("the conv's input zero point is not the DynamicQuantizeLinear's, so its padding is not what "
+                "the padded zeros quantize to")
+    if value != 0 or (isinstance(value, float) and np.isnan(value)):
+        return (f"the Pad before DynamicQuantizeLinear fills with {value}, not 0: it would change the range "
+                "the scale and zero point are computed from")
+    if not assume_finite:
+        return DQL_LEFT
+    return None
