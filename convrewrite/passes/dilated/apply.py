@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from ...conv import ConvAttrs
+from ...conv import WEIGHT_INPUT, ConvAttrs
 from ...graph import GraphView, make_squeeze, make_unsqueeze
 from ...symbolic import Unprovable
 from .common import FLOAT_TYPES
@@ -116,16 +116,20 @@ def apply_fold(view: GraphView, conv: NodeProto, plan: FoldPlan, before: ConvAtt
 
 
 def weight_zero_point(view: GraphView, node: NodeProto, w: np.ndarray) -> np.ndarray | None:
-    """What a tap holds when it contributes nothing, broadcastable to the weight: 0, or ConvInteger's zero point
-    (scalar or one per output channel); None when that zero point is not a constant."""
-    if node.op_type != "ConvInteger":
+    """What a tap holds when it contributes nothing, broadcastable to the weight: 0, or a quantized conv's weight
+    zero point (ConvInteger's input 3, QLinearConv's input 5; scalar or one per output channel); None when that
+    zero point is not a constant."""
+    slot = ZERO_POINT_INPUT.get(node.op_type)
+    if slot is None or len(node.input) <= slot or not node.input[slot]:
         return np.zeros((1,) * w.ndim, dtype=w.dtype)
-    if len(node.input) < 4 or not node.input[3]:
-        return np.zeros((1,) * w.ndim, dtype=w.dtype)
-    zp = _weight_array(view, node.input[3])
+    zp = _weight_array(view, node.input[slot])
     if zp is None or zp.size not in (1, w.shape[0]):
         return None
     return zp.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+# The weight zero point's input of each quantized conv (integer kernels: a tap holding it contributes nothing).
+ZERO_POINT_INPUT = {"ConvInteger": 3, "QLinearConv": 5}
 
 
 def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
@@ -143,7 +147,8 @@ def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
 def store_weight(view: GraphView, node: NodeProto, array: np.ndarray, dropped: set[str],
                   reshaped: dict[str, list[int]]) -> None:
     """Put the new kernel in place: in the initializer when only this node reads it, else in a copy."""
-    name = node.input[1]
+    slot = WEIGHT_INPUT[node.op_type]
+    name = node.input[slot]
     t = view.initializers.get(name)
     sole = (
         t is not None
@@ -158,7 +163,7 @@ def store_weight(view: GraphView, node: NodeProto, array: np.ndarray, dropped: s
         return
     new_name = view.ctx.fresh(f"{name}_dilated")
     view.add_initializer(numpy_helper.from_array(array, new_name))
-    view.replace_input(node, 1, new_name)
+    view.replace_input(node, slot, new_name)
     producer = view.producer_of(name)
     if producer is not None and producer.op_type == "Constant" and not view.consumers_of(name) \
             and not view.is_graph_output(name):
@@ -185,11 +190,11 @@ def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelC
     """The compact kernel of a zero-inserted one, or (None, reason or None)."""
     if all(k < 3 for k in attrs.kernel_shape):
         return None, None
-    w = _weight_array(view, node.input[1])
+    w = _weight_array(view, node.input[WEIGHT_INPUT[node.op_type]])
     if w is None or w.ndim != attrs.rank + 2:
         return None, None
     zp = weight_zero_point(view, node, w)
-    if zp is None or (node.op_type != "ConvInteger" and w.dtype.type not in FLOAT_TYPES):
+    if zp is None or (node.op_type not in ZERO_POINT_INPUT and w.dtype.type not in FLOAT_TYPES):
         return None, None
     nz = w != zp  # the taps that contribute: 0.0 in a float kernel, the zero point in an integer one
     factors = []
@@ -232,7 +237,7 @@ def expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelCh
     """The zero-inserted kernel of a dilated conv (dilations reset to 1)."""
     if all(d == 1 for d in attrs.dilations):
         return None, "no dilations to expand"
-    w = _weight_array(view, node.input[1])
+    w = _weight_array(view, node.input[WEIGHT_INPUT[node.op_type]])
     if w is None or w.ndim != attrs.rank + 2:
         return None, "the weight is not a constant"
     shape = list(w.shape[:2]) + [d * (k - 1) + 1 for d, k in zip(attrs.dilations, attrs.kernel_shape)]
