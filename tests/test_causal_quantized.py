@@ -191,3 +191,47 @@ def test_dynamic_quantized_pad_differs_on_a_subnormal_range():
 def test_dynamic_quantized_pad_refusals(kwargs, reason):
     rec = record(fold(dynamic(**kwargs), assume_finite=True))
     assert not rec.rewritten and rec.reason.startswith(reason)
+
+
+@pytest.mark.parametrize("bias_shape", [[1, 3, 1], [3, 1], None])
+def test_a_chomp_after_the_dequantizing_tail_folds_bit_exact(bias_shape):
+    """quantize_dynamic's ConvInteger -> Cast -> Mul(scales) -> Add(bias) -> Slice: the Slice commutes with the
+    elementwise tail (its operands are constant along time), so it folds into the conv's pads."""
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "qs", "qz"], name="dql"),
+        helper.make_node("ConvInteger", ["q", "w", "qz", "wz"], ["c"], name="conv", pads=[2, 2]),
+        helper.make_node("Cast", ["c"], ["cf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["qs", "wscale"], ["scale"]),
+        helper.make_node("Mul", ["cf", "scale"], ["m"]),
+    ]
+    inits = [init("w", W), init("wz", np.array(128, np.uint8)), init("wscale", np.array(0.01, np.float32)),
+             init("st", np.array([0], np.int64)), init("en", np.array([-2], np.int64)), init("ax", np.array([2], np.int64))]
+    last = "m"
+    if bias_shape is not None:
+        inits.append(init("bias", np.arange(3, dtype=np.float32).reshape(bias_shape)))
+        nodes.append(helper.make_node("Add", ["m", "bias"], ["a"]))
+        last = "a"
+    nodes.append(helper.make_node("Slice", [last, "st", "en", "ax"], ["y"], name="chomp"))
+    model = make_model(nodes, [vi("x", [1, 3, None])], [vi("y", [1, 3, None])], inits)
+    result = fold(model)
+    rec = record(result)
+    assert rec.rewritten and rec.after["pads"] == [2, 0], rec.reason
+    assert "the Slice commutes with the Cast, Mul" in rec.reason
+    assert "Slice" not in [n.op_type for n in result.model.graph.node]
+    for seed, length in ((0, 16), (1, 1), (2, 33)):
+        assert_same_outputs(model, result.model, float_feeds(seed, length), atol=0)
+    for seed in range(3):
+        assert_same_special(model, result.model, special_feeds(model, seed, fraction=0.2), atol=0, rtol=0)
+
+
+def test_a_bias_varying_along_time_keeps_the_chomp():
+    nodes = [
+        helper.make_node("ConvInteger", ["x", "w"], ["c"], name="conv", pads=[2, 2]),
+        helper.make_node("Cast", ["c"], ["cf"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["cf", "bias"], ["a"]),
+        helper.make_node("Slice", ["a", "st", "en", "ax"], ["y"], name="chomp"),
+    ]
+    inits = [init("w", W), init("bias", np.arange(18, dtype=np.float32).reshape(1, 1, 18)),
+             init("st", np.array([0], np.int64)), init("en", np.array([-2], np.int64)), init("ax", np.array([2], np.int64))]
+    model = make_model(nodes, [vi("x", [1, 3, 16], TensorProto.UINT8)], [vi("y", [1, 3, 16])], inits)
+    assert not record(fold(model)).rewritten

@@ -100,3 +100,43 @@ def quantizer_reason(conv: NodeProto, dql: NodeProto, value, assume_finite: bool
     if not assume_finite:
         return DQL_LEFT
     return None
+
+
+# What quantize_dynamic writes after a ConvInteger: Cast to float, Mul by the scales, Add of the bias.
+TAIL_OPS = ("Cast", "Mul", "Add")
+MAX_TAIL = 4
+
+
+def dequantizing_tail(view: GraphView, conv: NodeProto, rank: int) -> list[NodeProto]:
+    """The elementwise ops after a ConvInteger that a chomp Slice behind them commutes with, conv side first.
+
+    A Slice on the spatial axes commutes with Cast, and with Mul/Add whose other operand is constant along
+    every spatial axis (its known shape has size 1 or no axis there, and adds no axis): each output position
+    depends on the same position of the conv output alone, so slicing before or after gives the same values,
+    bit for bit. Every tensor on the way must be read by the next op only.
+    """
+    tail: list[NodeProto] = []
+    out = conv.output[0]
+    while len(tail) < MAX_TAIL:
+        users = view.consumers_of(out)
+        if len(users) != 1 or view.is_graph_output(out):
+            break
+        user = users[0]
+        if user.op_type not in TAIL_OPS or user.domain not in ("", "ai.onnx"):
+            break
+        if user.op_type != "Cast" and not _constant_along_space(view, user, out, rank):
+            break
+        tail.append(user)
+        out = user.output[0]
+    return tail
+
+
+def _constant_along_space(view: GraphView, node: NodeProto, data: str, rank: int) -> bool:
+    if len(node.input) != 2 or node.input[0] == node.input[1] or data not in node.input:
+        return False
+    other = node.input[1] if node.input[0] == data else node.input[0]
+    shape = view.shape(other)
+    if shape is None or shape.dims is None or len(shape.dims) > rank + 2:
+        return False
+    dims = list(shape.dims)
+    return all(d == 1 for d in dims[max(0, len(dims) - rank):])  # the dims broadcast against the spatial axes

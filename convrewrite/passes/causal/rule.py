@@ -39,7 +39,7 @@ from .operands import (
     pad_value, set_ints, unresolvable_reason,
 )
 from .quantized import (
-    DQL_DONE, QUANTIZED_CONVS, fill_reason, quantizer_behind, quantizer_reason,
+    DQL_DONE, QUANTIZED_CONVS, dequantizing_tail, fill_reason, quantizer_behind, quantizer_reason,
 )
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
 
@@ -103,6 +103,7 @@ class _PadFold:
 class _SliceFold:
     slice: NodeProto
     operand_nodes: list[NodeProto]  # run-time end computation that dies with the Slice
+    tail: list[NodeProto] = field(default_factory=list)  # a ConvInteger's dequantizing ops the Slice moves above
 
 
 class _ViewFolder:
@@ -288,6 +289,11 @@ class _ViewFolder:
         """Fold the Slices after the conv, nearest first (chained Slices all go)."""
         view = self.view
         out = conv.output[0]
+        tail = dequantizing_tail(view, conv, plan.attrs.rank) if conv.op_type == "ConvInteger" else []
+        if tail and any(u.op_type == "Slice" for u in view.consumers_of(tail[-1].output[0])):
+            out = tail[-1].output[0]  # ConvInteger -> Cast -> Mul -> Add -> Slice: the Slice moves above them
+        else:
+            tail = []
         while True:
             users = view.consumers_of(out)
             slices = [u for u in users if u.op_type == "Slice" and u.domain in STD_DOMAINS and u.input[0] == out]
@@ -298,6 +304,9 @@ class _ViewFolder:
             if reason is not None:
                 plan.skipped.append(reason)
                 return
+            if tail and len(plan.slices) == 1:
+                plan.slices[0].tail = tail
+                plan.done[-1] += f" (the Slice commutes with the {', '.join(n.op_type for n in tail)} after the conv)"
             out = plan.slices[-1].slice.output[0]
 
     def _slice_reason(self, conv: NodeProto, out: str, slices: list[NodeProto], users: list[NodeProto],
@@ -480,10 +489,14 @@ class _ViewFolder:
             self.stale_value_info.add(fold.pad.output[0])
             self.stale_value_info.update(w.output[0] for w in fold.wrappers)
             self.cleanup.maybe_dead(fold.pad.input[1:])
-        for fold in plan.slices:  # nearest first: the conv ends up writing the last Slice's output
+        writer = conv
+        for fold in plan.slices:  # nearest first: the conv (or its tail) ends up writing the last Slice's output
+            if fold.tail:
+                self.stale_value_info.update(n.output[0] for n in [conv] + fold.tail[:-1])
+                writer = fold.tail[-1]
             slc = fold.slice
-            old, new = conv.output[0], slc.output[0]
+            old, new = writer.output[0], slc.output[0]
             view.remove(slc)
-            view.set_output(conv, 0, new)
+            view.set_output(writer, 0, new)
             self.stale_value_info.add(old)
             self.cleanup.maybe_dead(slc.input[1:])
