@@ -235,3 +235,58 @@ def test_a_bias_varying_along_time_keeps_the_chomp():
              init("st", np.array([0], np.int64)), init("en", np.array([-2], np.int64)), init("ax", np.array([2], np.int64))]
     model = make_model(nodes, [vi("x", [1, 3, 16], TensorProto.UINT8)], [vi("y", [1, 3, 16])], inits)
     assert not record(fold(model)).rewritten
+
+
+# ------------------------------------------------ QDQ: Pad -> Q -> DQ -> Conv(DQ(w)) -> Q -> DQ -> Slice
+
+
+def qdq_model(fill=0.0, zps=(128, 128), per_channel=False, chomp=True, pad=True):
+    """quantize_static's QDQ format around a causal conv: its activations through QuantizeLinear ->
+    DequantizeLinear, its weight DequantizeLinear of a uint8 initializer."""
+    w_zp = np.array([120, 125, 130], np.uint8) if per_channel else np.array(128, np.uint8)
+    w_scale = np.array([0.01, 0.02, 0.03], np.float32) if per_channel else np.array(0.02, np.float32)
+    nodes = []
+    data = "x"
+    if pad:
+        nodes.append(helper.make_node("Pad", ["x", "pads", "pv"], ["p"], name="pad"))
+        data = "p"
+    nodes += [
+        helper.make_node("QuantizeLinear", [data, "s", "zq"], ["pq"]),
+        helper.make_node("DequantizeLinear", ["pq", "s", "zd"], ["pd"]),
+        helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+        helper.make_node("Conv", ["pd", "wd"], ["c"], name="conv", pads=[0, 2] if chomp else [0, 0]),
+        helper.make_node("QuantizeLinear", ["c", "s", "zq"], ["cq"]),
+        helper.make_node("DequantizeLinear", ["cq", "s", "zq"], ["y" if not chomp else "cd"]),
+    ]
+    inits = [init("pads", np.array([0, 0, 2, 0, 0, 0], np.int64)), init("pv", np.array(fill, np.float32)),
+             init("s", np.array(0.05, np.float32)), init("zq", np.array(zps[0], np.uint8)),
+             init("zd", np.array(zps[1], np.uint8)), init("w", W), init("ws", w_scale), init("wz", w_zp)]
+    if chomp:
+        nodes.append(helper.make_node("Slice", ["cd", "st", "en", "ax"], ["y"], name="chomp"))
+        inits += [init("st", np.array([0], np.int64)), init("en", np.array([-2], np.int64)),
+                  init("ax", np.array([2], np.int64))]
+    return make_model(nodes, [vi("x", [1, 3, None])], [vi("y", [1, 3, None])], inits)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_qdq_pad_and_chomp_fold_bit_exact(per_channel):
+    model = qdq_model(per_channel=per_channel)
+    result = fold(model)
+    rec = record(result)
+    assert rec.rewritten and rec.after["pads"] == [2, 0], rec.reason
+    assert "DequantizeLinear maps that back to 0.0" in rec.details["qdq"] and not rec.details.get("finite_math")
+    assert "the Slice commutes with the QuantizeLinear, DequantizeLinear" in rec.reason
+    assert not {"Pad", "Slice"} & {n.op_type for n in result.model.graph.node}
+    for seed, length in ((0, 16), (1, 2), (2, 37)):
+        assert_same_outputs(model, result.model, float_feeds(seed, length), atol=0)
+    for seed in range(4):
+        assert_same_special(model, result.model, special_feeds(model, seed, fraction=0.2), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"fill": 0.5}, "the Pad before QuantizeLinear -> DequantizeLinear fills with 0.5, not 0"),
+    ({"zps": (128, 100)}, "QuantizeLinear's and DequantizeLinear's zero points differ"),
+])
+def test_qdq_pad_refusals(kwargs, reason):
+    rec = record(fold(qdq_model(chomp=False, **kwargs)))
+    assert not rec.rewritten and rec.reason.startswith(reason)

@@ -102,15 +102,17 @@ def quantizer_reason(conv: NodeProto, dql: NodeProto, value, assume_finite: bool
     return None
 
 
-# What quantize_dynamic writes after a ConvInteger: Cast to float, Mul by the scales, Add of the bias.
-TAIL_OPS = ("Cast", "Mul", "Add")
+# What quantize_dynamic writes after a ConvInteger (Cast to float, Mul by the scales, Add of the bias), and
+# quantize_static's QDQ format after a Conv (QuantizeLinear -> DequantizeLinear).
+TAIL_OPS = ("Cast", "Mul", "Add", "QuantizeLinear", "DequantizeLinear")
 MAX_TAIL = 4
 
 
 def dequantizing_tail(view: GraphView, conv: NodeProto, rank: int) -> list[NodeProto]:
-    """The elementwise ops after a ConvInteger that a chomp Slice behind them commutes with, conv side first.
+    """The elementwise ops after a ConvInteger (or QDQ Conv) that a chomp Slice behind them commutes with.
 
-    A Slice on the spatial axes commutes with Cast, and with Mul/Add whose other operand is constant along
+    A Slice on the spatial axes commutes with Cast, with QuantizeLinear/DequantizeLinear per tensor or per
+    channel, and with Mul/Add whose other operand is constant along
     every spatial axis (its known shape has size 1 or no axis there, and adds no axis): each output position
     depends on the same position of the conv output alone, so slicing before or after gives the same values,
     bit for bit. Every tensor on the way must be read by the next op only.
@@ -124,11 +126,24 @@ def dequantizing_tail(view: GraphView, conv: NodeProto, rank: int) -> list[NodeP
         user = users[0]
         if user.op_type not in TAIL_OPS or user.domain not in ("", "ai.onnx"):
             break
-        if user.op_type != "Cast" and not _constant_along_space(view, user, out, rank):
+        if user.op_type in ("Mul", "Add") and not _constant_along_space(view, user, out, rank):
+            break
+        if user.op_type.endswith("Linear") and not _per_channel(view, user, rank):
             break
         tail.append(user)
         out = user.output[0]
     return tail
+
+
+def _per_channel(view: GraphView, node: NodeProto, rank: int) -> bool:
+    """A QuantizeLinear/DequantizeLinear with constant operands that are per tensor or per channel (axis 1)."""
+    if any(a.name == "block_size" and a.i for a in node.attribute):
+        return False
+    operands = [view.const_value(n) for n in node.input[1:3] if n]
+    if any(v is None for v in operands):
+        return False
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+    return all(v.size == 1 for v in operands) or axis in (1, -rank - 1)
 
 
 def _constant_along_space(view: GraphView, node: NodeProto, data: str, rank: int) -> bool:
@@ -140,3 +155,51 @@ def _constant_along_space(view: GraphView, node: NodeProto, data: str, rank: int
         return False
     dims = list(shape.dims)
     return all(d == 1 for d in dims[max(0, len(dims) - rank):])  # the dims broadcast against the spatial axes
+
+
+# ---------------------------------------------------------------- QDQ: Pad -> QuantizeLinear -> DequantizeLinear -> Conv
+
+QDQ_EXACT = ("exact for every input: QuantizeLinear maps the padded zeros to its zero point and DequantizeLinear "
+             "maps that back to 0.0, what the conv pads with")
+
+
+def qdq_behind(view: GraphView, conv: NodeProto, node: NodeProto | None) -> list[NodeProto] | None:
+    """[DequantizeLinear, QuantizeLinear] when `node` is a DequantizeLinear fed by a QuantizeLinear before a
+    float Conv (quantize_static's QDQ format), conv side first; else None."""
+    if node is None or node.op_type != "DequantizeLinear" or conv.op_type != "Conv" or not node.input:
+        return None
+    q = view.producer_of(node.input[0])
+    if q is None or q.op_type != "QuantizeLinear" or q.domain not in ("", "ai.onnx"):
+        return None
+    return [node, q]
+
+
+def qdq_reason(view: GraphView, dq: NodeProto, q: NodeProto, value, rank: int) -> str | None:
+    """Why a Pad (fill `value`) before `q` -> `dq` -> Conv does not become the conv's zero padding, or None.
+
+    Q(0) = saturate(round(0 / s) + zp) = zp for a constant finite non-zero scale s, and DQ(zp') = (zp' - zp) * s'
+    is 0.0 when the two zero points are equal: padded zeros reach the conv as 0.0 for every input.
+    """
+    if value != 0 or (isinstance(value, float) and np.isnan(value)):
+        return f"the Pad before QuantizeLinear -> DequantizeLinear fills with {value}, not 0"
+    zero_points = []
+    for node in (q, dq):
+        if any(a.name == "block_size" and a.i for a in node.attribute):
+            return f"{node.op_type} is blocked"
+        scale = view.const_value(node.input[1]) if len(node.input) > 1 else None
+        if scale is None:
+            return f"{node.op_type}'s scale is computed at run time"
+        if not np.all(np.isfinite(scale)) or np.any(scale == 0):
+            return f"{node.op_type}'s scale is not finite and non-zero"
+        zp_name = node.input[2] if len(node.input) > 2 else ""
+        zp = view.const_value(zp_name) if zp_name else np.zeros((), np.int64)
+        if zp is None:
+            return f"{node.op_type}'s zero point is computed at run time"
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if (scale.size > 1 or zp.size > 1) and axis not in (1, 1 - rank):
+            return f"{node.op_type} quantizes per axis {axis}, not per channel"
+        zero_points.append(zp.astype(np.int64).reshape(-1))
+    a, b = zero_points
+    if not (a.size == b.size or 1 in (a.size, b.size)) or np.any(a != b):
+        return "QuantizeLinear's and DequantizeLinear's zero points differ, so padded zeros would not come back as 0.0"
+    return None

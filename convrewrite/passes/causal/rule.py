@@ -39,7 +39,8 @@ from .operands import (
     pad_value, set_ints, unresolvable_reason,
 )
 from .quantized import (
-    DQL_DONE, QUANTIZED_CONVS, dequantizing_tail, fill_reason, quantizer_behind, quantizer_reason,
+    DQL_DONE, QDQ_EXACT, QUANTIZED_CONVS, dequantizing_tail, fill_reason, qdq_behind, qdq_reason, quantizer_behind,
+    quantizer_reason,
 )
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
 
@@ -183,17 +184,19 @@ class _ViewFolder:
         view = self.view
         wrappers: list[NodeProto] = []  # every wrapper between the conv and the Pad looked at, conv side first
         name = conv.input[0]
-        quantizer = None  # the DynamicQuantizeLinear passed on the way up (float Pads behind it)
+        quantizer: list[NodeProto] = []  # DynamicQuantizeLinear, or DequantizeLinear + QuantizeLinear, passed
         while True:
             node, layout = walk_up(view, name, MAX_WRAPPERS - len(wrappers), WRAPPERS)
             wrappers.extend(reversed(layout))
-            if quantizer is None and quantizer_behind(view, conv, node):
-                behind, _ = walk_up(view, node.input[0], MAX_WRAPPERS - len(wrappers) - 1, WRAPPERS)
+            passed = ([node] if quantizer_behind(view, conv, node) else qdq_behind(view, conv, node)) \
+                if not quantizer else None
+            if passed:
+                behind, _ = walk_up(view, passed[-1].input[0], MAX_WRAPPERS - len(wrappers) - 1, WRAPPERS)
                 if behind is None or behind.op_type != "Pad" or behind.domain not in STD_DOMAINS:
                     return
-                quantizer = node
-                wrappers.append(node)
-                name = node.input[0]
+                quantizer = passed
+                wrappers.extend(passed)
+                name = passed[-1].input[0]
                 continue
             if node is None or node.op_type != "Pad" or node.domain not in STD_DOMAINS:
                 return
@@ -205,7 +208,7 @@ class _ViewFolder:
             name = node.input[0]
 
     def _pad_reason(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan,
-                    quantizer: NodeProto | None = None) -> str | None:
+                    quantizer: list[NodeProto]) -> str | None:
         """Check the Pad before `conv`; fill the plan and return None when it folds, else say why not."""
         view, attrs = self.view, plan.attrs
         if attrs.transposed:
@@ -224,15 +227,17 @@ class _ViewFolder:
         value, reason = pad_value(view, pad)
         if reason:
             return reason
-        if quantizer is not None:  # Pad(float) -> DynamicQuantizeLinear -> ConvInteger (see quantized.py)
-            reason = quantizer_reason(conv, quantizer, value, bool(self.ctx.options.assume_finite))
+        if len(quantizer) == 1:  # Pad(float) -> DynamicQuantizeLinear -> ConvInteger (see quantized.py)
+            reason = quantizer_reason(conv, quantizer[0], value, bool(self.ctx.options.assume_finite))
+        elif quantizer:  # Pad -> QuantizeLinear -> DequantizeLinear -> Conv (QDQ)
+            reason = qdq_reason(view, quantizer[0], quantizer[1], value, attrs.rank + 2)
         elif conv.op_type in QUANTIZED_CONVS:  # a quantized conv pads with its input zero point
             reason = fill_reason(view, conv, value)
         else:
             reason = f"Pad value is {value}, not 0" if value != 0 else None
         if reason:
             return reason
-        layout = [w for w in wrappers if w is not quantizer]  # the quantizer is elementwise: no axis moves
+        layout = [w for w in wrappers if all(w is not q for q in quantizer)]  # elementwise: no axis moves
         axis_map, pad_rank, reason = axes_back(view, layout, attrs.rank + 2, " between the Pad and the conv")
         if reason:
             return reason
@@ -265,9 +270,11 @@ class _ViewFolder:
         # Earlier folds leave readers[0] reading this Pad's output by the time this one is applied.
         plan.pads.append(_PadFold(pad, readers[0], list(wrappers)))
         plan.done.append(f"folded Pad {plan.details['pad'][-1]} ({describe(begins, ends)}) into the pads")
-        if quantizer is not None:
+        if len(quantizer) == 1:
             plan.done.append(DQL_DONE)
             plan.details["finite_math"] = True
+        elif quantizer:
+            plan.details["qdq"] = QDQ_EXACT
         elif conv.op_type in QUANTIZED_CONVS:
             plan.details["integer"] = "exact for every input: the Pad fills with the conv's input zero point"
         plan.details.setdefault("pad_added", []).append({"begin": begins, "end": ends})
@@ -289,7 +296,9 @@ class _ViewFolder:
         """Fold the Slices after the conv, nearest first (chained Slices all go)."""
         view = self.view
         out = conv.output[0]
-        tail = dequantizing_tail(view, conv, plan.attrs.rank) if conv.op_type == "ConvInteger" else []
+        tail = dequantizing_tail(view, conv, plan.attrs.rank) if conv.op_type in ("ConvInteger", "Conv") else []
+        if conv.op_type == "Conv" and not any(n.op_type == "QuantizeLinear" for n in tail):
+            tail = []  # a float Conv's tail is followed only in the QDQ format
         if tail and any(u.op_type == "Slice" for u in view.consumers_of(tail[-1].output[0])):
             out = tail[-1].output[0]  # ConvInteger -> Cast -> Mul -> Add -> Slice: the Slice moves above them
         else:
