@@ -13,6 +13,7 @@ from ...conv import WEIGHT_INPUT, ConvAttrs
 from ...graph import GraphView, make_squeeze, make_unsqueeze
 from ...symbolic import Unprovable
 from .common import FLOAT_TYPES
+from .qdq import dequantized_reason, dequantized_zero_point, weight_dequantizer
 
 if TYPE_CHECKING:
     from .chain import FoldPlan
@@ -132,6 +133,30 @@ def weight_zero_point(view: GraphView, node: NodeProto, w: np.ndarray) -> np.nda
 ZERO_POINT_INPUT = {"ConvInteger": 3, "QLinearConv": 5}
 
 
+def _kernel(view: GraphView, node: NodeProto, ndim: int):
+    """(kernel array, the tap value that contributes nothing, why not): a float or quantized conv's weight, or the
+    integer tensor behind a QDQ Conv's DequantizeLinear (see qdq.py)."""
+    dq = weight_dequantizer(view, node)
+    if dq is None:
+        w = _weight_array(view, node.input[WEIGHT_INPUT[node.op_type]])
+        if w is None or w.ndim != ndim:
+            return None, None, "the weight is not a constant"
+        zp = weight_zero_point(view, node, w)
+        if zp is None:
+            return None, None, "the weight's zero point is not a constant"
+        if node.op_type not in ZERO_POINT_INPUT and w.dtype.type not in FLOAT_TYPES:
+            return None, None, "the weight is not float"
+        return w, zp, None
+    w = _weight_array(view, dq.input[0])
+    if w is None or w.ndim != ndim:
+        return None, None, "the weight is not a constant"
+    reason = dequantized_reason(view, node, dq, w)
+    zp = dequantized_zero_point(view, dq, w) if reason is None else None
+    if reason is None and zp is None:
+        reason = "the weight's zero point is not a constant"
+    return (w, zp, None) if reason is None else (None, None, f"QDQ weight: {reason}")
+
+
 def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
     t = view.initializer(name)
     if t is not None:
@@ -147,6 +172,13 @@ def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
 def store_weight(view: GraphView, node: NodeProto, array: np.ndarray, dropped: set[str],
                   reshaped: dict[str, list[int]]) -> None:
     """Put the new kernel in place: in the initializer when only this node reads it, else in a copy."""
+    dq = weight_dequantizer(view, node)
+    if dq is not None:  # QDQ: the integer tensor changes in place (qdq.dequantized_reason: read by the DQ alone)
+        name = dq.input[0]
+        view.initializers[name].CopyFrom(numpy_helper.from_array(array, name))
+        view.tensor_changed(name)
+        reshaped[name] = reshaped[dq.output[0]] = list(array.shape)
+        return
     slot = WEIGHT_INPUT[node.op_type]
     name = node.input[slot]
     t = view.initializers.get(name)
@@ -190,12 +222,9 @@ def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelC
     """The compact kernel of a zero-inserted one, or (None, reason or None)."""
     if all(k < 3 for k in attrs.kernel_shape):
         return None, None
-    w = _weight_array(view, node.input[WEIGHT_INPUT[node.op_type]])
-    if w is None or w.ndim != attrs.rank + 2:
-        return None, None
-    zp = weight_zero_point(view, node, w)
-    if zp is None or (node.op_type not in ZERO_POINT_INPUT and w.dtype.type not in FLOAT_TYPES):
-        return None, None
+    w, zp, reason = _kernel(view, node, attrs.rank + 2)
+    if w is None:
+        return None, reason if reason and reason.startswith("QDQ") else None
     nz = w != zp  # the taps that contribute: 0.0 in a float kernel, the zero point in an integer one
     factors = []
     for a, K in enumerate(attrs.kernel_shape):
@@ -237,13 +266,10 @@ def expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> tuple[KernelCh
     """The zero-inserted kernel of a dilated conv (dilations reset to 1)."""
     if all(d == 1 for d in attrs.dilations):
         return None, "no dilations to expand"
-    w = _weight_array(view, node.input[WEIGHT_INPUT[node.op_type]])
-    if w is None or w.ndim != attrs.rank + 2:
-        return None, "the weight is not a constant"
+    w, zp, reason = _kernel(view, node, attrs.rank + 2)
+    if w is None:
+        return None, reason
     shape = list(w.shape[:2]) + [d * (k - 1) + 1 for d, k in zip(attrs.dilations, attrs.kernel_shape)]
-    zp = weight_zero_point(view, node, w)
-    if zp is None:
-        return None, "the weight's zero point is not a constant"
     expanded = np.empty(shape, dtype=w.dtype)
     expanded[...] = zp  # inserted taps contribute nothing: 0.0, or an integer kernel's zero point
     index = (slice(None), slice(None)) + tuple(slice(None, None, d) for d in attrs.dilations)

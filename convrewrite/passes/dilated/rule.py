@@ -133,6 +133,7 @@ from ...graph import INT32_MAX, GraphView
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 from ...symbolic import Unprovable, product
 from .apply import ZERO_POINT_INPUT, KernelChange, apply_fold, compact, expand, store_weight
+from .qdq import FINITE_INPUT, finite_input, weight_dequantizer
 from .chain import FoldPlan, is_candidate, plan_fold, walk_back, walk_forward
 from .common import COUNTERS, NO_PATTERN, PASS_NAME
 
@@ -217,7 +218,7 @@ class DilatedPass(Rule):
             current = change.after
             run.count(change.counter)
             details["kernel"] = change.details
-            details["finite_math"] = "integer" not in change.details
+            details["finite_math"] = not ({"integer", "qdq"} & set(change.details))
             if chain_reason and chain_reason != NO_PATTERN:
                 details["space_to_batch"] = f"not folded: {chain_reason}"
         reason = FINITE_MATH_DONE if details.get("finite_math") else ""
@@ -241,6 +242,8 @@ def _kernel_change(run: ViewRun, node: NodeProto, current: ConvAttrs) -> tuple["
                                        "would change the graph's inputs")
     if change is not None and node.op_type in ZERO_POINT_INPUT:
         change.details["integer"] = "exact for every input: the taps hold the weight's zero point"
+    elif change is not None and weight_dequantizer(view, node) is not None and finite_input(view, node):
+        change.details["qdq"] = FINITE_INPUT
     elif change is not None and not run.options.assume_finite:
         what = change.details["pattern"].replace("_", " ")
         change, kernel_reason = None, f"{what}: {FINITE_MATH_LEFT}"
