@@ -13,6 +13,9 @@ quant_dynamic_tcn_ts13 is a TCN-ish net whose folds apply without
 ConvInteger), a chomp (`[:, :, :-2]` after ConvInteger -> Cast -> Mul -> Add),
 and a kernel stored with zeros between its taps (a dilation-2 conv written as
 k=5, quantized so that the zero taps hold the weight zero point) chomped too.
+quant_static_qdq_tcn_ts13 is the same net through quantize_static in the QDQ
+format (QuantizeLinear -> DequantizeLinear around activations, int8 weights per
+output channel behind DequantizeLinear).
 """
 
 import os
@@ -24,7 +27,7 @@ import onnx
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
 from _common import HERE, run_ort
 
@@ -57,7 +60,19 @@ class Tcn(nn.Module):
         return self.c(h)[:, :, :-4]
 
 
-MODELS = {NAME: (Net, {"opset_version": 13}), "quant_dynamic_tcn_ts13": (Tcn, {"opset_version": 13})}
+MODELS = {NAME: (Net, {"opset_version": 13}), "quant_dynamic_tcn_ts13": (Tcn, {"opset_version": 13}),
+          "quant_static_qdq_tcn_ts13": (Tcn, {"opset_version": 13})}
+
+
+class _Calibration:
+    """quantize_static's calibration reader: a few seeded random inputs."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.feeds = iter([{"x": rng.standard_normal((1, 4, 32)).astype(np.float32)} for _ in range(4)])
+
+    def get_next(self):
+        return next(self.feeds, None)
 
 
 def build(name, cls, export_args):
@@ -69,7 +84,11 @@ def build(name, cls, export_args):
         torch.onnx.export(net, (x,), float_path, input_names=["x"], output_names=["y"], dynamo=False,
                           dynamic_axes={"x": {2: "L"}, "y": {2: "L"}}, **export_args)
         out = os.path.join(HERE, f"{name}.onnx")
-        quantize_dynamic(float_path, out, weight_type=QuantType.QUInt8)
+        if "static" in name:  # QDQ format: Q -> DQ around activations, DequantizeLinear(int8 weight), per channel
+            quantize_static(float_path, out, _Calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        else:
+            quantize_dynamic(float_path, out, weight_type=QuantType.QUInt8)
     model = onnx.load(out)
     assert model.ir_version <= 10
     onnx.checker.check_model(model, full_check=True)

@@ -53,3 +53,23 @@ def test_cli_fold_all_to_2d_check_is_bit_exact(tmp_path):
     assert r.exit_code == 0, r.output
     assert "EQUIVALENT (bit-exact)" in r.output and "kernels compacted 1" in r.output and "slices folded 2" in r.output
     assert "3 rewritten, 0 left alone" in r.output
+
+
+def test_qdq_export_folds_bit_exact_without_assume_finite():
+    """The quantize_static (QDQ) export of the same net: the Pad before Q -> DQ, the chomps after Conv -> Q -> DQ
+    and the zero-inserted int8 kernel behind DequantizeLinear all fold; every input of the convs is a
+    DequantizeLinear output, so no fold is finite-math; bit-exact on onnxruntime, special values included."""
+    model = onnx.load(str(MODELS / "quant_static_qdq_tcn_ts13.onnx"))
+    result = convrewrite.rewrite(model, ["all", "to-2d"])
+    by = {(r.node, r.pass_name): r for r in result.records}
+    for conv in ("/a/Conv", "/b/Conv", "/c/Conv"):
+        assert by[(conv, "causal")].rewritten, by[(conv, "causal")].reason
+        assert by[(conv, "to-2d")].rewritten
+    assert "qdq" in by[("/a/Conv", "causal")].details
+    dilated = by[("/c/Conv", "dilated")]
+    assert dilated.rewritten and "qdq" in dilated.details["kernel"] and not dilated.details["finite_math"]
+    assert result.counters["slices_folded"] == 2 and result.counters["kernels_compacted"] == 1
+    for length, seed in ((16, 0), (5, 1), (40, 2)):
+        assert_same_outputs(model, result.model, feeds(length, seed), atol=0)
+    for seed in range(3):
+        assert_same_special(model, result.model, special_feeds(model, seed, {"L": 24}), atol=0, rtol=0)
