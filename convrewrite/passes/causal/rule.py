@@ -18,6 +18,13 @@ thing. This pass, for every convolution:
    `Concat(state, x) -> depthwise Conv -> Slice(new state)` with opset 27's
    `CausalConvWithState`.
 
+Quantized convs (`quantized.py`): ConvInteger and QLinearConv pad with their
+input zero point, so a Pad folds when its fill equals it; quantize_dynamic's
+`Pad -> DynamicQuantizeLinear -> ConvInteger` folds under `assume_finite`;
+QDQ's `Pad -> QuantizeLinear -> DequantizeLinear -> Conv` folds; a Slice after
+a ConvInteger's dequantizing `Cast -> Mul -> Add` (or a QDQ Conv's Q -> DQ)
+folds too, the tail kept.
+
 Every rewrite is exact; whatever cannot be proven so is left alone with the
 reason in its record. Every convolution gets exactly one record."""
 
