@@ -42,6 +42,7 @@ from .keras_lowering import fold_bias_adds, remove_transposes
 from .reshapes import MAXPOOL_NAN, Block, NodePlan, RegionEngine, Wait, edit_spatial_attrs, unit_proven
 
 DATA_INPUT = 0
+FORCE = Option("force", bool, False, "fold a Keras bias Add past its error bound")  # separable declares it too
 LAYOUT = Option("layout", str, "h", "where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1]", ("h", "w"))
 
 
@@ -71,7 +72,7 @@ class RankPass(Rule):
     description = ""
     lift = True
     source_rank = 1  # spatial rank of the convolutions this pass rewrites
-    options = (LAYOUT, ASSUME_FINITE)
+    options = (LAYOUT, ASSUME_FINITE, FORCE)
 
     def not_applicable(self, reason: str) -> bool:
         """Another rank, or an axis that is plainly not a unit axis: nothing for this pass to do."""
@@ -286,11 +287,14 @@ class LowerPass(RankPass):
         if removed:
             ctx.count("transposes_removed", removed)
         view.commit()
-        folds = fold_bias_adds(view, cancelled)
+        folds = fold_bias_adds(view, cancelled, force=bool(ctx.options.force))
         folded = sum(f.folded for f in folds)
         if folded:
             ctx.count("bias_adds_folded", folded)
         self.map_bias_folds(folds, entries, rewritten)
+        forced = sum(f.forced for f in folds)
+        if forced:
+            ctx.count("folds_forced_past_bound", forced)
         labels = node_labels(view) if folds else {}  # convs keep their labels: none is added or removed
         for fold in folds:
             record = rewritten.get(labels.get(id(fold.conv), ""))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Sequence
-import numpy as np
 import onnx
 from onnx import NodeProto, helper
 
@@ -64,19 +63,6 @@ def pad_value(view: GraphView, pad: NodeProto):
     if value.size != 1:
         return None, f"Pad value has {value.size} elements"
     return value.reshape(-1)[0].item(), None  # NaN compares unequal to 0 and is reported as such
-
-
-def zero_point_reason(view: GraphView, conv: NodeProto) -> str | None:
-    """A quantized conv pads with its input zero point: a zero Pad matches only when that is 0."""
-    name = conv.input[2] if len(conv.input) > 2 else ""
-    if not name:
-        return None
-    zp = view.const_value(name)
-    if zp is None:
-        return "x_zero_point is computed at run time, so a zero Pad may differ from the conv's own padding"
-    if np.any(zp != 0):
-        return f"x_zero_point is {zp.reshape(-1)[0].item()}, not 0, so a zero Pad differs from the conv's own padding"
-    return None
 
 
 def pad_amounts(view: GraphView, pad: NodeProto, rank: int):

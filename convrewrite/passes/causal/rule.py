@@ -18,6 +18,13 @@ thing. This pass, for every convolution:
    `Concat(state, x) -> depthwise Conv -> Slice(new state)` with opset 27's
    `CausalConvWithState`.
 
+Quantized convs (`quantized.py`): ConvInteger and QLinearConv pad with their
+input zero point, so a Pad folds when its fill equals it; quantize_dynamic's
+`Pad -> DynamicQuantizeLinear -> ConvInteger` folds under `assume_finite`;
+QDQ's `Pad -> QuantizeLinear -> DequantizeLinear -> Conv` folds; a Slice after
+a ConvInteger's dequantizing `Cast -> Mul -> Add` (or a QDQ Conv's Q -> DQ)
+folds too, the tail kept.
+
 Every rewrite is exact; whatever cannot be proven so is left alone with the
 reason in its record. Every convolution gets exactly one record."""
 
@@ -30,13 +37,17 @@ from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs
 from ...graph import INT64_MAX, attr, axes_back, slice_kept_range, slice_operands, walk_up
-from ...engine import Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
+from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rewritten, Rule, ViewRun, register
 from ...symbolic import (
     SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic,
 )
 from .operands import (
     MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, describe, exclusive_reason, fold_axis, pad_amounts,
-    pad_value, set_ints, unresolvable_reason, zero_point_reason,
+    pad_value, set_ints, unresolvable_reason,
+)
+from .quantized import (
+    DQL_DONE, QDQ_EXACT, QUANTIZED_CONVS, dequantizing_tail, fill_reason, qdq_behind, qdq_reason, quantizer_behind,
+    quantizer_reason,
 )
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
 
@@ -52,7 +63,7 @@ class CausalPass(Rule):
     order = 10
     repeat = True
     options = (Option("causal_target", str, None, "also fold streaming Concat->Conv->Slice into this op (opset 27)",
-                      (STATE_OP,)),)
+                      (STATE_OP,)), ASSUME_FINITE)
     description = (
         "fold a zero Pad before a conv and a Slice after it (TCN chomp, trimmed ConvTranspose) into the "
         "conv's pads; make auto_pad explicit where static"
@@ -100,6 +111,7 @@ class _PadFold:
 class _SliceFold:
     slice: NodeProto
     operand_nodes: list[NodeProto]  # run-time end computation that dies with the Slice
+    tail: list[NodeProto] = field(default_factory=list)  # a ConvInteger's dequantizing ops the Slice moves above
 
 
 class _ViewFolder:
@@ -181,19 +193,31 @@ class _ViewFolder:
         view = self.view
         wrappers: list[NodeProto] = []  # every wrapper between the conv and the Pad looked at, conv side first
         name = conv.input[0]
+        quantizer: list[NodeProto] = []  # DynamicQuantizeLinear, or DequantizeLinear + QuantizeLinear, passed
         while True:
             node, layout = walk_up(view, name, MAX_WRAPPERS - len(wrappers), WRAPPERS)
             wrappers.extend(reversed(layout))
+            passed = ([node] if quantizer_behind(view, conv, node) else qdq_behind(view, conv, node)) \
+                if not quantizer else None
+            if passed:
+                behind, _ = walk_up(view, passed[-1].input[0], MAX_WRAPPERS - len(wrappers) - 1, WRAPPERS)
+                if behind is None or behind.op_type != "Pad" or behind.domain not in STD_DOMAINS:
+                    return
+                quantizer = passed
+                wrappers.extend(passed)
+                name = passed[-1].input[0]
+                continue
             if node is None or node.op_type != "Pad" or node.domain not in STD_DOMAINS:
                 return
             plan.details.setdefault("pad", []).append(self.labels.get(id(node), node.name or "Pad"))
-            reason = self._pad_reason(conv, node, wrappers, plan)
+            reason = self._pad_reason(conv, node, wrappers, plan, quantizer)
             if reason is not None:
                 plan.skipped.append(reason)
                 return
             name = node.input[0]
 
-    def _pad_reason(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan) -> str | None:
+    def _pad_reason(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan,
+                    quantizer: list[NodeProto]) -> str | None:
         """Check the Pad before `conv`; fill the plan and return None when it folds, else say why not."""
         view, attrs = self.view, plan.attrs
         if attrs.transposed:
@@ -212,13 +236,18 @@ class _ViewFolder:
         value, reason = pad_value(view, pad)
         if reason:
             return reason
-        if value != 0:
-            return f"Pad value is {value}, not 0"
-        if conv.op_type in ("QLinearConv", "ConvInteger"):
-            reason = zero_point_reason(view, conv)
-            if reason:
-                return reason
-        axis_map, pad_rank, reason = axes_back(view, wrappers, attrs.rank + 2, " between the Pad and the conv")
+        if len(quantizer) == 1:  # Pad(float) -> DynamicQuantizeLinear -> ConvInteger (see quantized.py)
+            reason = quantizer_reason(conv, quantizer[0], value, bool(self.ctx.options.assume_finite))
+        elif quantizer:  # Pad -> QuantizeLinear -> DequantizeLinear -> Conv (QDQ)
+            reason = qdq_reason(view, quantizer[0], quantizer[1], value, attrs.rank + 2)
+        elif conv.op_type in QUANTIZED_CONVS:  # a quantized conv pads with its input zero point
+            reason = fill_reason(view, conv, value)
+        else:
+            reason = f"Pad value is {value}, not 0" if value != 0 else None
+        if reason:
+            return reason
+        layout = [w for w in wrappers if all(w is not q for q in quantizer)]  # elementwise: no axis moves
+        axis_map, pad_rank, reason = axes_back(view, layout, attrs.rank + 2, " between the Pad and the conv")
         if reason:
             return reason
         amounts, reason = self._pad_amounts(pad, pad_rank)
@@ -250,6 +279,13 @@ class _ViewFolder:
         # Earlier folds leave readers[0] reading this Pad's output by the time this one is applied.
         plan.pads.append(_PadFold(pad, readers[0], list(wrappers)))
         plan.done.append(f"folded Pad {plan.details['pad'][-1]} ({describe(begins, ends)}) into the pads")
+        if len(quantizer) == 1:
+            plan.done.append(DQL_DONE)
+            plan.details["finite_math"] = True
+        elif quantizer:
+            plan.details["qdq"] = QDQ_EXACT
+        elif conv.op_type in QUANTIZED_CONVS:
+            plan.details["integer"] = "exact for every input: the Pad fills with the conv's input zero point"
         plan.details.setdefault("pad_added", []).append({"begin": begins, "end": ends})
         self.ctx.count("pads_folded")
         return None
@@ -269,6 +305,13 @@ class _ViewFolder:
         """Fold the Slices after the conv, nearest first (chained Slices all go)."""
         view = self.view
         out = conv.output[0]
+        tail = dequantizing_tail(view, conv, plan.attrs.rank) if conv.op_type in ("ConvInteger", "Conv") else []
+        if conv.op_type == "Conv" and not any(n.op_type == "QuantizeLinear" for n in tail):
+            tail = []  # a float Conv's tail is followed only in the QDQ format
+        if tail and any(u.op_type == "Slice" for u in view.consumers_of(tail[-1].output[0])):
+            out = tail[-1].output[0]  # ConvInteger -> Cast -> Mul -> Add -> Slice: the Slice moves above them
+        else:
+            tail = []
         while True:
             users = view.consumers_of(out)
             slices = [u for u in users if u.op_type == "Slice" and u.domain in STD_DOMAINS and u.input[0] == out]
@@ -279,6 +322,9 @@ class _ViewFolder:
             if reason is not None:
                 plan.skipped.append(reason)
                 return
+            if tail and len(plan.slices) == 1:
+                plan.slices[0].tail = tail
+                plan.done[-1] += f" (the Slice commutes with the {', '.join(n.op_type for n in tail)} after the conv)"
             out = plan.slices[-1].slice.output[0]
 
     def _slice_reason(self, conv: NodeProto, out: str, slices: list[NodeProto], users: list[NodeProto],
@@ -461,10 +507,14 @@ class _ViewFolder:
             self.stale_value_info.add(fold.pad.output[0])
             self.stale_value_info.update(w.output[0] for w in fold.wrappers)
             self.cleanup.maybe_dead(fold.pad.input[1:])
-        for fold in plan.slices:  # nearest first: the conv ends up writing the last Slice's output
+        writer = conv
+        for fold in plan.slices:  # nearest first: the conv (or its tail) ends up writing the last Slice's output
+            if fold.tail:
+                self.stale_value_info.update(n.output[0] for n in [conv] + fold.tail[:-1])
+                writer = fold.tail[-1]
             slc = fold.slice
-            old, new = conv.output[0], slc.output[0]
+            old, new = writer.output[0], slc.output[0]
             view.remove(slc)
-            view.set_output(conv, 0, new)
+            view.set_output(writer, 0, new)
             self.stale_value_info.add(old)
             self.cleanup.maybe_dead(slc.input[1:])

@@ -32,6 +32,7 @@ from ...graph import LayoutPath, attr, set_attr, walk_down
 from ...engine.tensor_map import entry as map_entry
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel
+from .quantized import dequantized_weight, quantized_reason
 from .bound import ChainBound
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
@@ -139,8 +140,8 @@ class _ViewRewriter:
 
     def _state(self, node: NodeProto) -> ConvState | str:
         """Another conv's state (the pointwise half of a pair), or why it cannot be handled at all."""
-        if node.op_type not in ("Conv", "ConvTranspose"):
-            return f"quantized convolution ({node.op_type}): its weights are not float"
+        if node.op_type not in ("Conv", "ConvTranspose") or dequantized_weight(self.view, node):
+            return quantized_reason(self.view, node, False)  # asked for the pointwise half
         try:
             conv = read_conv(self.view, node, self.labels[id(node)])
         except NotApplicable as no:
@@ -150,8 +151,9 @@ class _ViewRewriter:
     def state_of(self, conv: Conv) -> ConvState | str:
         """The conv's state, or why it cannot be handled at all."""
         node = conv.node
-        if node.op_type not in ("Conv", "ConvTranspose"):
-            return f"quantized convolution ({node.op_type}): its weights are not float"
+        if node.op_type not in ("Conv", "ConvTranspose") or dequantized_weight(self.view, node):
+            depthwise = conv.attrs.group > 1 and bool(conv.weight_shape) and conv.weight_shape[1] == 1
+            return quantized_reason(self.view, node, depthwise)
         dims = conv.weight_shape
         if dims is None or not conv.weight_static:
             return "the weight's shape is not known"
