@@ -188,8 +188,9 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--fuse-separable", is_flag=True, help="Fuse depthwise+pointwise pairs into one dense conv.")
 @click.option("--expand-dilations", is_flag=True, help="Turn dilations into zero-inserted kernels (for targets without dilation).")
 @click.option("--assume-finite", is_flag=True,
-              help="Allow finite-math rewrites (zero-inserted kernels <-> dilations): outputs may differ for Inf/NaN "
-                   "inputs (implies --finite for --check).")
+              help="Allow finite-math rewrites (zero-inserted kernels <-> dilations, a Pad moved across "
+                   "DynamicQuantizeLinear): outputs may differ for Inf/NaN inputs or an all-subnormal input "
+                   "(implies --finite for --check).")
 @click.option("--causal-target", type=click.Choice(["CausalConvWithState"]), default=None,
               help="Also fold streaming Concat->Conv->Slice into this op (opset 27).")
 @click.option("--force", is_flag=True, help="Fuse even when it costs more; write even when --check fails.")
