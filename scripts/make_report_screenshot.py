@@ -2,7 +2,7 @@
 
     python scripts/make_report_screenshot.py   (needs chromium; runs the CLI, then headless Chromium)
 
-The report is `convrewrite rewrite models/tcn_chomp_ts13.onnx OUT --fold all --to-2d --check --html PAGE`;
+The report is `convrewrite rewrite models/tcn_chomp_ts13.onnx OUT --fold all --to-2d --check --layers --html PAGE`;
 the picture is its first 1280x3400 pixels, taken with JavaScript off (what every reader sees).
 """
 
@@ -26,7 +26,7 @@ def main() -> None:
         page = Path(tmp) / "report.html"
         shutil.copyfile(ROOT / "models" / "tcn_chomp_ts13.onnx", Path(tmp) / "tcn_chomp_ts13.onnx")  # short names
         subprocess.run([sys.executable, "-m", "convrewrite", "rewrite", "tcn_chomp_ts13.onnx", "tcn_2d.onnx",
-                        "--fold", "all", "--to-2d", "--check", "--html", "report.html", "-q"], check=True, cwd=tmp)
+                        "--fold", "all", "--to-2d", "--check", "--layers", "--html", "report.html", "-q"], check=True, cwd=tmp)
         load = browser.load_page(page, javascript=False, width=1280, height=HEIGHT)
         assert not load.console, load.console
         out = ROOT / "docs" / "html-report.png"
