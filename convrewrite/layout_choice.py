@@ -79,7 +79,7 @@ class LayoutChoice:
         times = ", ".join(f"{f} {self.medians_ms[f]:.3f} ms" for f in FORMS if f in self.medians_ms)
         head = f"layout auto on {self.provider}: "
         tail = f"; noise {self.noise:.1%}, margin {self.margin:.1%}"
-        if self.path == "regions":
+        if self.chosen == "regions":
             parts = "; ".join(f"{r.name} ({', '.join(r.convs)}): {r.chosen}" for r in self.regions)
             return (f"{head}chose per region ({len(self.regions)} independent regions, from whole-model "
                     f"{self.settings.get('whole_model', '?')}): {parts}; whole-model medians {times}{tail}")
