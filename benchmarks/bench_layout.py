@@ -2,23 +2,29 @@
 
 For each model: the original, its `--to-2d --layout h` and `--layout w` forms,
 and what `--layout auto` chose (its own timing run, on onnxruntime CPU, with
-the CLI's defaults), then all four timed side by side in one `timing.bench`
-run (interleaved, same seeded inputs). Prints medians and ratios to the original
-(the median of per-run ratios, as in benchmarks/README.md),
-and per model whether auto's median ratio is <= 1.02 and within 3% of the best
-of original/h/w.
+the CLI's defaults: the whole-model round, then region by region where the
+lift forms independent regions), then all four timed side by side in one
+`timing.bench` run (interleaved, same seeded inputs). Prints medians and ratios
+to the original (the median of per-run ratios, as in benchmarks/README.md),
+which path auto took (whole-model or regions) and its whole-model choice, and
+per model whether auto's median ratio is <= 1.02 and within 3% of the best of
+original/h/w. The machine is shared: the load average (`os.getloadavg`) is
+printed before and after.
 
     python benchmarks/bench_layout.py [--runs 200] [--threads N] [--ort-opt all] [--smoke]
 
 Models: `models/layout_float_ts13.onnx` (a PyTorch 1D conv stack) and
 `models/layout_int8_dyn.onnx` (it through onnxruntime's `quantize_dynamic`:
-ConvInteger) at length 4096, and the PyTorch TCN `models/tcn_chomp_ts13.onnx`
-(fixed [1, 8, 64]).
+ConvInteger: four regions, one per conv, apart at each DynamicQuantizeLinear) at length
+4096, the PyTorch TCN `models/tcn_chomp_ts13.onnx` (fixed [1, 8, 64]) and the
+PyTorch conv chain `models/conv1d_chain_ts13.onnx` (fixed [1, 16, 64]; two regions
+apart at its MaxPool, which stays 1D without --assume-finite).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +41,13 @@ MODELS = [
     ("float 1D stack (torch), L=4096", ROOT / "models" / "layout_float_ts13.onnx", {"x": (1, 16, 4096)}),
     ("int8 quantize_dynamic (ConvInteger), L=4096", ROOT / "models" / "layout_int8_dyn.onnx", {"x": (1, 16, 4096)}),
     ("TCN, chomped causal (torch), L=64", ROOT / "models" / "tcn_chomp_ts13.onnx", None),
+    ("conv chain, 2 regions (torch), L=64", ROOT / "models" / "conv1d_chain_ts13.onnx", None),
 ]
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def one(label: str, path: Path, shapes, runs: int, threads: int | None, ort_opt: str) -> dict:
@@ -50,7 +62,9 @@ def one(label: str, path: Path, shapes, runs: int, threads: int | None, ort_opt:
     med = {name: report.timing(name).median for name in names}
     base = report.timing("original").samples_ms
     ratio = {name: paired_ratio(report.timing(name).samples_ms, base) for name in names}
-    return {"label": label, "med": med, "ratio": ratio, "chosen": choice.chosen, "margin": choice.margin,
+    chosen = choice.chosen if choice.chosen != "regions" else "/".join(r.chosen for r in choice.regions)
+    return {"label": label, "med": med, "ratio": ratio, "chosen": chosen, "margin": choice.margin,
+            "path": f"{choice.path} ({len(choice.regions) or 1})", "whole": choice.settings.get("whole_model", "-"),
             "auto_ratio": ratio["auto"], "auto_vs_best": ratio["auto"] / min(1.0, ratio["h"], ratio["w"])}
 
 
@@ -66,19 +80,22 @@ def main() -> int:
     import onnxruntime
 
     print(f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider, ort-opt {args.ort_opt}, threads "
-          f"{args.threads or 'default'}, {runs} interleaved runs per form; auto's own choice:")
+          f"{args.threads or 'default'}, {runs} interleaved runs per form; {load_average()} (before)")
+    print("auto's own choice:")
     rows = [one(label, path, shapes, runs, args.threads, args.ort_opt) for label, path, shapes in MODELS]
     print()
-    print("| model | original ms | h ms | w ms | auto ms (chose) | h / orig | w / orig | auto / orig | auto / best "
-          "| auto <= 1.02 and within 3% of best |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"{load_average()} (after)")
+    print()
+    print("| model | original ms | h ms | w ms | auto ms (chose) | auto path (regions) | whole-model choice "
+          "| h / orig | w / orig | auto / orig | auto / best | auto <= 1.02 and within 3% of best |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ok = True
     for r in rows:
         m = r["med"]
         good = r["auto_ratio"] <= 1.02 and r["auto_vs_best"] <= 1.03
         ok &= good
         print(f"| {r['label']} | {m['original']:.3f} | {m['h']:.3f} | {m['w']:.3f} | {m['auto']:.3f} ({r['chosen']}, "
-              f"margin {r['margin']:.1%}) | {r['ratio']['h']:.3f} | {r['ratio']['w']:.3f} | "
+              f"margin {r['margin']:.1%}) | {r['path']} | {r['whole']} | {r['ratio']['h']:.3f} | {r['ratio']['w']:.3f} | "
               f"{r['auto_ratio']:.3f} | {r['auto_vs_best']:.3f} | {'yes' if good else 'NO'} |")
     print()
     print("auto never slower than the original (<= 1.02) and within 3% of the best: " + ("PASS" if ok else "FAIL"))
