@@ -143,7 +143,8 @@ def median(samples: Sequence[float]) -> float:
 def choose_layout(model: onnx.ModelProto, order: Sequence[str], options: Mapping[str, Any],
                   run: Callable[..., RewriteResult], measure: Measure, provider: str = "cpu",
                   min_margin: float = MIN_MARGIN) -> tuple[RewriteResult, LayoutChoice]:
-    """Make the keep-1D, h and w forms of `order` (which holds "to-2d"), time them, return the chosen one.
+    """Make the keep-1D, h and w forms of `order` (which holds "to-2d"), time them, return the chosen one;
+    then, where the lift forms independent regions, choose region by region from there (layout_regions.py).
 
     `run(model, order, **options)` runs passes (the API's `rewrite`). The
     chosen result's records carry the measurement: each `to-2d` record gets
@@ -195,7 +196,8 @@ def _annotate(result: RewriteResult, choice: LayoutChoice, forms: Mapping[str, R
         for r in kept:
             if r.rewritten:
                 r.status, r.reason, r.after = "skipped", f"layout auto kept 1D: {choice.reason}", None
-            r.details = {"layout_auto": info}  # the h form's unit axis and weight notes no longer apply
+            region = {k: r.details[k] for k in ("region", "region_convs") if k in r.details}
+            r.details = {**region, "layout_auto": info}  # the h form's unit axis and weight notes no longer apply
         result = RewriteResult(result.model, list(result.records) + kept, dict(result.counters),
                                list(result.passes) + ["to-2d"])
     else:
