@@ -174,7 +174,8 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--to-3d", "to_3d", is_flag=True, help="Lift 2D convolutions to 3D.")
 @click.option("--layout", type=click.Choice(["h", "w", "auto"]), default=None,
               help="Where lifting puts the unit axis: h = [N,C,1,L] (default), w = [N,C,L,1], auto = keep 1D, h or "
-                   "w, whichever runs fastest on --provider (1D unless faster by more than the measured noise).")
+                   "w, whichever runs fastest on --provider (1D unless faster by more than the measured noise), "
+                   "region by region where the lifted regions are independent.")
 @click.option("--for", "preset_name", type=click.Choice(list(PRESETS)), default=None,
               help="Target preset: the passes, layout and options that runtime wants (README: choosing a layout); "
                    "explicit flags override it.")
