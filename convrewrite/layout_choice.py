@@ -9,7 +9,7 @@ pipeline without `to-2d`, with `to-2d --layout h`, with `--layout w`) and
 timed side by side, interleaved, on the same seeded inputs (`timing.bench`),
 and compared by the median of per-round ratios (drift on a busy machine hits
 both sides of a round alike).
-The keep-1D form is timed twice (first and last);
+The keep-1D form is timed twice (two sessions, each round in a random order);
 how far their per-round ratio's median is from 1 is the measured noise, and the margin is
 `max(MIN_MARGIN, 2 x noise)`. A lifted form is chosen only when its median is
 below the keep-1D median by more than the margin; otherwise nothing is lifted.
