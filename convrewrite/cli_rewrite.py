@@ -174,7 +174,8 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--to-3d", "to_3d", is_flag=True, help="Lift 2D convolutions to 3D.")
 @click.option("--layout", type=click.Choice(["h", "w", "auto"]), default=None,
               help="Where lifting puts the unit axis: h = [N,C,1,L] (default), w = [N,C,L,1], auto = keep 1D, h or "
-                   "w, whichever runs fastest on --provider (1D unless faster by more than the measured noise).")
+                   "w, whichever runs fastest on --provider (1D unless faster by more than the measured noise), "
+                   "region by region where the lifted regions are independent.")
 @click.option("--for", "preset_name", type=click.Choice(list(PRESETS)), default=None,
               help="Target preset: the passes, layout and options that runtime wants (README: choosing a layout); "
                    "explicit flags override it.")
@@ -363,17 +364,19 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
 
 def _choose_layout(original, order: list[str], options: dict[str, Any], plan, shapes: tuple[str, ...],
                    inputs_path: str | None, seed: int) -> tuple[RewriteResult, list[str], dict[str, Any], str]:
-    """--layout auto: time keep-1D, h and w (layout_choice.py); the chosen form's order and options, for bisect."""
+    """--layout auto: time keep-1D, h and w, then region by region (layout_choice.py); the chosen form's order
+    and options, for bisect."""
     with exit_on_interrupt():
         from .cli_check import named_values, parse_shape
         from .layout_choice import rewrite_auto
 
     result, choice, note = rewrite_auto(original, order, options, rewrite, plan.provider, plan.fallback_layout,
                                         named_values(shapes, parse_shape, "--shape") or None, inputs_path, seed)
-    chosen = choice.chosen if choice is not None else plan.fallback_layout
-    if chosen == "1d":
+    if choice is None:
+        return result, order, {**options, "layout": plan.fallback_layout}, note
+    if choice.chosen == "1d":
         return result, [p for p in order if p != "to-2d"], options, note
-    return result, order, {**options, "layout": chosen}, note
+    return result, order, {**options, **choice.rewrite_options()}, note  # a per-region form: its `layouts` too
 
 
 def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, external: bool, in_place: bool,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from onnx import NodeProto
 
 from ..conv import WEIGHT_INPUT, ConvAttrs
+from ..errors import ConvRewriteError
 from ..graph import GraphView, drop_value_info, node_labels
 from ..engine import ASSUME_FINITE, Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
 from ..engine.tensor_map import entry as map_entry, squeeze, unsqueeze
@@ -44,6 +45,10 @@ from .reshapes import MAXPOOL_NAN, Block, NodePlan, RegionEngine, Wait, edit_spa
 DATA_INPUT = 0
 FORCE = Option("force", bool, False, "fold a Keras bias Add past its error bound")  # separable declares it too
 LAYOUT = Option("layout", str, "h", "where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1]", ("h", "w"))
+# Per-region layouts (`--layout auto` region by region): record key -> "h", "w" or "keep" (left at its rank).
+# A conv not named gets `layout`; a region whose convs disagree lifts none of them (see `LiftPass.fill`).
+LAYOUTS = Option("layouts", dict, None, "lifting passes: per-conv layout by record key (h, w or keep); others use layout")
+LAYOUT_VALUES = ("h", "w", "keep")
 
 
 @dataclass
@@ -54,6 +59,7 @@ class Candidate:
     label: str
     attrs: ConvAttrs
     after: ConvAttrs | None = None
+    layout: str = ""  # lifting: "h", "w" or "keep" (from `layouts`, else `layout`)
 
 
 _NOT_UNIT = re.compile(r"(spatial axis \d+ has size \d+, not 1(; spatial axis \d+ has size -?\d+, not 1)*$"
@@ -72,7 +78,7 @@ class RankPass(Rule):
     description = ""
     lift = True
     source_rank = 1  # spatial rank of the convolutions this pass rewrites
-    options = (LAYOUT, ASSUME_FINITE, FORCE)
+    options = (LAYOUT, LAYOUTS, ASSUME_FINITE, FORCE)
 
     def not_applicable(self, reason: str) -> bool:
         """Another rank, or an axis that is plainly not a unit axis: nothing for this pass to do."""
@@ -123,6 +129,7 @@ class RankPass(Rule):
         reasons = self.fill(ctx, view, engine, candidates)
         transposes = [p.node for p in engine.plans.values() if p.node.op_type == "Transpose"]
         outputs_before = {id(p.node): list(p.node.output) for p in engine.plans.values()}
+        regions = region_of(engine, candidates) if self.lift else {}
         engine.rewrite()
         rewritten: dict[str, Record] = {}  # by label: tidy adds what it did next to each conv
         labels = node_labels(view) if any(r == MAXPOOL_NAN for r in engine.blocked.values()) else {}
@@ -135,7 +142,8 @@ class RankPass(Rule):
                 continue
             details = {"unit_axis": plan.data.get(DATA_INPUT, plan.outs.get(0)), "weight": engine.weight_notes.get(id(cand.node), "")}
             if self.lift:
-                details["layout"] = ctx.options.layout
+                details["layout"] = cand.layout or ctx.options.layout
+                details["region"], details["region_convs"] = regions[id(cand.node)]
             if kept:
                 details["finite_math_left"] = f"{MAXPOOL_NAN}: {', '.join(kept)}"
             rewritten[cand.label] = run.record(cand.node, "rewritten", before=cand.attrs.to_dict(),
@@ -198,6 +206,10 @@ class RankPass(Rule):
             if side != "in" or slot != DATA_INPUT:
                 return Block("convolution reached through its weight or output")
             j = a - 2
+            if lift and cand.layout == "keep":
+                return Block(KEPT)
+            if lift and cand.layout and lift_axis(cand.layout, self.source_rank) != a:
+                return Block(f"its layout {cand.layout} differs from its region's (per-region layouts)")
             if lift:
                 after = cand.attrs.with_axis(j)
             else:
@@ -222,15 +234,63 @@ class RankPass(Rule):
         return rule
 
 
+KEPT = "kept at its rank: its region's layout is keep (per-region layouts)"
+
+
+def lift_axis(layout: str, source_rank: int) -> int:
+    """The unit axis (index in the lifted form) a layout puts first (h) or last (w)."""
+    return 2 + (0 if layout == "h" else source_rank)
+
+
+def region_of(engine: RegionEngine, candidates: dict[int, Candidate]) -> dict[int, tuple[int, list[str]]]:
+    """id(conv) -> (region number, labels of its convs): the planned nodes joined by the tensors they share.
+
+    Two convs are in one region when a chain of region tensors (entries
+    included: one wrapper serves all readers) links them; regions apart can
+    take different layouts. Numbered by their first conv, in visiting order.
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for plan in engine.plans.values():
+        node = plan.node
+        names = [node.input[i] for i in plan.data] + [node.output[i] for i in plan.outs if node.output[i]]
+        names.append(f"node:{id(node)}")
+        for name in names[1:]:
+            parent[find(name)] = find(names[0])
+    groups: dict[str, list[Candidate]] = {}
+    for cand in candidates.values():
+        if id(cand.node) in engine.plans:
+            groups.setdefault(find(f"node:{id(cand.node)}"), []).append(cand)
+    out: dict[int, tuple[int, list[str]]] = {}
+    for n, members in enumerate(groups.values()):
+        labels = [c.label for c in members]
+        for c in members:
+            out[id(c.node)] = (n, labels)
+    return out
+
+
 class LiftPass(RankPass):
     lift = True
 
     def fill(self, ctx, view, engine, candidates):
-        p = 0 if ctx.options.layout == "h" else self.source_rank
-        a = 2 + p
+        chosen = ctx.options.layouts or {}
+        bad = sorted(str(v) for v in chosen.values() if v not in LAYOUT_VALUES)
+        if bad:
+            raise ConvRewriteError(f"option layouts: {bad[0]!r} is not one of {', '.join(LAYOUT_VALUES)}")
+        for cand in candidates.values():
+            cand.layout = chosen.get(f"{self.name}:{view.path}:{cand.label}", ctx.options.layout)
         reasons = {}
         for cand in candidates.values():
-            result = engine.seed(cand.node, a)
+            if cand.layout == "keep":
+                reasons[id(cand.node)] = KEPT
+                continue
+            result = engine.seed(cand.node, lift_axis(cand.layout, self.source_rank))
             if isinstance(result, (Block, Wait)):
                 reasons[id(cand.node)] = getattr(result, "reason", "input not ready")
         engine.settle()
