@@ -29,6 +29,8 @@ __all__ = [
     "compare_values",
     "default_tolerance",
     "bench",
+    "html_report",
+    "write_html_report",
     "ConvAttrs",
     "Record",
     "RewriteResult",
@@ -58,6 +60,7 @@ _LAZY = {
     **{name: "checker" for name in ("check", "bisect", "CheckReport", "BisectResult", "make_inputs",
                                      "compare_arrays", "compare_values", "default_tolerance", "render_text")},
     "bench": "timing",
+    "html_report": "report_html", "write_html_report": "report_html",
 }
 
 

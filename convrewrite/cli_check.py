@@ -97,8 +97,8 @@ def named_values(values: tuple[str, ...], parse: Callable[[str], tuple[str, Any]
     return out
 
 
-def _check_json_target(path: str | None, reads: list[tuple[str, str | None]]) -> None:
-    """Refuse, before spending time on the check, a --json file that cannot be written or names a file read.
+def _check_json_target(path: str | None, reads: list[tuple[str, str | None]], option: str = "--json") -> None:
+    """Refuse, before spending time on the check, a --json (or --html) file that cannot be written or names a file read.
 
     The models' external data files count as read: finding them parses the
     models once more (their weights are not read).
@@ -107,11 +107,11 @@ def _check_json_target(path: str | None, reads: list[tuple[str, str | None]]) ->
         return
     from .model import check_distinct, model_files, writable_target
 
-    writable_target(path, "--json")
-    check_distinct([("--json", path)], [(label, p) for label, p in reads if p])
+    writable_target(path, option)
+    check_distinct([(option, path)], [(label, p) for label, p in reads if p])
     for label, p in reads[:2]:  # ORIGINAL, CANDIDATE
         if p:
-            check_distinct([("--json", path)], [(f"{label}'s external data", f) for f in model_files(p)[1:]])
+            check_distinct([(option, path)], [(f"{label}'s external data", f) for f in model_files(p)[1:]])
 
 
 def check_options(
@@ -160,11 +160,14 @@ def check_and_render(
     verbose: bool = False,
     err: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    layers: bool = False,
+    tensor_map: list[dict[str, Any]] | None = None,
+    tensors_gone: Iterable[str] | None = None,
     **options: Any,
 ) -> CheckReport:
     """`rewrite --check`: compare in-memory models, print the report (or its verdict line), return it.
 
-    `options` are those of `check_options` (option strings as typed).
+    `options` are those of `check_options` (option strings as typed); `layers`, `tensor_map`: see `check`.
     """
     from . import runtime
     from .checker import check, render_text
@@ -173,7 +176,7 @@ def check_and_render(
         runtime.quiet_onnxruntime()
     report = check(
         original, candidate, original_label="original", candidate_label="rewritten", on_progress=on_progress,
-        **check_options(verbose=verbose, **options),
+        layers=layers, tensor_map=tensor_map, tensors_gone=tensors_gone, **check_options(verbose=verbose, **options),
     )
     click.echo(report.summary if quiet else render_text(report, verbose=verbose), err=err)
     return report
@@ -188,11 +191,13 @@ def bisect_and_render(
     quiet: bool = False,
     verbose: bool = False,
     err: bool = False,
+    layers: bool = False,
     **options: Any,
 ) -> BisectResult:
     """`rewrite --check --bisect`: find the rewrite records that make the outputs differ and name them.
 
-    Re-runs the passes `order` with `only=` subsets of the keys `result` rewrote.
+    Re-runs the passes `order` with `only=` subsets of the keys `result` rewrote. With `layers`, the model
+    with only the culprits rewritten is compared layer by layer: the first layer where they show.
     """
     from .checker import bisect, render_text
     from .api import rewrite
@@ -203,7 +208,7 @@ def bisect_and_render(
     keys = [r.key for r in result.records if r.status == "rewritten"]
     # A required provider that cannot run fails every subset alike: no rewrite to blame, so bisect without it.
     options = {**options, "required": None}
-    found = bisect(original, rewrite_fn, keys, **check_options(verbose=verbose, **options))
+    found = bisect(original, rewrite_fn, keys, layers=layers, **check_options(verbose=verbose, **options))
     click.echo(found.describe(), err=err)
     if found.culprits and not quiet:
         click.echo(render_text(found.report, verbose=verbose), err=err)
@@ -269,8 +274,16 @@ def _check_batch(ctx: click.Context, folder: str, jobs: int, json_path: str | No
               help="onnxruntime graph optimizations: disabled (default), basic, extended, all.")
 @click.option("--ignore-interface", is_flag=True,
               help="Interface changes (names, types, dims of inputs and outputs) are warnings, not failures.")
+@click.option("--layers", is_flag=True,
+              help="Also compare intermediate tensors, layer by layer, and name the first pair that diverges: matched "
+                   "by name and shape, or by --map.")
+@click.option("--map", "map_path", metavar="REPORT.json",
+              help="With --layers: the tensor map of a `rewrite --report` file that made CANDIDATE from ORIGINAL.")
 @click.option("--json", "json_path", metavar="FILE",
               help="Also write the report as JSON ('-': stdout, no table); for a folder, one JSON line per model.")
+@click.option("--html", "html_path", metavar="FILE",
+              help="Also write a self-contained HTML report: verdict, per-output error histograms, and drawings of "
+                   "the regions where CANDIDATE's graph differs from ORIGINAL's.")
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="ORIGINAL a folder: models checked at once, each in its own process.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the verdict line.")
@@ -293,7 +306,10 @@ def check_command(
     finite: bool,
     draws: str | None,
     ignore_interface: bool,
+    layers: bool,
+    map_path: str | None,
     json_path: str | None,
+    html_path: str | None,
     jobs: int,
     quiet: bool,
     verbose: bool,
@@ -308,6 +324,8 @@ def check_command(
     original does not run on any input tried), bad usage or unreadable model.
     """
     if candidate is None and expected_path is None and os.path.isdir(original):
+        if html_path:
+            raise OptionError("--html takes one model (one report per check), not a folder")
         sys.exit(_check_batch(click.get_current_context(), original, jobs, json_path, quiet, verbose))
     with exit_on_interrupt():  # Ctrl-C while onnx and onnxruntime load: exit at once
         from . import runtime
@@ -324,18 +342,57 @@ def check_command(
         raise CheckInputError("give either CANDIDATE or --expected, not both")
     _check_json_target(json_path, [("the input ORIGINAL", original), ("the input CANDIDATE", candidate),
                                    ("--inputs", inputs_path), ("--expected", expected_path)])
+    _check_html_target(html_path, json_path, [("the input ORIGINAL", original), ("the input CANDIDATE", candidate),
+                                              ("--inputs", inputs_path), ("--expected", expected_path)])
     options = check_options(
         providers=providers, required=require, seed=parse_int(seed, "--seed"),
         trials=parse_int(trials, "--trials"), shapes=shapes, ranges=ranges, inputs_path=inputs_path,
         atols=atols, rtols=rtols, ort_opt=ort_opt, finite=finite, draws=draws, ignore_interface=ignore_interface,
         verbose=verbose,
     )
+    if map_path is not None and not layers:
+        raise CheckInputError("--map needs --layers")
+    if layers and candidate is None:
+        raise CheckInputError("--layers compares two models: give CANDIDATE (not --expected)")
+    layer_args: dict[str, Any] = {"layers": layers}
+    if map_path is not None:
+        from .checker import read_map
+
+        layer_args["tensor_map"], layer_args["tensors_gone"] = read_map(map_path)
     with Progress(not quiet) as progress:
-        report = check(original, candidate, expected=expected_path, on_progress=progress, **options)
+        report = check(original, candidate, expected=expected_path, on_progress=progress, **options, **layer_args)
     if json_path == "-":
         click.echo(report.to_json())
     else:
         if json_path is not None:
             write_text_target(json_path, report.to_json() + "\n", "--json")  # atomic: old file or whole new one
         click.echo(report.summary if quiet else render_text(report, verbose=verbose))
+    if html_path is not None:
+        _write_html(html_path, original, candidate, report, verbose)
     sys.exit(report.exit_code)
+
+
+def _check_html_target(path: str | None, json_path: str | None, reads: list[tuple[str, str | None]]) -> None:
+    """Refuse, before the check, an --html path that cannot be written or names a file read or --json."""
+    if path is None:
+        return
+    from .cli_rewrite import html_target
+    from .model import check_distinct
+
+    html_target(path)
+    _check_json_target(path, reads, "--html")
+    check_distinct([("--json", json_path), ("--html", path)], [])
+
+
+def _write_html(path: str, original: str, candidate: str | None, report: CheckReport, verbose: bool) -> None:
+    """--html: the page, drawn from both models' graphs (read again, weights left on disk)."""
+    from .checker import render_text
+    from .model import parse, read_regular_bytes
+    from .report_html import write_html_report
+
+    def graph(p: str | None) -> onnx.ModelProto | None:
+        return parse(read_regular_bytes(p, ""), p) if p else None
+
+    write_html_report(path, graph(original), graph(candidate), check=report,
+                      summary=render_text(report, verbose=verbose),
+                      title=f"convrewrite check: {original} vs {candidate or report.expected}")

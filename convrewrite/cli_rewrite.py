@@ -174,7 +174,8 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--to-3d", "to_3d", is_flag=True, help="Lift 2D convolutions to 3D.")
 @click.option("--layout", type=click.Choice(["h", "w", "auto"]), default=None,
               help="Where lifting puts the unit axis: h = [N,C,1,L] (default), w = [N,C,L,1], auto = keep 1D, h or "
-                   "w, whichever runs fastest on --provider (1D unless faster by more than the measured noise).")
+                   "w, whichever runs fastest on --provider (1D unless faster by more than the measured noise), "
+                   "region by region where the lifted regions are independent.")
 @click.option("--for", "preset_name", type=click.Choice(list(PRESETS)), default=None,
               help="Target preset: the passes, layout and options that runtime wants (README: choosing a layout); "
                    "explicit flags override it.")
@@ -188,14 +189,21 @@ def _attr_change(before: dict | None, after: dict | None) -> str:
 @click.option("--fuse-separable", is_flag=True, help="Fuse depthwise+pointwise pairs into one dense conv.")
 @click.option("--expand-dilations", is_flag=True, help="Turn dilations into zero-inserted kernels (for targets without dilation).")
 @click.option("--assume-finite", is_flag=True,
-              help="Allow finite-math rewrites (zero-inserted kernels <-> dilations): outputs may differ for Inf/NaN "
-                   "inputs (implies --finite for --check).")
+              help="Allow finite-math rewrites (zero-inserted kernels <-> dilations, a Pad moved across "
+                   "DynamicQuantizeLinear): outputs may differ for Inf/NaN inputs or an all-subnormal input "
+                   "(implies --finite for --check).")
 @click.option("--causal-target", type=click.Choice(["CausalConvWithState"]), default=None,
               help="Also fold streaming Concat->Conv->Slice into this op (opset 27).")
 @click.option("--force", is_flag=True, help="Fuse even when it costs more; write even when --check fails.")
 @click.option("--report", "report_path", type=click.Path(path_type=str, readable=False), help="Write every record as JSON here.")
+@click.option("--html", "html_path", type=click.Path(path_type=str, readable=False),
+              help="Write a self-contained HTML report here: summary, records, before/after drawings of each "
+                   "rewritten region, and with --check the error histograms.")
 @click.option("--check", "run_check", is_flag=True, help="Run original and result in onnxruntime and compare before writing.")
 @click.option("--bisect", is_flag=True, help="With --check: when outputs differ, find the rewrite(s) that cause it.")
+@click.option("--layers", is_flag=True,
+              help="With --check: also compare the intermediate tensors the rewrite maps, layer by layer, and name the "
+                   "first that diverges (with --bisect: the first layer where the culprit shows).")
 @click.option("--providers", default=None, help="With --check: providers to compare on (cpu,cuda). Default: all that can run.")
 @click.option("--require", "required", default=None, help="With --check: providers that must run (e.g. cuda).")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --check: seed for random inputs.")
@@ -223,8 +231,8 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
                     layout: str | None, preset_name: str | None, provider: str | None,
                     folds: tuple[str, ...], extra_passes: tuple[str, ...], fuse_separable: bool,
                     expand_dilations: bool, assume_finite: bool, causal_target: str | None, force: bool,
-                    report_path: str | None,
-                    run_check: bool, bisect: bool, providers: str | None, required: str | None, seed: int,
+                    report_path: str | None, html_path: str | None,
+                    run_check: bool, bisect: bool, layers: bool, providers: str | None, required: str | None, seed: int,
                     trials: int, finite: bool, draws: str | None, ignore_interface: bool, shapes: tuple[str, ...],
                     ranges: tuple[str, ...], ort_opt: str,
                     inputs_path: str | None, atols: tuple[str, ...], rtols: tuple[str, ...],
@@ -247,6 +255,8 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     opts = settings()
     model, out, batch = _split_paths(paths, output, in_place)
     if batch:
+        if html_path:
+            raise ConvRewriteError("--html takes one MODEL (one report per model): rewrite them one at a time")
         ctx = click.get_current_context()
         sys.exit(_rewrite_batch(ctx, paths, output, jobs, report_path, opts))
     if out is not None and (output is not None or in_place):
@@ -259,6 +269,8 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
         raise ConvRewriteError("--in-place writes over MODEL; do not give a different -o")
     if bisect and not run_check:
         raise ConvRewriteError("--bisect needs --check")
+    if layers and not run_check:
+        raise ConvRewriteError("--layers needs --check")
     plan = resolve(preset_name, to_2d, to_1d, to_3d, layout, folds, provider)
     if plan.layout == "auto" and not plan.to_2d:
         raise ConvRewriteError("--layout auto chooses the form of --to-2d; give --to-2d")
@@ -271,9 +283,11 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     writable_target(target, target_option)
     if report_path and report_path != "-":
         writable_target(report_path, "--report")
+    if html_path is not None:
+        html_target(html_path)
     inputs = [("--inputs", inputs_path)] if run_check and inputs_path else []
     # What can be checked without reading the model, before reading it.
-    check_distinct(([] if in_place else [(target_option, target)]) + [("--report", report_path)],
+    check_distinct(([] if in_place else [(target_option, target)]) + [("--report", report_path), ("--html", html_path)],
                    [("the input model", model)] + inputs)
 
     with Progress(not opts.quiet) as progress:
@@ -283,7 +297,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     want_external = external_data
     if want_external is None:
         want_external = loaded.had_external_data or needs_external_data(original)
-    _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
+    _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs, html_path)
     options: dict[str, Any] = dict(layout="h" if plan.layout == "auto" else plan.layout,
                                    fuse_separable=fuse_separable, force=force,
                                    expand_dilations=expand_dilations, assume_finite=assume_finite,
@@ -292,7 +306,7 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
     if plan.layout == "auto":
         result, order, options, auto_note = _choose_layout(original, order, options, plan, shapes, inputs_path, seed)
     else:
-        result = _run_with_progress(original, order, options, quiet=opts.quiet, copy=run_check)
+        result = _run_with_progress(original, order, options, quiet=opts.quiet, copy=run_check or bool(html_path))
 
     # With --report -, standard output is the report: everything else goes to stderr.
     to_stderr = report_path == "-"
@@ -313,10 +327,13 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
                           finite=finite or assume_finite, draws=draws, ignore_interface=ignore_interface,
                           quiet=opts.quiet, verbose=opts.verbose, err=to_stderr)
         with Progress(not opts.quiet) as progress:
-            report = check_and_render(original, result.model, on_progress=progress, **check_args)
+            report = check_and_render(original, result.model, on_progress=progress, layers=layers,
+                                      tensor_map=result.tensor_map(original) if layers else None,
+                                      tensors_gone=result.tensors_gone() if layers else (), **check_args)
         if report.cannot_check is not None:
             if report_path:
                 _write_report(report_path, result, report)
+            _write_html(html_path, original, result, report, opts.verbose, f"{model} -> {target}")
             click.echo("convrewrite: cannot check: the original does not run on the inputs tried; nothing written "
                        "(give --shape or --inputs, or drop --check)", err=True)
             sys.exit(2)
@@ -324,42 +341,46 @@ def rewrite_command(paths: tuple[str, ...], output: str | None, in_place: bool, 
             if bisect:
                 from .cli_check import bisect_and_render
 
-                bisect_and_render(original, order, options, result, **check_args)
+                bisect_and_render(original, order, options, result, layers=layers, **check_args)
             if not force:
                 if report_path:
                     _write_report(report_path, result, report)  # the records say what to look at (not the model)
+                _write_html(html_path, original, result, report, opts.verbose, f"{model} -> {target}")
                 click.echo("convrewrite: outputs differ; nothing written (use --force to write anyway)", err=True)
                 sys.exit(1)
     if not want_external and external_data is None and needs_external_data(result.model):
         want_external = True  # the rewrite grew the model past protobuf's limit: its .data must be checked too
-        _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs)
+        _check_written_paths(loaded, target, target_option, want_external, in_place, report_path, inputs, html_path)
     with Progress(not opts.quiet) as progress:
         progress(f"writing {target}")
         save(result.model, target, external_data=want_external, source=model, in_place=in_place,
              source_files=loaded.external_files)
     if report_path:
         _write_report(report_path, result, report)
+    _write_html(html_path, original, result, report, opts.verbose, f"{model} -> {target}")
     if not opts.quiet:
         click.echo(f"wrote {target}", err=to_stderr)
 
 
 def _choose_layout(original, order: list[str], options: dict[str, Any], plan, shapes: tuple[str, ...],
                    inputs_path: str | None, seed: int) -> tuple[RewriteResult, list[str], dict[str, Any], str]:
-    """--layout auto: time keep-1D, h and w (layout_choice.py); the chosen form's order and options, for bisect."""
+    """--layout auto: time keep-1D, h and w, then region by region (layout_choice.py); the chosen form's order
+    and options, for bisect."""
     with exit_on_interrupt():
         from .cli_check import named_values, parse_shape
         from .layout_choice import rewrite_auto
 
     result, choice, note = rewrite_auto(original, order, options, rewrite, plan.provider, plan.fallback_layout,
                                         named_values(shapes, parse_shape, "--shape") or None, inputs_path, seed)
-    chosen = choice.chosen if choice is not None else plan.fallback_layout
-    if chosen == "1d":
+    if choice is None:
+        return result, order, {**options, "layout": plan.fallback_layout}, note
+    if choice.chosen == "1d":
         return result, [p for p in order if p != "to-2d"], options, note
-    return result, order, {**options, "layout": chosen}, note
+    return result, order, {**options, **choice.rewrite_options()}, note  # a per-region form: its `layouts` too
 
 
 def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, external: bool, in_place: bool,
-                         report_path: str | None, inputs: list[tuple[str, str]]) -> None:
+                         report_path: str | None, inputs: list[tuple[str, str]], html_path: str | None = None) -> None:
     """Refuse, before any work, a written path (output, its .data, --report) that names a read one or another.
 
     --in-place may replace the model and its external data, nothing else.
@@ -369,7 +390,7 @@ def _check_written_paths(loaded: LoadedModel, target: str, target_option: str, e
     outs = output_paths(target, external, target_option)
     model_reads = [("the input model", loaded.path)]
     model_reads += [("the input's external data", f) for f in loaded.external_files]
-    report = [("--report", report_path)]
+    report = [("--report", report_path), ("--html", html_path)]
     if in_place:
         check_distinct(outs + report, inputs)
         check_distinct(report, model_reads)
@@ -457,3 +478,27 @@ def _write_report(path: str, result: RewriteResult, check: Any = None) -> None:
     if check is not None:
         data["check"] = check.to_dict()
     write_text_target(path, json.dumps(data, indent=2, default=str) + "\n", "--report")
+
+
+def html_target(path: str) -> None:
+    """Refuse, before any work, an --html path that cannot be written (standard output is not a page's place)."""
+    from .model import writable_target
+
+    if path == "-":
+        raise ConvRewriteError("--html needs a file name (the page is not written to standard output)")
+    writable_target(path, "--html")
+
+
+def _write_html(path: str | None, original: Any, result: RewriteResult, check: Any, verbose: bool, what: str) -> None:
+    """--html: the page (report_html/), atomically; its summary is what the command prints."""
+    if not path:
+        return
+    from .report_html import write_html_report
+
+    summary = render_summary(result, verbose=True)
+    if check is not None:
+        from .checker import render_text
+
+        summary += "\n\n" + render_text(check, verbose=verbose)
+    write_html_report(path, original, result.model, records=result, check=check, summary=summary,
+                      title=f"convrewrite rewrite: {what}")

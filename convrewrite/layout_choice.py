@@ -9,12 +9,16 @@ pipeline without `to-2d`, with `to-2d --layout h`, with `--layout w`) and
 timed side by side, interleaved, on the same seeded inputs (`timing.bench`),
 and compared by the median of per-round ratios (drift on a busy machine hits
 both sides of a round alike).
-Regions are not chosen one by one: the records do not say which convs one
-region covers, and regions meet at shared tensors, so a mixed choice would
-need wrappers of its own. The keep-1D form is timed twice (first and last);
+The keep-1D form is timed twice (two sessions, each round in a random order);
 how far their per-round ratio's median is from 1 is the measured noise, and the margin is
 `max(MIN_MARGIN, 2 x noise)`. A lifted form is chosen only when its median is
 below the keep-1D median by more than the margin; otherwise nothing is lifted.
+
+Then, where the lift forms two or more independent regions, each region
+gets its own form, starting from that whole-model choice (layout_regions.py:
+one more timing round per region, each change beaten by the margin); where
+regions are not independent, the whole-model choice stands. `path` in the
+records says which was used, and why.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import onnx
 
 from .errors import ConvRewriteError
 from .engine import RewriteResult
+from .layout_regions import Region, RegionSearch, layouts_for, region_path
 
 MIN_MARGIN = 0.02  # below this, medians of one model on a busy machine already differ run to run
 FORMS = ("1d", "h", "w")
@@ -50,16 +55,35 @@ class LayoutChoice:
     reason: str
     settings: dict[str, Any] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)  # per lifted form: median of per-round ratios to 1d
+    path: str = "whole-model"  # or "regions": each independent region got its own form
+    path_reason: str = ""  # why that path
+    regions: list[Region] = field(default_factory=list)  # the region path's rounds, in order
+    layouts: dict[str, str] = field(default_factory=dict)  # the region path's `layouts` option (record key -> form)
+
+    def rewrite_options(self) -> dict[str, Any]:
+        """Options that rebuild the chosen form with the same pass order (plus to-2d unless 1d): for bisect."""
+        if self.layouts:
+            return {"layout": "h", "layouts": dict(self.layouts)}
+        return {} if self.chosen == "1d" else {"layout": self.chosen}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chosen": self.chosen, "provider": self.provider, "medians_ms": dict(self.medians_ms),
-                "ratios": dict(self.ratios),
-                "noise": self.noise, "margin": self.margin, "reason": self.reason, "settings": dict(self.settings)}
+        out = {"chosen": self.chosen, "provider": self.provider, "medians_ms": dict(self.medians_ms),
+               "ratios": dict(self.ratios),
+               "noise": self.noise, "margin": self.margin, "reason": self.reason, "settings": dict(self.settings),
+               "path": self.path, "path_reason": self.path_reason}
+        if self.regions:
+            out["regions"] = [r.to_dict() for r in self.regions]
+        return out
 
     def summary(self) -> str:
         times = ", ".join(f"{f} {self.medians_ms[f]:.3f} ms" for f in FORMS if f in self.medians_ms)
-        return (f"layout auto on {self.provider}: chose {self.chosen} ({self.reason}); medians {times}; "
-                f"noise {self.noise:.1%}, margin {self.margin:.1%}")
+        head = f"layout auto on {self.provider}: "
+        tail = f"; noise {self.noise:.1%}, margin {self.margin:.1%}"
+        if self.chosen == "regions":
+            parts = "; ".join(f"{r.name} ({', '.join(r.convs)}): {r.chosen}" for r in self.regions)
+            return (f"{head}chose per region ({len(self.regions)} independent regions, from whole-model "
+                    f"{self.settings.get('whole_model', '?')}): {parts}; whole-model medians {times}{tail}")
+        return f"{head}chose {self.chosen} ({self.reason}; {self.path}: {self.path_reason}); medians {times}{tail}"
 
 
 def decide(ratios: Mapping[str, float], noise: float, min_margin: float = MIN_MARGIN) -> tuple[str, float, str]:
@@ -80,7 +104,7 @@ def decide(ratios: Mapping[str, float], noise: float, min_margin: float = MIN_MA
 
 def paired_ratio(samples: Sequence[float], base: Sequence[float]) -> float:
     """The median of per-round ratios: rounds are interleaved, so drift on a busy machine cancels."""
-    return _median([a / b for a, b in zip(samples, base) if b > 0])
+    return median([a / b for a, b in zip(samples, base) if b > 0])
 
 
 def bench_measure(provider: str = "cpu", runs: int = 20, warmup: int = 3, threads: int | None = None,
@@ -109,7 +133,8 @@ def bench_measure(provider: str = "cpu", runs: int = 20, warmup: int = 3, thread
     return measure
 
 
-def _median(samples: Sequence[float]) -> float:
+def median(samples: Sequence[float]) -> float:
+    """The middle sample (the mean of the two middle ones for an even count)."""
     s = sorted(samples)
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
@@ -118,7 +143,8 @@ def _median(samples: Sequence[float]) -> float:
 def choose_layout(model: onnx.ModelProto, order: Sequence[str], options: Mapping[str, Any],
                   run: Callable[..., RewriteResult], measure: Measure, provider: str = "cpu",
                   min_margin: float = MIN_MARGIN) -> tuple[RewriteResult, LayoutChoice]:
-    """Make the keep-1D, h and w forms of `order` (which holds "to-2d"), time them, return the chosen one.
+    """Make the keep-1D, h and w forms of `order` (which holds "to-2d"), time them, return the chosen one;
+    then, where the lift forms independent regions, choose region by region from there (layout_regions.py).
 
     `run(model, order, **options)` runs passes (the API's `rewrite`). The
     chosen result's records carry the measurement: each `to-2d` record gets
@@ -137,13 +163,29 @@ def choose_layout(model: onnx.ModelProto, order: Sequence[str], options: Mapping
         return _annotate(forms["h"], choice, forms), choice
     labels = ["1d"] + lifted + ["1d-again"]
     samples = measure([forms[f].model for f in ["1d"] + lifted + ["1d"]], labels)
-    medians = {label: _median(s) for label, s in zip(labels, samples)}
+    medians = {label: median(s) for label, s in zip(labels, samples)}
     ratios = {label: paired_ratio(s, samples[0]) for label, s in zip(labels[1:], samples[1:])}
     noise = abs(ratios.pop("1d-again") - 1.0)
     chosen, margin, reason = decide(ratios, noise, min_margin)
     choice = LayoutChoice(chosen, medians, noise, margin, provider, reason,
-                          {"runs": len(samples[0]), "forms": labels}, ratios)
-    return _annotate(forms[chosen], choice, forms), choice
+                          {"runs": len(samples[0]), "forms": labels, "whole_model": chosen}, ratios)
+    search = RegionSearch(model, list(order), dict(options), run, measure, paired_ratio, median, margin)
+    found = region_path(search, forms, chosen)
+    if isinstance(found, str):
+        choice.path_reason = found
+        return _annotate(forms[chosen], choice, forms), choice
+    regions, assignment, result = found
+    choice.path, choice.regions = "regions", regions
+    picked = set(assignment.values())
+    if len(picked) == 1:  # every region ended on one form: the whole-model form of it
+        choice.chosen = picked.pop()
+        choice.path_reason = f"{len(regions)} independent regions, each chose {choice.chosen}"
+        choice.reason = f"region by region: {choice.chosen} everywhere"
+        return _annotate(forms[choice.chosen], choice, forms), choice
+    choice.chosen, choice.layouts = "regions", layouts_for(regions, assignment)
+    choice.path_reason = f"{len(regions)} independent regions"
+    choice.reason = "region by region: " + ", ".join(f"{r.name} {r.chosen}" for r in regions)
+    return _annotate(result, choice, forms), choice
 
 
 def _annotate(result: RewriteResult, choice: LayoutChoice, forms: Mapping[str, RewriteResult]) -> RewriteResult:
@@ -154,13 +196,20 @@ def _annotate(result: RewriteResult, choice: LayoutChoice, forms: Mapping[str, R
         for r in kept:
             if r.rewritten:
                 r.status, r.reason, r.after = "skipped", f"layout auto kept 1D: {choice.reason}", None
-            r.details = {"layout_auto": info}  # the h form's unit axis and weight notes no longer apply
+            region = {k: r.details[k] for k in ("region", "region_convs") if k in r.details}
+            r.details = {**region, "layout_auto": info}  # the h form's unit axis and weight notes no longer apply
         result = RewriteResult(result.model, list(result.records) + kept, dict(result.counters),
                                list(result.passes) + ["to-2d"])
     else:
+        where = {key: r for r in choice.regions for key in r.keys}
         for r in result.records:
-            if r.pass_name == "to-2d":
-                r.details = {**r.details, "layout_auto": info}
+            if r.pass_name != "to-2d":
+                continue
+            region = where.get(r.key)
+            if region is not None and not r.rewritten:  # kept 1D in a mixed form: say which region and why
+                r.reason = f"layout auto kept 1D: {region.name} ({', '.join(region.convs)}): {region.reason}"
+                r.details = {**r.details, "region": region.number, "region_convs": list(region.convs)}
+            r.details = {**r.details, "layout_auto": info}
     return result
 
 

@@ -26,15 +26,29 @@ from util import MODELS, assert_same_outputs, feeds_for, init, make_model, vi
 CHAIN = MODELS / "conv1d_chain_ts13.onnx"
 
 
+def conv_forms(model: onnx.ModelProto) -> list[str]:
+    """Each Conv's form: 1d, h ([.., 1, k] kernel) or w ([.., k, 1])."""
+    ws = {t.name: list(t.dims) for t in model.graph.initializer}
+    out = []
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            dims = ws[n.input[1]]
+            out.append("1d" if len(dims) == 3 else "h" if dims[2] == 1 else "w")
+    return out
+
+
 def fake_timer(medians: dict[str, float], spread: float = 0.0):
-    """A timer giving each form fixed samples; '1d-again' is 1d times (1 + spread)."""
+    """A timer giving each form fixed samples: the mean over its convs of medians[form of the conv] (so a
+    whole-model form takes medians[form]); '1d-again' is 1d times (1 + spread)."""
     seen: list[list[str]] = []
 
     def measure(models, labels):
         seen.append(list(labels))
         out = []
-        for label in labels:
-            m = medians["1d"] * (1 + spread) if label == "1d-again" else medians[label]
+        for model, label in zip(models, labels):
+            forms = conv_forms(model)
+            m = sum(medians[f] for f in forms) / len(forms)
+            m = m * (1 + spread) if label == "1d-again" else m
             out.append([m * 0.99, m, m * 1.01])
         return out
 
@@ -62,7 +76,9 @@ def test_each_form_wins_when_it_is_fastest(winner, medians):
     timer = fake_timer(medians)
     result, choice = choose_layout(model, ["to-2d"], {}, api.rewrite, timer)
     assert choice.chosen == winner
-    assert timer.seen == [["1d", "h", "w", "1d-again"]]
+    # the whole-model round, then one round per region of the chain (two, apart at its MaxPool): none changes
+    assert timer.seen[0] == ["1d", "h", "w", "1d-again"] and len(timer.seen) == 3
+    assert choice.path == "regions" and [r.chosen for r in choice.regions] == [winner, winner]
     if winner == "1d":
         assert conv_ranks(result.model) == conv_ranks(model) and set(conv_ranks(model)) == {1}
         assert all(r.status == "skipped" and r.reason.startswith("layout auto kept 1D") for r in result.records)
@@ -102,10 +118,15 @@ def test_real_cpu_run_never_writes_a_slower_form_beyond_the_margin():
     model = onnx.load(CHAIN)
     result, choice, note = rewrite_auto(model, ["to-2d"], {}, api.rewrite, provider="cpu")
     assert set(choice.ratios) == {"h", "w"} and all(r > 0 for r in choice.ratios.values())
-    if choice.chosen != "1d":  # a lifted form only when measured faster than the original by more than the margin
-        assert choice.ratios[choice.chosen] < 1 - choice.margin
+    whole = choice.settings["whole_model"]
+    if whole != "1d":  # a lifted form only when measured faster than the original by more than the margin
+        assert choice.ratios[whole] < 1 - choice.margin
     else:
         assert min(choice.ratios.values()) >= 1 - choice.margin
+    for region in choice.regions:  # each change of a region beat the current form and the original by the margin
+        if not region.reason.startswith("kept"):
+            assert region.ratios[region.chosen] < 1 - choice.margin
+            assert region.chosen == "1d" or region.to_original[region.chosen] < 1 - choice.margin
     assert choice.margin >= max(MIN_MARGIN, 2 * choice.noise) - 1e-12
     assert choice.settings["runs"] == 20 and "margin" in note
     assert_same_outputs(model, result.model, feeds_for(model))

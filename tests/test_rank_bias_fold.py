@@ -151,3 +151,44 @@ def test_float16_bias_keeps_the_conv_dtype(has_bias):
     assert folded.dtype == np.float16
     expected = const.astype(np.float16) + (bias.astype(np.float16) if has_bias else np.float16(0))
     np.testing.assert_array_equal(folded, expected)
+
+
+def cancelling_bias(model):
+    """The conv's bias +1e6 and the Keras bias Add -1e6 (+ a small per-channel part): ill-conditioned."""
+    inits = {t.name: t for t in model.graph.initializer}
+    small = np.linspace(-1, 1, C).astype(np.float32)
+    inits["b"].CopyFrom(init("b", np.full(C, 1e6, np.float32)))
+    inits["bias_add"].CopyFrom(init("bias_add", (small - 1e6).astype(np.float32)))
+    return model
+
+
+def test_cancelling_bias_adds_are_kept_with_the_bound():
+    """Issue 16: the original rounds conv + 1e6 (ulp 0.0625), the fold adds the cancelled bias once: outputs of
+    size ~1 would move by ~0.03. The bias fold is bounded like the separable folds: kept, with the reason."""
+    model, _, _ = keras_dw1d_noopt(["C"], conv_bias=True)
+    model = cancelling_bias(model)
+    result = rewrite_checked(model, ["to-1d"], atol=0.1)
+    assert result.counters.get("bias_adds_folded", 0) == 0
+    note = only_record(result).details["bias_add"]
+    assert note.startswith("Add BiasAdd kept: folding could move outputs by up to ") and \
+        note.endswith("beyond float32's tolerance atol 1e-05 rtol 0.0001); --force folds it anyway"), note
+    assert "Add" in data_ops(result.model)
+    from util import assert_same_outputs, feeds_for
+
+    assert_same_outputs(model, result.model, feeds_for(model), atol=0)  # kept: bit-exact
+
+
+def test_cancelling_bias_adds_fold_with_force_and_a_warning():
+    from convrewrite.cli_rewrite import render_summary
+    from convrewrite.passes import PassOptions, run_passes
+
+    model, _, _ = keras_dw1d_noopt(["C"], conv_bias=True)
+    model = cancelling_bias(model)
+    result = run_passes(model, ["to-1d"], PassOptions(force=True))
+    assert result.counters["bias_adds_folded"] == 1 and result.counters["folds_forced_past_bound"] == 1
+    assert "forced past the fold's error bound" in only_record(result).details["bias_add"]
+    assert "warning: 1 fold(s) forced past their error bound (--force)" in render_summary(result)
+    from util import assert_same_outputs, feeds_for
+
+    errors = assert_same_outputs(model, result.model, feeds_for(model), atol=0.1)
+    assert max(errors.values()) > 1e-3  # the bound was right: outputs did move beyond tolerance

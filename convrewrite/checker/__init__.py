@@ -55,7 +55,9 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
                                     "ref_shape", "actual_shape", "ref_dtype", "actual_dtype", "size",
                                     "bit_exact", "max_abs", "max_rel", "mean_abs", "beyond_count",
                                     "beyond_share", "mismatched_special", "worst_index", "worst_ref",
-                                    "worst_actual", "min_atol", "min_rtol"}}],
+                                    "worst_actual", "min_atol", "min_rtol",
+                                    "histogram": null | {"edges", "counts", "zero", "nonfinite"}}}],
+                                    # |diff| in decade bins, of the worst trial (checker/histogram.py)
       "provider_differences": [{"provider", "baseline", "model", "output", "max_abs", "max_rel",
                                 "bit_exact", "trial"}],
       "problems": [str],                # interface changes: fail the check unless ignored
@@ -65,13 +67,17 @@ Non-finite numbers are the strings "inf", "-inf", "nan"::
       "dims": {key: int}, "dim_reasons": {key: str},
       "trials": [{"label", "kind": "normal" | "wide" | "special" | "given", "seed"}],
       "settings": {"ort_opt", "cuda_options", "finite", "draws", "memory_budget"},
-      "notes": [str], "warnings": [str]
+      "notes": [str], "warnings": [str],
+      "layers": {"mode": "map" | "names", "trial": "normal" | "given", "trial_label", "provider",          # only with layers=True (--layers)
+                 "pairs": [{"original", "candidate", "view", "shape", "dtype", "max_abs", "max_rel",
+                            "beyond", "atol", "rtol", "diverges", "note"}],
+                 "first_divergent": {"original", "candidate"} | null, "notes": [str]} | null
     }
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from onnx import ModelProto
@@ -82,6 +88,7 @@ from .bisect import BisectResult, bisect
 from .compare import ComparisonStats, compare_arrays, compare_values
 from .dims import DimPlanner
 from .errors import CheckInputError
+from .layers import LayerPair, LayerReport, compare_layers, layer_report, read_map
 from .render import render_text
 from .report import CANNOT_CHECK, EQUIVALENT, NOT_EQUIVALENT, CheckReport, OutputResult, ProviderDifference
 from .run import Checker, TensorSource
@@ -90,7 +97,7 @@ from .specs import fed_inputs
 from .tolerance import Tolerance, default_tolerance
 
 __all__ = [
-    "BisectResult", "CANNOT_CHECK", "CheckInputError", "CheckReport", "ComparisonStats", "EQUIVALENT",
+    "BisectResult", "CANNOT_CHECK", "CheckInputError", "LayerPair", "LayerReport", "compare_layers", "read_map", "CheckReport", "ComparisonStats", "EQUIVALENT",
     "NOT_EQUIVALENT", "OutputResult", "ProviderDifference", "ProviderStatus", "bisect", "check",
     "compare_arrays", "compare_values", "default_tolerance", "make_inputs", "render_text",
 ]
@@ -120,6 +127,9 @@ def check(
     original_label: str | None = None,
     candidate_label: str | None = None,
     on_progress: Callable[[str], None] | None = None,
+    layers: bool = False,
+    tensor_map: Sequence[Mapping[str, Any]] | None = None,
+    tensors_gone: Iterable[str] | None = None,
 ) -> CheckReport:
     """Run `original` and `candidate` on the same inputs and compare every output.
 
@@ -135,6 +145,10 @@ def check(
     whose absence fails the check. `report.verdict` is equivalent, not
     equivalent or cannot check. `on_progress(text)` is told what runs next. Raises CheckInputError for bad options and
     ModelLoadError/ModelInvalidError for unreadable models.
+    `layers=True` also compares intermediate tensors (`report.layers`, checker/layers.py): those of
+    `tensor_map` (a rewrite's `RewriteResult.tensor_map(original)`, used as it is), else matched by name and
+    shape. With `tensors_gone` too (a `--report` file's composed map, `checker.read_map`), names the map does not
+    mention and `tensors_gone` does not list are paired with themselves where their shapes agree.
     """
     if candidate is None and expected is None:
         raise CheckInputError("give a candidate model to compare with, or expected outputs")
@@ -148,8 +162,15 @@ def check(
         verbose=verbose, original_label=original_label, finite=finite, draws=draws, ignore_interface=ignore_interface,
         budget=memory_budget, progress=on_progress,
     )
+    if tensor_map is not None and not layers:
+        raise CheckInputError("a tensor map is for layers=True (--map needs --layers)")
+    if layers and candidate is None:
+        raise CheckInputError("layers compare two models: give a candidate (not expected outputs)")
     try:
-        return checker.compare(candidate, candidate_label)
+        report = checker.compare(candidate, candidate_label)
+        if layers:
+            report.layers = layer_report(checker, report, original, candidate, tensor_map, tensors_gone)
+        return report
     finally:
         checker.close()
 

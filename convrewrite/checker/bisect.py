@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Sequence
 from onnx import ModelProto
 
 from .. import model as cio
+from .layers import layer_report
 from .report import CheckReport
 from .run import Checker
 
@@ -49,6 +50,12 @@ class BisectResult:
                 node_name = getattr(node, "name", node) if node is not None else None
                 what = f" ({getattr(rec, 'op_type', '?')} {node_name!r}, pass {getattr(rec, 'pass_name', '?')})"
             lines.append(f"  {key}{what}" + ("" if self.alone.get(key) else " [only together with the others in its group]"))
+        layers = getattr(self.report, "layers", None)
+        if layers is not None:
+            first = layers.first_divergent
+            lines.append(f"  first layer where it shows: {first.original}" + (
+                f" (candidate {first.candidate})" if first.candidate != first.original else "")
+                if first is not None else "  no mapped layer diverges (only the outputs do)")
         return "\n".join(lines)
 
 
@@ -56,6 +63,16 @@ def _rewritten_model(result: Any) -> tuple[ModelProto, list[Any]]:
     if isinstance(result, ModelProto):
         return result, []
     return result.model, list(getattr(result, "records", []) or [])
+
+
+def _layers(checker: Checker, report: CheckReport, original: cio.ModelSource, result: Any) -> Any:
+    """The culprits-only model compared layer by layer (by its tensor map, else by names)."""
+    model, _ = _rewritten_model(result)
+    tensor_map, gone = None, ()
+    if hasattr(result, "tensor_map"):
+        proto = original if isinstance(original, ModelProto) else cio.load(original, check=False)
+        tensor_map, gone = result.tensor_map(proto), result.tensors_gone()
+    return layer_report(checker, report, original, model, tensor_map, gone)
 
 
 def ddmin(items: list[str], fails: Callable[[list[str]], bool]) -> list[str]:
@@ -91,6 +108,7 @@ def bisect(
     original: cio.ModelSource,
     rewrite_fn: Callable[..., Any],
     candidate_keys: Sequence[str] | None = None,
+    layers: bool = False,
     **check_options: Any,
 ) -> BisectResult:
     """Find the smallest set of rewrites that makes the rewritten model differ.
@@ -102,6 +120,8 @@ def bisect(
     After one minimal group is found, the remaining keys are checked again so
     independent faults are all named. `check_options` are those of `check`.
     When the original does not run, nothing is bisected and nothing blamed.
+    `layers=True`: the model with only the culprits rewritten is also compared layer by layer (its
+    tensor map when `rewrite_fn` returns a RewriteResult): `report.layers` names the first layer where they show.
     """
     checker = Checker(original, **check_options)
     cache: dict[frozenset[str], CheckReport] = {}
@@ -144,6 +164,8 @@ def bisect(
         culprits = [k for k in keys if any(k in g for g in groups)]
         alone = {k: fails([k]) for k in culprits}
         report = report_for(culprits)
+        if layers:
+            report.layers = _layers(checker, report, original, rewrite_fn(only=set(culprits)))
         records = [records_by_key[k] for k in culprits if k in records_by_key]
         return BisectResult(culprits, groups, alone, report, full_report, records, len(cache))
     finally:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .formatting import fmt_exact, fmt_number, json_number
+from .histogram import error_histogram, merge_histograms
 from .tolerance import default_tolerance
 
 # Statuses that carry no element statistics.
@@ -63,6 +64,7 @@ class ComparisonStats:
     min_atol: float = 0.0
     min_rtol: float = 0.0
     message: str = ""
+    histogram: dict[str, Any] | None = None  # log-scale |diff| bins (histogram.py); None when nothing was compared
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class ComparisonStats:
             "worst_actual": json_number(self.worst_actual),
             "min_atol": json_number(self.min_atol),
             "min_rtol": json_number(self.min_rtol),
+            "histogram": self.histogram,
         }
 
 
@@ -211,6 +214,7 @@ def _merge(parts: list[ComparisonStats], kind: str, length: int, atol, rtol, tol
         mismatched_special=sum(p.mismatched_special for p in parts),
         worst_index=(worst_pos, *(worst.worst_index or ())), worst_ref=worst.worst_ref, worst_actual=worst.worst_actual,
         min_atol=max((p.min_atol for p in parts), key=_sortable), min_rtol=max((p.min_rtol for p in parts), key=_sortable),
+        histogram=merge_histograms([p.histogram for p in parts]),
     )
     if not ok:
         stats.message = f"{kind} element {worst_pos}: {worst.message}"
@@ -330,7 +334,8 @@ def _compare_exact_ints(ref, act, atol, rtol, size, bit_exact, base) -> Comparis
         mean_abs=float(diff_f.mean()), beyond_count=count, beyond_share=count / size,
         worst_index=tuple(int(i) for i in np.unravel_index(flat, ref.shape)),
         worst_ref=ref.flat[flat], worst_actual=act.flat[flat],
-        min_atol=max(0.0, float((diff_f - rtol * abs_ref).max())), min_rtol=max(0.0, float(need_rtol.max())), **base,
+        min_atol=max(0.0, float((diff_f - rtol * abs_ref).max())), min_rtol=max(0.0, float(need_rtol.max())),
+        histogram=error_histogram(diff_f), **base,
     )
 
 
@@ -360,5 +365,6 @@ def _compare_floats(ref, act, atol, rtol, size, bit_exact, base, tiny) -> Compar
             mismatched_special=int(np.count_nonzero(~finite & ~equal)),
             worst_index=tuple(int(i) for i in np.unravel_index(flat, ref.shape)),
             worst_ref=ref.flat[flat], worst_actual=act.flat[flat],
-            min_atol=max(0.0, float(need_atol.max())), min_rtol=max(0.0, float(need_rtol.max())), **base,
+            min_atol=max(0.0, float(need_atol.max())), min_rtol=max(0.0, float(need_rtol.max())),
+            histogram=error_histogram(abs_err), **base,
         )

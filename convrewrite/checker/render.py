@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from .. import runtime
 from .compare import STRUCTURAL
@@ -103,6 +104,8 @@ def render_text(report: CheckReport, verbose: bool = False) -> str:
             lines.append(
                 f"  {runtime.provider_short_name(d.provider)} vs {runtime.provider_short_name(d.baseline)} {d.model} {d.output}: "
                 + ("bit-exact" if d.bit_exact else f"max abs {fmt_number(d.max_abs)}, max rel {fmt_number(d.max_rel)}"))
+    if report.layers is not None:
+        lines.extend(render_layers(report.layers, verbose))
     for problem in report.problems:
         lines.append(f"problem: {problem}")
     for note in report.notes:
@@ -132,3 +135,31 @@ def _table(report: CheckReport) -> list[str]:
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*header).rstrip()] + [fmt.format(*row).rstrip() for row in rows]
+
+
+def render_layers(layers: Any, verbose: bool = False) -> list[str]:
+    """The per-layer table of `check --layers` (the original's node order) and the first divergent pair."""
+    how = "by tensor map" if layers.mode == "map" else "by name and shape"
+    lines = [f"layers ({len(layers.pairs)} pairs matched {how}, {layers.trial_label or layers.trial} trial on "
+             f"{runtime.provider_short_name(layers.provider) if layers.provider else '-'}):"]
+    header = ("#", "original", "candidate", "view", "max abs", "max rel", "beyond tol", "")
+    rows = []
+    for i, p in enumerate(layers.pairs):
+        view = ",".join(v.get("op", "?") for v in p.view) or "-"
+        rows.append((str(i + 1), p.original, p.candidate if p.candidate != p.original else "=", view,
+                     fmt_number(p.max_abs) if p.max_abs is not None else "-",
+                     fmt_number(p.max_rel) if p.max_rel is not None else "-",
+                     f"{100 * p.beyond:.2f}%" if p.beyond is not None else "-",
+                     "DIVERGES" if p.diverges else (p.note if p.note else "")))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    fmt = "  " + "  ".join(f"{{:<{w}}}" for w in widths)
+    lines += [fmt.format(*header).rstrip()] + [fmt.format(*row).rstrip() for row in rows]
+    first = layers.first_divergent
+    if first is not None:
+        lines.append(f"  first divergent layer: {first.original}" +
+                     (f" (candidate {first.candidate})" if first.candidate != first.original else "") +
+                     (f": {first.note}" if first.note else ""))
+    elif layers.pairs:
+        lines.append("  no layer diverges")
+    lines.extend(f"  note: {n}" for n in layers.notes)
+    return lines

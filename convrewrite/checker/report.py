@@ -107,6 +107,7 @@ class CheckReport:
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    layers: Any = None  # with --layers: a layers.LayerReport (information: it does not change the verdict)
 
     @property
     def ran(self) -> list[ProviderStatus]:
@@ -214,6 +215,7 @@ class CheckReport:
             "inputs": list(self.inputs), "dims": dict(self.dims), "dim_reasons": dict(self.dim_reasons),
             "trials": list(self.trials), "settings": dict(self.settings), "notes": list(self.notes),
             "warnings": list(self.warnings),
+            **({"layers": self.layers.to_dict()} if self.layers is not None else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:

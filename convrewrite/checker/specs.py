@@ -102,14 +102,19 @@ def _type_text(tp: onnx.TypeProto) -> str:
 
 
 def interface(model: ModelProto) -> tuple[list[Port], list[Port]]:
-    """(inputs, outputs) of the main graph, initializer-backed inputs included and marked."""
+    """(inputs, outputs) of the main graph, initializer-backed inputs included and marked.
+
+    Below IR 4 every initializer must also be listed as an input, and onnxruntime
+    treats them as constants (not feedable): there they are not interface.
+    """
     initialized = {t.name for t in model.graph.initializer}
 
     def port(vi: onnx.ValueInfoProto, overridable: bool = False) -> Port:
         dims = declared_dims(vi.type.tensor_type) if vi.type.HasField("tensor_type") else None
         return Port(vi.name, _type_text(vi.type), dims, overridable)
 
-    return ([port(vi, vi.name in initialized) for vi in model.graph.input], [port(vi) for vi in model.graph.output])
+    inputs = [vi for vi in model.graph.input if model.ir_version >= 4 or vi.name not in initialized]
+    return ([port(vi, vi.name in initialized) for vi in inputs], [port(vi) for vi in model.graph.output])
 
 
 def interface_problems(original: tuple[list[Port], list[Port]], candidate: tuple[list[Port], list[Port]]) -> list[str]:

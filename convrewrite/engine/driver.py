@@ -23,6 +23,7 @@ from ..graph.cleanup import drop_unread_initializers
 from .options import Option
 from .records import Record
 from ..refusal import Refusal
+from .tensor_map import entry as map_entry
 
 STD_DOMAINS = ("", "ai.onnx")
 
@@ -56,6 +57,10 @@ class Rewritten:
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     before: dict[str, Any] | None = None  # when the rule changed what `before` should say (rare)
+    # Where the tensors went (engine/tensor_map.py). None: the conv's output now carries the value of the tensor
+    # of the same name in the pass's input (what an exact fold leaves); rules that rename or reshape say so.
+    tensor_map: list[dict[str, Any]] | None = None
+    tensors_gone: list[str] = field(default_factory=list)  # input tensors folded away or changed in value
 
 
 @dataclass(slots=True)
@@ -135,12 +140,19 @@ class ViewRun:
         self.claimed.add(id(node))
 
     def record(self, node: NodeProto, status: str, reason: str = "", before: dict | None = None,
-               after: dict | None = None, details: dict | None = None) -> Record:
+               after: dict | None = None, details: dict | None = None, tensor_map: list[dict] | None = None,
+               tensors_gone: list[str] | None = None) -> Record:
+        """Record one candidate; a rewrite without `tensor_map` maps the conv's output to itself (see Rewritten)."""
         details = dict(details) if details is not None else {}
         if status == "skipped" and self.rule.not_applicable(reason):
             details["not_applicable"] = True
         record = Record(self.rule.name, self.labels[id(node)], node.op_type, self.view.path, status, reason, before,
                         after, details)
+        if status == "rewritten":
+            if tensor_map is None:
+                tensor_map = [] if self.view.is_removed(node) else [map_entry(o, o) for o in node.output[:1] if o]
+            record.tensor_map = list(tensor_map)
+            record.tensors_gone = list(tensors_gone or [])
         self.records.append(record)
         return record
 
@@ -185,7 +197,8 @@ class ViewRun:
             return
         before = done.before if done.before is not None else conv.attrs.to_dict()
         after = done.after.to_dict() if isinstance(done.after, ConvAttrs) else done.after
-        self.record(node, "rewritten", done.reason, before=before, after=after, details=done.details)
+        self.record(node, "rewritten", done.reason, before=before, after=after, details=done.details,
+                    tensor_map=done.tensor_map, tensors_gone=done.tensors_gone)
 
     def _skip(self, node: NodeProto, conv: Conv | None, no: Refusal) -> None:
         if self.found is not None:

@@ -35,9 +35,10 @@ class Option:
         return value
 
 
-# Shared by every rule with a finite-math rewrite (one that is exact only when no input is Inf or NaN).
+# Shared by every rule with a finite-math rewrite (one that is exact only when no input is Inf or NaN;
+# the Pad moved across DynamicQuantizeLinear also needs an input range that is not wholly subnormal).
 ASSUME_FINITE = Option("assume_finite", bool, False,
-                       "allow finite-math rewrites: outputs may differ where an input is Inf or NaN")
+                       "allow finite-math rewrites: outputs may differ where an input is Inf or NaN (or wholly subnormal)")
 
 
 class PassOptions:

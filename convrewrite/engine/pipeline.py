@@ -62,12 +62,15 @@ def run_passes(
         model = copy.deepcopy(model)
     options = options or PassOptions()
     ctx = PassContext(model, options, only)
+    steps: list[tuple[str, list[dict], list[str]]] = []
     for i, name in enumerate(names):
         if on_pass is not None:
             on_pass(name)
         if i:
             ctx.refresh_shapes()
+        start = len(ctx.records)
         rule(name)().run(ctx)
+        steps.append(_step(name, ctx.records[start:]))
     # Folds uncover work for each other (separable folds a BatchNorm and leaves the conv right before a Slice
     # that causal folds), so with more than one repeating rule they run again until a round rewrites nothing:
     # a second run then changes nothing. Each repeat's rewrites are merged into the first round's records.
@@ -76,7 +79,17 @@ def run_passes(
         start = len(ctx.records)
         for name in again:  # not announced to `on_pass`: progress counts the passes named, once each
             ctx.refresh_shapes()
+            first = len(ctx.records)
             rule(name)().run(ctx)
+            steps.append(_step(name, ctx.records[first:]))
         if not merge_round(ctx.records, start):
             break
-    return RewriteResult(model, ctx.records, ctx.counters, names)
+    steps = [s for s in steps if s[1] or s[2]]
+    return RewriteResult(model, ctx.records, ctx.counters, names, steps=steps)
+
+
+def _step(name: str, records: list[Record]) -> tuple[str, list[dict], list[str]]:
+    """One pass run's tensor map (its rewrite records' entries) and the tensors it dropped."""
+    entries = [e for r in records if r.rewritten for e in r.tensor_map]
+    gone = [g for r in records if r.rewritten for g in r.tensors_gone]
+    return name, entries, gone

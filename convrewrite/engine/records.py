@@ -7,6 +7,7 @@ from typing import Any
 
 import onnx
 
+from .tensor_map import compose
 
 REPORT_SCHEMA = "convrewrite.rewrite/1"
 
@@ -24,6 +25,10 @@ class Record:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # Where this rewrite's tensors went: {"original", "rewritten", "view"} entries (engine/tensor_map.py), and
+    # the tensors of the pass's input it folded away or changed in value (never identity-mapped).
+    tensor_map: list[dict[str, Any]] = field(default_factory=list)
+    tensors_gone: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -50,6 +55,8 @@ class RewriteResult:
     counters: dict[str, int]
     passes: list[str]
     graph: Any = None  # the model as an onnx_graphsurgeon Graph, when `rewrite` was given one
+    # Per pass run, in order: (pass, its records' map entries, the names it dropped); see `tensor_map`.
+    steps: list[tuple[str, list[dict[str, Any]], list[str]]] = field(default_factory=list)
 
     @property
     def rewritten(self) -> list[Record]:
@@ -63,12 +70,34 @@ class RewriteResult:
     def changed(self) -> bool:
         return bool(self.rewritten)
 
+    def tensor_map(self, original: onnx.ModelProto | None = None) -> list[dict[str, Any]]:
+        """The passes' maps composed: ORIGINAL model's tensor names -> the final model's, with the view back.
+
+        A later pass may rename or lift a tensor an earlier pass mapped; the
+        views compose. Given the `original` model, names that no pass touched
+        and that keep their inferred shape and type in the final model are added
+        as identity entries; entries come in the original's node order then.
+        """
+        entries, gone = compose((e, g) for _, e, g in self.steps)
+        if original is None:
+            return entries
+        from .tensor_map import identity_survivors
+
+        return identity_survivors(original, self.model, entries, gone)
+
+    def tensors_gone(self) -> list[str]:
+        """Names of the original model some pass folded away or changed in value (never identity-mapped)."""
+        return sorted(compose((e, g) for _, e, g in self.steps)[1])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": REPORT_SCHEMA,
             "passes": self.passes,
             "summary": summarize(self),
             "records": [r.to_dict() for r in self.records],
+            # the passes' maps composed (original -> final names); `check --map` reads these two
+            "tensor_map": self.tensor_map(),
+            "tensors_gone": self.tensors_gone(),
         }
 
 
@@ -139,4 +168,6 @@ def merge_round(records: list[Record], start: int) -> bool:
         old.before = old.before if old.before is not None else r.before
         old.after = r.after
         old.details = {**old.details, **r.details}
+        old.tensor_map = old.tensor_map + r.tensor_map  # per-step maps are kept in the result's `steps`
+        old.tensors_gone = old.tensors_gone + r.tensors_gone
     return bool(rewritten)

@@ -364,6 +364,10 @@ class GraphView:
         else:
             self.body.initializer.append(tensor)
             self.initializers[tensor.name] = self.body.initializer[-1]
+            if self.ctx.ir_version < 4:
+                # IR 3 requires every initializer to be a graph input too (its default value).
+                self.body.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+                self.input_set.add(tensor.name)
         self._const_cache.pop(tensor.name, None)
         return tensor.name
 

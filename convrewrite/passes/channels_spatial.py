@@ -29,6 +29,7 @@ from ..graph import (
     walk_up,
 )
 from ..engine import Conv, PassContext, Refusal, Rewritten, Rule, ViewRun, register
+from ..engine.tensor_map import entry as map_entry, squeeze, transpose, unsqueeze
 from .reshapes import set_tensor_dims
 
 LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"})
@@ -62,8 +63,28 @@ class _KerasEquivalence(Rule):
         self.check(run.view, conv.node, conv.attrs)  # a Refusal is the skip record, reason and all
 
     def rewrite(self, run: ViewRun, conv: Conv, match: None) -> Rewritten:
+        out = conv.node.output[0]
         after, details = self.rewrite_conv(run.ctx, run.view, conv.node, conv.attrs, run.cleanup.stale)
-        return Rewritten(after, details=details)
+        return Rewritten(after, details=details, tensor_map=self.tensor_map(run.view, conv.node, out))
+
+    def tensor_map(self, view: GraphView, node: NodeProto, out: str) -> list[dict] | None:
+        """The conv's output, viewed back through the layout op that restores the tensor the graph had."""
+        new = node.output[0]
+        if new == out:
+            return [map_entry(out, out)]
+        readers = view.consumers_of(new)
+        if len(readers) != 1 or not readers[0].output or readers[0].input[0] != new:
+            return None  # the conv writes an original tensor itself (the default identity entry)
+        op, target = readers[0], readers[0].output[0]
+        if op.op_type == "Transpose":
+            return [map_entry(target, new, [transpose(attr(op, "perm"))])]
+        if op.op_type in ("Squeeze", "Unsqueeze"):
+            axes = attr(op, "axes")
+            if axes is None and len(op.input) > 1:
+                axes = [int(a) for a in view.const_value(op.input[1])]
+            make = squeeze if op.op_type == "Squeeze" else unsqueeze
+            return [map_entry(target, new, [make(axes)])]
+        return None
 
     def check(self, view: GraphView, node: NodeProto, attrs: ConvAttrs) -> None:
         raise NotImplementedError

@@ -20,9 +20,10 @@ from typing import Iterable
 import numpy as np
 from onnx import NodeProto, helper, numpy_helper
 
-from ..conv import WEIGHT_INPUT
+from ..conv import WEIGHT_INPUT, ConvAttrs
 from ..graph import GraphView, attr, axes_through, drop_if_unread, walk_up
 from .channel_layout import per_channel
+from .separable.bound import ChainBound
 
 BIAS_SLOT = 2
 STD_DOMAINS = ("", "ai.onnx")
@@ -81,14 +82,19 @@ class BiasFold:
     conv: NodeProto
     folded: bool
     note: str
+    changed: tuple[str, ...] = ()  # folded: the tensors from the conv to the Add, which now hold the sum
+    moved: tuple[str, str] = ("", "")  # folded: (the Add's output, the tensor that holds its value now)
+    forced: bool = False  # folded past its error bound (force)
 
 
-def fold_bias_adds(view: GraphView, names: Iterable[str]) -> list[BiasFold]:
+def fold_bias_adds(view: GraphView, names: Iterable[str], force: bool = False) -> list[BiasFold]:
     """Fold the bias Add next to each lowered exit into its conv's bias.
 
     The Add may read the exit (Keras Conv1D: `Conv -> Squeeze(2) -> Add(bias [1,C,1])`) or
     write it (tf_keras DepthwiseConv1D with the optimizer off calls bias_add before the
-    Squeeze: `Conv -> Transpose(0,2,3,1) -> Add(bias [C]) -> Squeeze(1)`).
+    Squeeze: `Conv -> Transpose(0,2,3,1) -> Add(bias [C]) -> Squeeze(1)`). Bounded like the
+    separable folds (separable/bound.py): an Add that cancels a large conv bias is kept with
+    the bound in words, unless `force` (then folded, and `forced` says so).
     """
     results: list[BiasFold] = []
     seen: set[int] = set()
@@ -97,7 +103,7 @@ def fold_bias_adds(view: GraphView, names: Iterable[str]) -> list[BiasFold]:
             if found is None or id(found[0]) in seen:
                 continue
             seen.add(id(found[0]))
-            result = fold_bias_add(view, *found)
+            result = fold_bias_add(view, *found, force=force)
             if result is not None:
                 results.append(result)
     return results
@@ -128,7 +134,7 @@ def _constant_operand(view: GraphView, node: NodeProto, data: str) -> str | None
     return other if view.const_value(other) is not None and view.const_value(data) is None else None
 
 
-def fold_bias_add(view: GraphView, add: NodeProto, name: str) -> BiasFold | None:
+def fold_bias_add(view: GraphView, add: NodeProto, name: str, force: bool = False) -> BiasFold | None:
     """Fold `add` (name + a constant) into the conv behind `name` when the constant is per output channel.
 
     `name` is a conv output or reaches one through layout-only ops (Transpose, Identity, and
@@ -178,11 +184,18 @@ def fold_bias_add(view: GraphView, add: NodeProto, name: str) -> BiasFold | None
                     f"(the {channels} channels are on axis {channel_axis} there)")
     bias = shift.astype(dtype)
     old_bias = conv.input[BIAS_SLOT] if len(conv.input) > BIAS_SLOT and conv.input[BIAS_SLOT] else ""
+    old_value = np.zeros(channels, dtype)
     if old_bias:
         old_value = view.const_value(old_bias)
         if old_value is None or old_value.shape != (channels,) or old_value.dtype != dtype:
             return kept("the conv's bias is not a constant of one value per channel")
         bias = (old_value + bias).astype(dtype)
+    problem = _bound_problem(view, conv, old_value, shift.astype(np.float64), dtype)
+    forced = ""
+    if problem and not force:
+        return kept(f"{problem}; --force folds it anyway")
+    if problem:
+        forced = f" (forced past the fold's error bound: {problem})"
     if not _bypassable(view, add, source=name):
         return kept(f"its output is a graph output and {name} cannot take its name")
     base = (conv.name or conv.output[0]) + "_bias"
@@ -194,9 +207,25 @@ def fold_bias_add(view: GraphView, add: NodeProto, name: str) -> BiasFold | None
             conv.input.append("")
         conv.input.append(bias_name)
         view.consumers.setdefault(bias_name, []).append(conv)
-    view.bypass(add, name, add.output[0])
+    added = add.output[0]
+    carrier = added if view.is_graph_output(added) else name
+    view.bypass(add, name, added)
     drop_if_unread(view, [other, old_bias])
-    return BiasFold(conv, True, f"folded {what} into the bias")
+    return BiasFold(conv, True, f"folded {what} into the bias{forced}", tuple(tensors), (added, carrier), bool(forced))
+
+
+def _bound_problem(view: GraphView, conv: NodeProto, old: np.ndarray, shift: np.ndarray, dtype) -> str | None:
+    """Why adding `shift` to the conv's bias `old` may move outputs beyond the dtype's tolerance, or None.
+
+    The original rounds conv + old at the size of `old` and then the Add at the size of `shift`; the fold
+    rounds old + shift once. Bounded with separable/bound.py's ChainBound (the weights' norms per channel);
+    a weight that is not a constant counts as norm 0, which only makes the bound smaller than |bias| terms.
+    """
+    w = view.const_value(conv.input[WEIGHT_INPUT[conv.op_type]])
+    attrs = ConvAttrs.from_node(conv, list(w.shape)) if w is not None else None
+    bound = ChainBound(w.astype(np.float64) if w is not None else None, old, attrs, np.dtype(dtype))
+    bound.step(None, shift, np.abs(shift))
+    return bound.problem()
 
 
 def _layout_chain(view: GraphView, name: str) -> tuple[NodeProto, list[NodeProto]] | None:

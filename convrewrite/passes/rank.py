@@ -35,13 +35,20 @@ from dataclasses import dataclass
 from onnx import NodeProto
 
 from ..conv import WEIGHT_INPUT, ConvAttrs
+from ..errors import ConvRewriteError
 from ..graph import GraphView, drop_value_info, node_labels
 from ..engine import ASSUME_FINITE, Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
+from ..engine.tensor_map import entry as map_entry, squeeze, unsqueeze
 from .keras_lowering import fold_bias_adds, remove_transposes
 from .reshapes import MAXPOOL_NAN, Block, NodePlan, RegionEngine, Wait, edit_spatial_attrs, unit_proven
 
 DATA_INPUT = 0
+FORCE = Option("force", bool, False, "fold a Keras bias Add past its error bound")  # separable declares it too
 LAYOUT = Option("layout", str, "h", "where lifting puts the unit axis: h = [N,C,1,L], w = [N,C,L,1]", ("h", "w"))
+# Per-region layouts (`--layout auto` region by region): record key -> "h", "w" or "keep" (left at its rank).
+# A conv not named gets `layout`; a region whose convs disagree lifts none of them (see `LiftPass.fill`).
+LAYOUTS = Option("layouts", dict, None, "lifting passes: per-conv layout by record key (h, w or keep); others use layout")
+LAYOUT_VALUES = ("h", "w", "keep")
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Candidate:
     label: str
     attrs: ConvAttrs
     after: ConvAttrs | None = None
+    layout: str = ""  # lifting: "h", "w" or "keep" (from `layouts`, else `layout`)
 
 
 _NOT_UNIT = re.compile(r"(spatial axis \d+ has size \d+, not 1(; spatial axis \d+ has size -?\d+, not 1)*$"
@@ -70,7 +78,7 @@ class RankPass(Rule):
     description = ""
     lift = True
     source_rank = 1  # spatial rank of the convolutions this pass rewrites
-    options = (LAYOUT, ASSUME_FINITE)
+    options = (LAYOUT, LAYOUTS, ASSUME_FINITE, FORCE)
 
     def not_applicable(self, reason: str) -> bool:
         """Another rank, or an axis that is plainly not a unit axis: nothing for this pass to do."""
@@ -120,6 +128,8 @@ class RankPass(Rule):
         engine.assume_finite = bool(ctx.options.assume_finite)
         reasons = self.fill(ctx, view, engine, candidates)
         transposes = [p.node for p in engine.plans.values() if p.node.op_type == "Transpose"]
+        outputs_before = {id(p.node): list(p.node.output) for p in engine.plans.values()}
+        regions = region_of(engine, candidates) if self.lift else {}
         engine.rewrite()
         rewritten: dict[str, Record] = {}  # by label: tidy adds what it did next to each conv
         labels = node_labels(view) if any(r == MAXPOOL_NAN for r in engine.blocked.values()) else {}
@@ -132,16 +142,45 @@ class RankPass(Rule):
                 continue
             details = {"unit_axis": plan.data.get(DATA_INPUT, plan.outs.get(0)), "weight": engine.weight_notes.get(id(cand.node), "")}
             if self.lift:
-                details["layout"] = ctx.options.layout
+                details["layout"] = cand.layout or ctx.options.layout
+                details["region"], details["region_convs"] = regions[id(cand.node)]
             if kept:
                 details["finite_math_left"] = f"{MAXPOOL_NAN}: {', '.join(kept)}"
             rewritten[cand.label] = run.record(cand.node, "rewritten", before=cand.attrs.to_dict(),
-                                               after=cand.after.to_dict(), details=details)
+                                               after=cand.after.to_dict(), details=details, tensor_map=[])
         transpose_outputs = [t.output[0] for t in transposes]
+        entries = self.region_map(engine, outputs_before)
         view.commit()
         drop_value_info(view, engine.dropped_value_info)
         if not self.lift:
-            self.tidy(ctx, view, engine.cancelled_exits, transpose_outputs, rewritten)
+            self.tidy(ctx, view, engine.cancelled_exits, transpose_outputs, rewritten, entries)
+        self.attach_map(view, candidates, rewritten, entries)
+
+    def region_map(self, engine: RegionEngine, outputs_before: dict[int, list[str]]) -> list[tuple[int, dict]]:
+        """(producer id, entry) for every tensor the region changed in rank: its new name and the unit axis to undo."""
+        out = []
+        for plan in engine.plans.values():
+            old = outputs_before.get(id(plan.node), [])
+            for slot, a in plan.outs.items():
+                if slot < len(old) and old[slot] and slot < len(plan.node.output):
+                    undo = squeeze([a]) if self.lift else unsqueeze([a])
+                    out.append((id(plan.node), map_entry(old[slot], plan.node.output[slot], [undo])))
+        return out
+
+    def attach_map(self, view: GraphView, candidates: dict[int, Candidate], rewritten: dict[str, Record],
+                   entries: list[tuple[int, dict]]) -> None:
+        """Each conv's record maps its own outputs; the region's other tensors go with the body's first record."""
+        live = {o for n in view.nodes for o in n.output if o} | set(view.input_set)
+        by_node: dict[int, Record] = {id(c.node): rewritten[c.label] for c in candidates.values() if c.label in rewritten}
+        first = next(iter(rewritten.values()), None)
+        for producer, e in entries:
+            record = by_node.get(producer, first)
+            if record is None:
+                continue
+            if e["rewritten"] in live:
+                record.tensor_map.append(e)
+            else:
+                record.tensors_gone.append(e["original"])
 
     # --------------------------------------------------------- hooks
 
@@ -154,7 +193,7 @@ class RankPass(Rule):
         raise NotImplementedError
 
     def tidy(self, ctx: PassContext, view: GraphView, cancelled: list[str], transposes: list[str],
-             rewritten: dict[str, Record]) -> None:
+             rewritten: dict[str, Record], entries: list[tuple[int, dict]]) -> None:
         pass
 
     def conv_rule(self, candidates: dict[int, Candidate]):
@@ -167,6 +206,10 @@ class RankPass(Rule):
             if side != "in" or slot != DATA_INPUT:
                 return Block("convolution reached through its weight or output")
             j = a - 2
+            if lift and cand.layout == "keep":
+                return Block(KEPT)
+            if lift and cand.layout and lift_axis(cand.layout, self.source_rank) != a:
+                return Block(f"its layout {cand.layout} differs from its region's (per-region layouts)")
             if lift:
                 after = cand.attrs.with_axis(j)
             else:
@@ -191,15 +234,63 @@ class RankPass(Rule):
         return rule
 
 
+KEPT = "kept at its rank: its region's layout is keep (per-region layouts)"
+
+
+def lift_axis(layout: str, source_rank: int) -> int:
+    """The unit axis (index in the lifted form) a layout puts first (h) or last (w)."""
+    return 2 + (0 if layout == "h" else source_rank)
+
+
+def region_of(engine: RegionEngine, candidates: dict[int, Candidate]) -> dict[int, tuple[int, list[str]]]:
+    """id(conv) -> (region number, labels of its convs): the planned nodes joined by the tensors they share.
+
+    Two convs are in one region when a chain of region tensors (entries
+    included: one wrapper serves all readers) links them; regions apart can
+    take different layouts. Numbered by their first conv, in visiting order.
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for plan in engine.plans.values():
+        node = plan.node
+        names = [node.input[i] for i in plan.data] + [node.output[i] for i in plan.outs if node.output[i]]
+        names.append(f"node:{id(node)}")
+        for name in names[1:]:
+            parent[find(name)] = find(names[0])
+    groups: dict[str, list[Candidate]] = {}
+    for cand in candidates.values():
+        if id(cand.node) in engine.plans:
+            groups.setdefault(find(f"node:{id(cand.node)}"), []).append(cand)
+    out: dict[int, tuple[int, list[str]]] = {}
+    for n, members in enumerate(groups.values()):
+        labels = [c.label for c in members]
+        for c in members:
+            out[id(c.node)] = (n, labels)
+    return out
+
+
 class LiftPass(RankPass):
     lift = True
 
     def fill(self, ctx, view, engine, candidates):
-        p = 0 if ctx.options.layout == "h" else self.source_rank
-        a = 2 + p
+        chosen = ctx.options.layouts or {}
+        bad = sorted(str(v) for v in chosen.values() if v not in LAYOUT_VALUES)
+        if bad:
+            raise ConvRewriteError(f"option layouts: {bad[0]!r} is not one of {', '.join(LAYOUT_VALUES)}")
+        for cand in candidates.values():
+            cand.layout = chosen.get(f"{self.name}:{view.path}:{cand.label}", ctx.options.layout)
         reasons = {}
         for cand in candidates.values():
-            result = engine.seed(cand.node, a)
+            if cand.layout == "keep":
+                reasons[id(cand.node)] = KEPT
+                continue
+            result = engine.seed(cand.node, lift_axis(cand.layout, self.source_rank))
             if isinstance(result, (Block, Wait)):
                 reasons[id(cand.node)] = getattr(result, "reason", "input not ready")
         engine.settle()
@@ -251,21 +342,42 @@ class LowerPass(RankPass):
             return f"spatial axis {j} has size {size}, not 1"
         return f"spatial axis {j} has a size not known to be 1"
 
-    def tidy(self, ctx, view, cancelled, transposes, rewritten):
+    def tidy(self, ctx, view, cancelled, transposes, rewritten, entries):
         removed = remove_transposes(view, transposes)
         if removed:
             ctx.count("transposes_removed", removed)
         view.commit()
-        folds = fold_bias_adds(view, cancelled)
+        folds = fold_bias_adds(view, cancelled, force=bool(ctx.options.force))
         folded = sum(f.folded for f in folds)
         if folded:
             ctx.count("bias_adds_folded", folded)
+        self.map_bias_folds(folds, entries, rewritten)
+        forced = sum(f.forced for f in folds)
+        if forced:
+            ctx.count("folds_forced_past_bound", forced)
         labels = node_labels(view) if folds else {}  # convs keep their labels: none is added or removed
         for fold in folds:
             record = rewritten.get(labels.get(id(fold.conv), ""))
             if record is not None:
                 notes = [record.details["bias_add"]] if "bias_add" in record.details else []
                 record.details["bias_add"] = "; ".join(notes + [fold.note])
+
+
+    @staticmethod
+    def map_bias_folds(folds, entries: list[tuple[int, dict]], rewritten: dict[str, Record]) -> None:
+        """A folded bias Add: the tensors from the conv to it now hold the sum (gone), its output moved."""
+        for fold in folds:
+            if not fold.folded:
+                continue
+            added, carrier = fold.moved
+            hit = False
+            for producer, e in entries:
+                if e["rewritten"] == added:
+                    e["rewritten"], hit = carrier, True
+                elif e["rewritten"] in fold.changed:
+                    e["rewritten"] = None  # gone: attach_map lists it so
+            if not hit and added != carrier:
+                entries.append((id(fold.conv), map_entry(added, carrier)))
 
 
 @register

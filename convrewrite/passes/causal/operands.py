@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Sequence
-import numpy as np
 import onnx
 from onnx import NodeProto, helper
 
@@ -64,21 +63,6 @@ def pad_value(view: GraphView, pad: NodeProto):
     if value.size != 1:
         raise Refusal(f"Pad value has {value.size} elements", [pad])
     return value.reshape(-1)[0].item()  # NaN compares unequal to 0 and is reported as such
-
-
-def check_zero_point(view: GraphView, conv: NodeProto) -> None:
-    """A quantized conv pads with its input zero point: a zero Pad matches only when that is 0 (else Refusal)."""
-    name = conv.input[2] if len(conv.input) > 2 else ""
-    if not name:
-        return
-    zp = view.const_value(name)
-    if zp is None:
-        raise Refusal("x_zero_point is computed at run time, so a zero Pad may differ from the conv's own padding",
-                      [conv])
-    if np.any(zp != 0):
-        raise Refusal(
-            f"x_zero_point is {zp.reshape(-1)[0].item()}, not 0, so a zero Pad differs from the conv's own padding",
-            [conv])
 
 
 def pad_amounts(view: GraphView, pad: NodeProto, rank: int):

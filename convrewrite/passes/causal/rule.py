@@ -18,6 +18,13 @@ thing. This pass, for every convolution:
    `Concat(state, x) -> depthwise Conv -> Slice(new state)` with opset 27's
    `CausalConvWithState`.
 
+Quantized convs (`quantized.py`): ConvInteger and QLinearConv pad with their
+input zero point, so a Pad folds when its fill equals it; quantize_dynamic's
+`Pad -> DynamicQuantizeLinear -> ConvInteger` folds under `assume_finite`;
+QDQ's `Pad -> QuantizeLinear -> DequantizeLinear -> Conv` folds; a Slice after
+a ConvInteger's dequantizing `Cast -> Mul -> Add` (or a QDQ Conv's Q -> DQ)
+folds too, the tail kept.
+
 Every rewrite is exact; whatever cannot be proven so is left alone with the
 reason in its record. Every convolution gets exactly one record."""
 
@@ -30,13 +37,17 @@ from onnx import NodeProto, helper
 
 from ...conv import ConvAttrs
 from ...graph import INT64_MAX, attr, axes_back, slice_kept_range, slice_operands, walk_up
-from ...engine import Conv, NotApplicable, Option, Refusal, Rewritten, Rule, ViewRun, register
+from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Refusal, Rewritten, Rule, ViewRun, register
 from ...symbolic import (
     SYMBOLIC_DEPTH, Affine, NotAffine, output_affine, shape_symbols, static_operands, symbolic,
 )
 from .operands import (
-    MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, check_exclusive, check_zero_point, describe, fold_axis, pad_amounts,
+    MAX_WRAPPERS, STD_DOMAINS, WRAPPERS, check_exclusive, describe, fold_axis, pad_amounts,
     pad_value, set_ints, unresolvable_reason,
+)
+from .quantized import (
+    DQL_DONE, QDQ_EXACT, QUANTIZED_CONVS, dequantizing_tail, fill_reason, qdq_behind, qdq_reason, quantizer_behind,
+    quantizer_reason,
 )
 from .kinds import causal_kinds
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
@@ -53,7 +64,7 @@ class CausalPass(Rule):
     order = 10
     repeat = True
     options = (Option("causal_target", str, None, "also fold streaming Concat->Conv->Slice into this op (opset 27)",
-                      (STATE_OP,)),)
+                      (STATE_OP,)), ASSUME_FINITE)
     description = (
         "fold a zero Pad before a conv and a Slice after it (TCN chomp, trimmed ConvTranspose) into the "
         "conv's pads; make auto_pad explicit where static"
@@ -106,6 +117,7 @@ class _PadFold:
 class _SliceFold:
     slice: NodeProto
     operand_nodes: list[NodeProto]  # run-time end computation that dies with the Slice
+    tail: list[NodeProto] = field(default_factory=list)  # a ConvInteger's dequantizing ops the Slice moves above
 
 
 class _ViewFolder:
@@ -142,7 +154,9 @@ class _ViewFolder:
         self._apply(conv, before, plan)
         if plan.skipped:
             plan.details["not_done"] = list(plan.skipped)
-        return Rewritten(plan.attrs, "; ".join(plan.done), plan.details)
+        # The wrappers between a folded Pad and the conv stay, on the unpadded tensor: their outputs changed.
+        gone = [w.output[0] for fold in plan.pads for w in fold.wrappers]
+        return Rewritten(plan.attrs, "; ".join(plan.done), plan.details, tensors_gone=gone)
 
     def _sizes(self, plan: _Plan) -> list[int | None]:
         """Static spatial sizes at the conv's data input (after a planned Pad fold), None where dynamic."""
@@ -185,20 +199,32 @@ class _ViewFolder:
         view = self.view
         wrappers: list[NodeProto] = []  # every wrapper between the conv and the Pad looked at, conv side first
         name = conv.input[0]
+        quantizer: list[NodeProto] = []  # DynamicQuantizeLinear, or DequantizeLinear + QuantizeLinear, passed
         while True:
             node, layout = walk_up(view, name, MAX_WRAPPERS - len(wrappers), WRAPPERS)
             wrappers.extend(reversed(layout))
+            passed = ([node] if quantizer_behind(view, conv, node) else qdq_behind(view, conv, node)) \
+                if not quantizer else None
+            if passed:
+                behind, _ = walk_up(view, passed[-1].input[0], MAX_WRAPPERS - len(wrappers) - 1, WRAPPERS)
+                if behind is None or behind.op_type != "Pad" or behind.domain not in STD_DOMAINS:
+                    return
+                quantizer = passed
+                wrappers.extend(passed)
+                name = passed[-1].input[0]
+                continue
             if node is None or node.op_type != "Pad" or node.domain not in STD_DOMAINS:
                 return
             plan.details.setdefault("pad", []).append(self.labels.get(id(node), node.name or "Pad"))
             try:
-                self._fold_pad(conv, node, wrappers, plan)
+                self._fold_pad(conv, node, wrappers, plan, quantizer)
             except Refusal as no:
                 plan.skipped.append(no.reason)
                 return
             name = node.input[0]
 
-    def _fold_pad(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan) -> None:
+    def _fold_pad(self, conv: NodeProto, pad: NodeProto, wrappers: list[NodeProto], plan: _Plan,
+                  quantizer: list[NodeProto]) -> None:
         """Check the Pad before `conv` and fill the plan when it folds; Refusal saying why not."""
         view, attrs = self.view, plan.attrs
         if attrs.transposed:
@@ -213,11 +239,18 @@ class _ViewFolder:
         if mode != "constant":
             raise Refusal(f"Pad mode is {mode}", [pad])
         value = pad_value(view, pad)
-        if value != 0:
-            raise Refusal(f"Pad value is {value}, not 0", [pad])
-        if conv.op_type in ("QLinearConv", "ConvInteger"):
-            check_zero_point(view, conv)
-        axis_map, pad_rank = axes_back(view, wrappers, attrs.rank + 2, " between the Pad and the conv")
+        if len(quantizer) == 1:  # Pad(float) -> DynamicQuantizeLinear -> ConvInteger (see quantized.py)
+            reason = quantizer_reason(conv, quantizer[0], value, bool(self.ctx.options.assume_finite))
+        elif quantizer:  # Pad -> QuantizeLinear -> DequantizeLinear -> Conv (QDQ)
+            reason = qdq_reason(view, quantizer[0], quantizer[1], value, attrs.rank + 2)
+        elif conv.op_type in QUANTIZED_CONVS:  # a quantized conv pads with its input zero point
+            reason = fill_reason(view, conv, value)
+        else:
+            reason = f"Pad value is {value}, not 0" if value != 0 else None
+        if reason:
+            raise Refusal(reason, [pad])
+        layout = [w for w in wrappers if all(w is not q for q in quantizer)]  # elementwise: no axis moves
+        axis_map, pad_rank = axes_back(view, layout, attrs.rank + 2, " between the Pad and the conv")
         amounts = self._pad_amounts(pad, pad_rank)
         begins, ends = [0] * attrs.rank, [0] * attrs.rank
         for pad_axis, (b, e) in enumerate(amounts):
@@ -245,6 +278,13 @@ class _ViewFolder:
         # Earlier folds leave readers[0] reading this Pad's output by the time this one is applied.
         plan.pads.append(_PadFold(pad, readers[0], list(wrappers)))
         plan.done.append(f"folded Pad {plan.details['pad'][-1]} ({describe(begins, ends)}) into the pads")
+        if len(quantizer) == 1:
+            plan.done.append(DQL_DONE)
+            plan.details["finite_math"] = True
+        elif quantizer:
+            plan.details["qdq"] = QDQ_EXACT
+        elif conv.op_type in QUANTIZED_CONVS:
+            plan.details["integer"] = "exact for every input: the Pad fills with the conv's input zero point"
         plan.details.setdefault("pad_added", []).append({"begin": begins, "end": ends})
         self.ctx.count("pads_folded")
 
@@ -269,6 +309,13 @@ class _ViewFolder:
         """Fold the Slices after the conv, nearest first (chained Slices all go)."""
         view = self.view
         out = conv.output[0]
+        tail = dequantizing_tail(view, conv, plan.attrs.rank) if conv.op_type in ("ConvInteger", "Conv") else []
+        if conv.op_type == "Conv" and not any(n.op_type == "QuantizeLinear" for n in tail):
+            tail = []  # a float Conv's tail is followed only in the QDQ format
+        if tail and any(u.op_type == "Slice" for u in view.consumers_of(tail[-1].output[0])):
+            out = tail[-1].output[0]  # ConvInteger -> Cast -> Mul -> Add -> Slice: the Slice moves above them
+        else:
+            tail = []
         while True:
             users = view.consumers_of(out)
             slices = [u for u in users if u.op_type == "Slice" and u.domain in STD_DOMAINS and u.input[0] == out]
@@ -280,6 +327,9 @@ class _ViewFolder:
             except Refusal as no:
                 plan.skipped.append(no.reason)
                 return
+            if tail and len(plan.slices) == 1:
+                plan.slices[0].tail = tail
+                plan.done[-1] += f" (the Slice commutes with the {', '.join(n.op_type for n in tail)} after the conv)"
             out = plan.slices[-1].slice.output[0]
 
     def _fold_slice(self, conv: NodeProto, out: str, slices: list[NodeProto], users: list[NodeProto],
@@ -455,10 +505,14 @@ class _ViewFolder:
             self.stale_value_info.add(fold.pad.output[0])
             self.stale_value_info.update(w.output[0] for w in fold.wrappers)
             self.cleanup.maybe_dead(fold.pad.input[1:])
-        for fold in plan.slices:  # nearest first: the conv ends up writing the last Slice's output
+        writer = conv
+        for fold in plan.slices:  # nearest first: the conv (or its tail) ends up writing the last Slice's output
+            if fold.tail:
+                self.stale_value_info.update(n.output[0] for n in [conv] + fold.tail[:-1])
+                writer = fold.tail[-1]
             slc = fold.slice
-            old, new = conv.output[0], slc.output[0]
+            old, new = writer.output[0], slc.output[0]
             view.remove(slc)
-            view.set_output(conv, 0, new)
+            view.set_output(writer, 0, new)
             self.stale_value_info.add(old)
             self.cleanup.maybe_dead(slc.input[1:])

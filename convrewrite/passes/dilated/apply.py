@@ -9,11 +9,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from ...conv import ConvAttrs
+from ...conv import WEIGHT_INPUT, ConvAttrs
 from ...graph import GraphView, make_squeeze, make_unsqueeze
 from ...refusal import Refusal
 from ...symbolic import Unprovable
 from .common import FLOAT_TYPES
+from .qdq import dequantized_reason, dequantized_zero_point, weight_dequantizer
 
 if TYPE_CHECKING:
     from .chain import FoldPlan
@@ -117,16 +118,44 @@ def apply_fold(view: GraphView, conv: NodeProto, plan: FoldPlan, before: ConvAtt
 
 
 def weight_zero_point(view: GraphView, node: NodeProto, w: np.ndarray) -> np.ndarray | None:
-    """What a tap holds when it contributes nothing, broadcastable to the weight: 0, or ConvInteger's zero point
-    (scalar or one per output channel); None when that zero point is not a constant."""
-    if node.op_type != "ConvInteger":
+    """What a tap holds when it contributes nothing, broadcastable to the weight: 0, or a quantized conv's weight
+    zero point (ConvInteger's input 3, QLinearConv's input 5; scalar or one per output channel); None when that
+    zero point is not a constant."""
+    slot = ZERO_POINT_INPUT.get(node.op_type)
+    if slot is None or len(node.input) <= slot or not node.input[slot]:
         return np.zeros((1,) * w.ndim, dtype=w.dtype)
-    if len(node.input) < 4 or not node.input[3]:
-        return np.zeros((1,) * w.ndim, dtype=w.dtype)
-    zp = _weight_array(view, node.input[3])
+    zp = _weight_array(view, node.input[slot])
     if zp is None or zp.size not in (1, w.shape[0]):
         return None
     return zp.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+# The weight zero point's input of each quantized conv (integer kernels: a tap holding it contributes nothing).
+ZERO_POINT_INPUT = {"ConvInteger": 3, "QLinearConv": 5}
+
+
+def _kernel(view: GraphView, node: NodeProto, ndim: int):
+    """(kernel array, the tap value that contributes nothing, why not): a float or quantized conv's weight, or the
+    integer tensor behind a QDQ Conv's DequantizeLinear (see qdq.py)."""
+    dq = weight_dequantizer(view, node)
+    if dq is None:
+        w = _weight_array(view, node.input[WEIGHT_INPUT[node.op_type]])
+        if w is None or w.ndim != ndim:
+            return None, None, "the weight is not a constant"
+        zp = weight_zero_point(view, node, w)
+        if zp is None:
+            return None, None, "the weight's zero point is not a constant"
+        if node.op_type not in ZERO_POINT_INPUT and w.dtype.type not in FLOAT_TYPES:
+            return None, None, "the weight is not float"
+        return w, zp, None
+    w = _weight_array(view, dq.input[0])
+    if w is None or w.ndim != ndim:
+        return None, None, "the weight is not a constant"
+    reason = dequantized_reason(view, node, dq, w)
+    zp = dequantized_zero_point(view, dq, w) if reason is None else None
+    if reason is None and zp is None:
+        reason = "the weight's zero point is not a constant"
+    return (w, zp, None) if reason is None else (None, None, f"QDQ weight: {reason}")
 
 
 def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
@@ -144,7 +173,15 @@ def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
 def store_weight(view: GraphView, node: NodeProto, array: np.ndarray, dropped: set[str],
                   reshaped: dict[str, list[int]]) -> None:
     """Put the new kernel in place: in the initializer when only this node reads it, else in a copy."""
-    name = node.input[1]
+    dq = weight_dequantizer(view, node)
+    if dq is not None:  # QDQ: the integer tensor changes in place (qdq.dequantized_reason: read by the DQ alone)
+        name = dq.input[0]
+        view.initializers[name].CopyFrom(numpy_helper.from_array(array, name))
+        view.tensor_changed(name)
+        reshaped[name] = reshaped[dq.output[0]] = list(array.shape)
+        return
+    slot = WEIGHT_INPUT[node.op_type]
+    name = node.input[slot]
     t = view.initializers.get(name)
     sole = (
         t is not None
@@ -159,7 +196,7 @@ def store_weight(view: GraphView, node: NodeProto, array: np.ndarray, dropped: s
         return
     new_name = view.ctx.fresh(f"{name}_dilated")
     view.add_initializer(numpy_helper.from_array(array, new_name))
-    view.replace_input(node, 1, new_name)
+    view.replace_input(node, slot, new_name)
     producer = view.producer_of(name)
     if producer is not None and producer.op_type == "Constant" and not view.consumers_of(name) \
             and not view.is_graph_output(name):
@@ -186,11 +223,10 @@ def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> KernelChange 
     """The compact kernel of a zero-inserted one; None when there is none, Refusal when it cannot be made."""
     if all(k < 3 for k in attrs.kernel_shape):
         return None
-    w = _weight_array(view, node.input[1])
-    if w is None or w.ndim != attrs.rank + 2:
-        return None
-    zp = weight_zero_point(view, node, w)
-    if zp is None or (node.op_type != "ConvInteger" and w.dtype.type not in FLOAT_TYPES):
+    w, zp, reason = _kernel(view, node, attrs.rank + 2)
+    if w is None:
+        if reason and reason.startswith("QDQ"):
+            raise Refusal(reason, [node])
         return None
     nz = w != zp  # the taps that contribute: 0.0 in a float kernel, the zero point in an integer one
     factors = []
@@ -233,13 +269,10 @@ def expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> KernelChange:
     """The zero-inserted kernel of a dilated conv (dilations reset to 1); Refusal when it cannot be made."""
     if all(d == 1 for d in attrs.dilations):
         raise Refusal("no dilations to expand", [node])
-    w = _weight_array(view, node.input[1])
-    if w is None or w.ndim != attrs.rank + 2:
-        raise Refusal("the weight is not a constant", [node])
+    w, zp, reason = _kernel(view, node, attrs.rank + 2)
+    if w is None:
+        raise Refusal(reason, [node])
     shape = list(w.shape[:2]) + [d * (k - 1) + 1 for d, k in zip(attrs.dilations, attrs.kernel_shape)]
-    zp = weight_zero_point(view, node, w)
-    if zp is None:
-        raise Refusal("the weight's zero point is not a constant", [node])
     expanded = np.empty(shape, dtype=w.dtype)
     expanded[...] = zp  # inserted taps contribute nothing: 0.0, or an integer kernel's zero point
     index = (slice(None), slice(None)) + tuple(slice(None, None, d) for d in attrs.dilations)

@@ -110,7 +110,10 @@ multiple of d (over all other axes and channels) is the compact kernel
 largest such d (the gcd of K-1 and the non-zero tap indices) is used, so a
 second run finds nothing. Exact for finite inputs only (a removed 0.0 tap no
 longer turns an inf/NaN input into NaN), so it is done only with
-`assume_finite` (`--assume-finite`) and recorded as finite-math. SAME auto_pad is made explicit when
+`assume_finite` (`--assume-finite`) and recorded as finite-math. ConvInteger and
+QLinearConv kernels are integers: a tap contributes nothing when it holds the
+weight zero point (per tensor or per output channel), and integer arithmetic
+is exact, so their compaction and expansion are exact for every input. SAME auto_pad is made explicit when
 dilations appear (onnxruntime refuses SAME with dilations), or the kernel is
 left alone when the pads depend on a dynamic size. `expand_dilations` does
 the inverse for targets without dilation support: every dilated conv gets
@@ -125,11 +128,13 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import NodeProto
 
-from ...conv import ConvAttrs
+from ...conv import WEIGHT_INPUT, ConvAttrs
 from ...graph import INT32_MAX, GraphView
+from ...engine.tensor_map import entry as map_entry
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Refusal, Rewritten, Rule, ViewRun, register
 from ...symbolic import Unprovable, product
-from .apply import KernelChange, apply_fold, compact, expand, store_weight
+from .apply import ZERO_POINT_INPUT, KernelChange, apply_fold, compact, expand, store_weight
+from .qdq import FINITE_INPUT, finite_input, weight_dequantizer
 from .chain import FoldPlan, is_candidate, plan_fold, walk_back, walk_forward
 from .common import COUNTERS, NO_PATTERN, PASS_NAME
 
@@ -154,8 +159,8 @@ class DilatedPass(Rule):
         run.state = _BodyState()
 
     def check_conv(self, run: ViewRun, conv: Conv) -> None:
-        if conv.node.op_type not in ("Conv", "ConvTranspose", "ConvInteger"):
-            raise NotApplicable(f"{NO_PATTERN} (quantized convolutions are not handled)", with_before=False)
+        if conv.node.op_type not in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"):
+            raise NotApplicable(f"{NO_PATTERN} ({conv.node.op_type} is not handled)", with_before=False)
         ambiguous = conv.attrs.ambiguous_output_reason()
         if ambiguous:
             raise NotApplicable(ambiguous)
@@ -223,11 +228,13 @@ class DilatedPass(Rule):
             current = change.after
             run.count(change.counter)
             details["kernel"] = change.details
-            details["finite_math"] = "integer" not in change.details
+            details["finite_math"] = not ({"integer", "qdq"} & set(change.details))
             if chain_reason and chain_reason != NO_PATTERN:
                 details["space_to_batch"] = f"not folded: {chain_reason}"
         reason = FINITE_MATH_DONE if details.get("finite_math") else ""
-        return Rewritten(current, reason, details)
+        # A folded chain's output keeps its name and value (the conv now writes it, or the adapter after it).
+        tensor_map = [map_entry(plan.y, plan.y)] if plan is not None else None
+        return Rewritten(current, reason, details, tensor_map=tensor_map)
 
     def end(self, run: ViewRun) -> None:
         state, view = run.state, run.view
@@ -244,11 +251,13 @@ def _kernel_change(run: ViewRun, node: NodeProto, current: ConvAttrs) -> "Kernel
     change = (expand if run.options.expand_dilations else compact)(view, node, current)
     if change is None:
         return None
-    if view.ctx.ir_version < 4 and view.initializer(node.input[1]) is not None:
+    if view.ctx.ir_version < 4 and view.initializer(node.input[WEIGHT_INPUT[node.op_type]]) is not None:
         raise Refusal(f"{change.details['pattern'].replace('_', ' ')}, but IR version {view.ctx.ir_version} lists "
                       "weights as graph inputs: a new kernel would change the graph's inputs", [node])
-    if node.op_type == "ConvInteger":
+    if node.op_type in ZERO_POINT_INPUT:
         change.details["integer"] = "exact for every input: the taps hold the weight's zero point"
+    elif weight_dequantizer(view, node) is not None and finite_input(view, node):
+        change.details["qdq"] = FINITE_INPUT
     elif not run.options.assume_finite:
         raise Refusal(f"{change.details['pattern'].replace('_', ' ')}: {FINITE_MATH_LEFT}", [node])
     return change

@@ -29,9 +29,12 @@ import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...graph import LayoutPath, attr, set_attr, walk_down
+from ...engine.tensor_map import entry as map_entry
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Refusal, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel
+from .quantized import dequantized_weight, quantized_reason
 from .bound import ChainBound
+from .kinds import separable_kinds
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
     PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, check_pointwise,
@@ -81,13 +84,7 @@ class SeparablePass(Rule):
     kinds = ("separable-pair",)
 
     def kinds_found(self, run: ViewRun, node: NodeProto, conv: Conv | None, state):
-        """A depthwise conv and the pointwise partner this rule would pair it with (or why not)."""
-        if isinstance(state, NotApplicable) or not state.is_depthwise:
-            return ()
-        pw, why, candidate = run.state.partner(state)
-        if pw is not None:
-            return ((node, "separable-pair", ""), (pw.node, "separable-pair", ""))
-        return ((node, "separable-pair", why), (candidate, "separable-pair", why)) if candidate is not None else ()
+        return separable_kinds(run, node, state)
 
     def rewrite(self, run: ViewRun, conv: Conv, state: "ConvState") -> None:
         """Folds followers, then rewrites the pair or the conv alone; records itself (a pair is two records)."""
@@ -105,24 +102,58 @@ class _ViewRewriter:
         self.labels = run.labels
         self.dead = run.cleanup.dead
         self.stale = run.cleanup.stale
+        # Tensor map: which input tensor's value each name now holds (a folded follower's output moves onto the
+        # conv's side), the names each conv made hold something else, and the carriers each conv set.
+        self.carries: dict[str, str] = {}
+        self.gone: dict[int, list[str]] = {}
+        self.carriers: dict[int, list[str]] = {}
 
     # ---------------------------------------------------------------- records
 
     def _record(self, node: NodeProto, status: str, reason: str, before=None, after=None, details=None) -> None:
-        self.run.record(node, status, reason, before, after, details)
+        tensor_map, gone = self._tensor_map(node) if status == "rewritten" else (None, None)
+        self.run.record(node, status, reason, before, after, details, tensor_map=tensor_map, tensors_gone=gone)
+
+    def _tensor_map(self, node: NodeProto) -> tuple[list[dict], list[str]]:
+        """The conv's output (unless its value changed) and the followers' outputs it now computes."""
+        gone = self.gone.get(id(node), [])
+        names = [] if self.view.is_removed(node) or not node.output else [node.output[0]]
+        names += self.carriers.get(id(node), [])
+        out: list[dict] = []
+        for name in dict.fromkeys(names):
+            original = self.carries.get(name, name)
+            if original not in gone and self.view.producer_of(name) is not None:
+                out.append(map_entry(original, name))
+        return out, list(gone)
+
+    def _moved(self, conv: ConvState, layout: list[NodeProto], user: NodeProto, keep: str) -> None:
+        """Before a follower folds: the tensors from the conv to it will hold its value (their own is gone)."""
+        drop = user.output[0]
+        gone = self.gone.setdefault(id(conv.node), [])
+        for name in [conv.node.output[0]] + [n.output[0] for n in layout]:
+            gone.append(self.carries.pop(name, name))
+        carrier = drop if self.view.is_graph_output(drop) else keep
+        self.carries[carrier] = self.carries.pop(drop, drop)
+        self.carriers.setdefault(id(conv.node), []).append(carrier)
+
+    def _value_changed(self, conv: ConvState) -> None:
+        """The conv's output no longer holds any input tensor's value (its bias moved to its partner)."""
+        gone = self.gone.setdefault(id(conv.node), [])
+        for name in [conv.node.output[0]] + self.carriers.pop(id(conv.node), []):
+            gone.append(self.carries.pop(name, name))
 
     def _state(self, node: NodeProto) -> ConvState:
         """Another conv's state (the pointwise half of a pair); Refusal saying why it cannot be handled at all."""
-        if node.op_type not in ("Conv", "ConvTranspose"):
-            raise Refusal(f"quantized convolution ({node.op_type}): its weights are not float", [node])
+        if node.op_type not in ("Conv", "ConvTranspose") or dequantized_weight(self.view, node):
+            raise Refusal(quantized_reason(self.view, node, False), [node])  # asked for the pointwise half
         return self.state_of(read_conv(self.view, node, self.labels[id(node)]))
 
     def state_of(self, conv: Conv) -> ConvState:
         """The conv's state; NotApplicable (no attributes in the record) saying why it cannot be handled at all."""
         node = conv.node
-        if node.op_type not in ("Conv", "ConvTranspose"):
-            raise NotApplicable(f"quantized convolution ({node.op_type}): its weights are not float", [node],
-                                with_before=False)
+        if node.op_type not in ("Conv", "ConvTranspose") or dequantized_weight(self.view, node):
+            depthwise = conv.attrs.group > 1 and bool(conv.weight_shape) and conv.weight_shape[1] == 1
+            raise NotApplicable(quantized_reason(self.view, node, depthwise), [node], with_before=False)
         dims = conv.weight_shape
         if dims is None or not conv.weight_static:
             raise NotApplicable("the weight's shape is not known", [node], with_before=False)
@@ -205,6 +236,7 @@ class _ViewRewriter:
             except CannotFold as exc:
                 conv.notes.append(f"{user.op_type} {self._name(user)} kept: {exc}")
                 return
+            self._moved(conv, path.layout, user, path.name)
             self._remove_follower(user, path.name)
             what = f"{user.op_type} {self._name(user)}"
             conv.folded.append(what)
@@ -336,28 +368,23 @@ class _ViewRewriter:
     # ----------------------------------------------------------------- pairs
 
     def partner(self, conv: ConvState) -> tuple[ConvState | None, str, NodeProto | None]:
-        """Without editing: `find_pointwise` as it will run once the followers are folded (inspect), and the
-        pointwise-shaped conv it refused, if any."""
+        """Unedited: `find_pointwise` once the followers fold (inspect), and the pointwise conv it refused, if any."""
         path = self.walk(conv)
-        while path.user is not None and path.user.domain in STD_DOMAINS and path.user.output:
+        while path.user is not None and path.user.domain in STD_DOMAINS and path.user.output and path.channel_axis == 1:
             affine = self._affine(conv, path, path.user)
-            if affine is None or isinstance(affine, str) or path.channel_axis != 1:
-                break
-            path = walk_down(self.view, path.user.output[0], len(path.axes))
-            if path.layout:
+            if affine is None or isinstance(affine, str) or (
+                    path := walk_down(self.view, path.user.output[0], len(path.axes))).layout:
                 break
         try:
             return self.find_pointwise(conv, path), "", None
         except Refusal as no:
             why = no.reason
-        user = path.user
-        if user is None or user.op_type != "Conv" or user.domain not in STD_DOMAINS or user.input[0] != path.name:
-            return None, why, None
-        return None, why, user if self._is_pointwise(user) else None
+        u = path.user
+        shaped = u is not None and u.domain in STD_DOMAINS and u.input[0] == path.name and self._is_pointwise(u)
+        return None, why, u if shaped else None
 
     def find_pointwise(self, conv: ConvState, path: LayoutPath | None = None) -> ConvState:
-        """The pointwise conv reading this depthwise conv's output alone (or `path`'s end); Refusal saying why
-        there is none."""
+        """The pointwise conv reading this depthwise conv's output alone (or `path`'s end); Refusal if none."""
         path = self.walk(conv) if path is None else path
         where = "depthwise output"
         if path.layout:
@@ -391,10 +418,9 @@ class _ViewRewriter:
         if node is None or node.op_type != "Conv" or (reader is not None and node.input[0] != reader.output[0]):
             return False
         try:
-            check_pointwise(self._state(node).attrs)
+            return check_pointwise(self._state(node).attrs) is None
         except Refusal:
             return False
-        return True
 
     def rewrite_pair(self, dw: ConvState, pw: ConvState, dw_before: dict) -> None:
         pw_before = pw.attrs.to_dict()
@@ -467,6 +493,7 @@ class _ViewRewriter:
             notes.append(f"depthwise bias kept: {exc}")
             return False
         dw.b, dw.b_changed, dw.drop_bias = None, False, True
+        self._value_changed(dw)
         return True
 
     def _plan_fusion(self, dw: ConvState, pw: ConvState, bias_moved: bool, details: dict,
