@@ -56,7 +56,7 @@ MILLION = [("10^6-node chain --to-2d", "million", "to-2d")]  # with --million
 
 def build(folder: Path, layers: int, dag: int, million: bool = False) -> dict[str, Path]:
     code = (f"import sys; sys.path[:0] = [{str(ROOT / 'benchmarks')!r}, {str(ROOT / 'tests')!r}]; import onnx, bench_rank; "
-            f"from test_big_odd import wide_dag; onnx.save(bench_rank.build_chain({layers}), {str(folder / 'chain.onnx')!r}); "
+            f"from big_models import wide_dag; onnx.save(bench_rank.build_chain({layers}), {str(folder / 'chain.onnx')!r}); "
             f"onnx.save(wide_dag({dag}), {str(folder / 'dag.onnx')!r}); "
             f"onnx.save(bench_rank.build_chain(50000, channels=8), {str(folder / 'big.onnx')!r})"
             + (f"; onnx.save(bench_rank.build_chain(500000, channels=8), {str(folder / 'million.onnx')!r})"

@@ -1,6 +1,6 @@
 """Benchmark every pass on a wide residual DAG (not a chain) of 2000 and 10000 nodes: is any step quadratic?
 
-The graph is `tests/test_big_odd.py`'s `wide_dag`: 25 parallel lanes, each
+The graph is `tests/big_models.py`'s `wide_dag`: 25 parallel lanes, each
 step one of four convolution patterns (Pad -> Conv, Conv -> chomp Slice,
 depthwise + pointwise, zero-inserted kernel) and a Mean with the next lane,
 about a third of the nodes convolutions. For each pass set it times, in this
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import convrewrite  # noqa: E402
-from test_big_odd import PASS_SETS, wide_dag  # noqa: E402
+from big_models import PASS_SETS, wide_dag  # noqa: E402
 
 
 def best(fn, repeat: int) -> float:

@@ -133,7 +133,7 @@ class OcrLike(nn.Module):
     width through stride-1 convs unchanged, so the -1 output dims agree with it (a stride-2 conv
     on the width would infer 0 and full_check would refuse the -1 output dim). ReLU after the
     squeeze: with it before, to-2d then to-1d gives back Squeeze -> Relu, not the original order,
-    and tests/test_rank_models.py's round trip compares op order."""
+    and tests/passes/rank/test_rank_models.py's round trip compares op order."""
 
     def __init__(self):
         super().__init__()

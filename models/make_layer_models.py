@@ -5,7 +5,7 @@ Run from anywhere:  python models/make_layer_models.py
 layers_twin_ts13 and layers_twin_ts17 are the same network with the same
 weights, exported by the TorchScript exporter at opset 13 and at opset 17:
 two files no rewrite relates, whose intermediate tensors share names and
-shapes (tests/test_layers.py matches them by name, as Polygraphy does).
+shapes (tests/checker/test_layers.py matches them by name, as Polygraphy does).
 Writes models/NAME.onnx and models/NAME.npz (inputs and torch's outputs).
 """
 

@@ -161,7 +161,7 @@ EOF
   if [ "${CUDA_CHECK_PYTEST:-1}" != 0 ] && ! missing pytest && ! missing hypothesis; then
     echo
     echo "== checker test files with CUDA present (tests that need 'no GPU' skip themselves)"
-    $TIMEOUT "$PY" -m pytest -q -p no:cacheprovider tests/test_checker.py tests/test_cli_check.py tests/test_check_trust.py 2>&1 | tail -15
+    $TIMEOUT "$PY" -m pytest -q -p no:cacheprovider tests/checker/test_checker.py tests/cli/test_cli_check.py tests/checker/test_check_trust.py 2>&1 | tail -15
     rc=${PIPESTATUS[0]}; echo "   pytest exit $rc"; [ $rc = 0 ] || FAILS=$((FAILS + 1))
   fi
 else

@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from util import CONFORMANCE
 
 CONV_OPS = ("Conv", "ConvTranspose", "QLinearConv", "ConvInteger")
-# The ops whose node cases go through every pass (tests/test_conformance_passes.py).
+# The ops whose node cases go through every pass (tests/passes/test_conformance_passes.py).
 CONFORMANCE_OPS = CONV_OPS + ("Pad",)
 
 

@@ -55,3 +55,23 @@ def test_no_source_file_over_the_limit_without_a_reason():
     assert not over, over
     stale = [name for name in OVER_LIMIT if sizes.get(name, 0) <= MAX_LINES]
     assert not stale, f"now under the limit, drop from OVER_LIMIT: {stale}"
+
+
+TESTS = Path(__file__).resolve().parent
+# Test folders that mirror top-level modules rather than a subpackage.
+MODULE_FOLDERS = {"cli": "cli*.py", "layout": "layout_*.py and timing.py (bench)", "fuzz": "every pass at once"}
+SUPPORT = {"data", "plugins", "__pycache__"}
+
+
+def test_test_folders_mirror_the_package():
+    """tests/X/ is convrewrite/X/ (or a top-level module group); tests/passes/Y/ is convrewrite/passes/Y(.py)."""
+    strays = []
+    for folder in sorted(p for p in TESTS.iterdir() if p.is_dir() and p.name not in SUPPORT):
+        if not (PACKAGE / folder.name).is_dir() and folder.name not in MODULE_FOLDERS:
+            strays.append(folder.name)
+    for folder in sorted(p for p in (TESTS / "passes").iterdir() if p.is_dir() and p.name != "__pycache__"):
+        if not (PACKAGE / "passes" / folder.name).is_dir() and not (PACKAGE / "passes" / f"{folder.name}.py").exists():
+            strays.append(f"passes/{folder.name}")
+    assert not strays, strays
+    basenames = [p.name for p in TESTS.rglob("test_*.py")]
+    assert len(basenames) == len(set(basenames)), "test files need distinct names (pytest's default import mode)"

@@ -207,7 +207,7 @@ def serialized_chunks(model: ModelProto) -> Iterator[bytes]:
 # Private test hook, not an interface: `_CONVREWRITE_TEST_PAUSE=PHASE:SECONDS:MARKER`
 # makes a save stop at PHASE ("write": part of the temporary file written and
 # flushed; "rename": between the two renames of an external-data save),
-# create the file MARKER and sleep SECONDS there, so that tests/test_hostile.py
+# create the file MARKER and sleep SECONDS there, so that tests/model/test_hostile.py
 # can send SIGINT/SIGTERM at a known point of the save.
 _PAUSE_ENV = "_CONVREWRITE_TEST_PAUSE"
 

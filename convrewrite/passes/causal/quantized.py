@@ -4,7 +4,7 @@ A quantized conv (ConvInteger, QLinearConv) pads its input with the input
 zero point, not with 0: onnxruntime 1.31 gives the same integers for
 `ConvInteger(pads=[2, 0], x_zero_point=z)` and `Pad(value=z) -> ConvInteger`
 for z in {0, 3, 200}, and different ones for `Pad(value=0)` when z != 0
-(tests/test_causal_quantized.py runs this). So a constant Pad folds into a
+(tests/passes/causal/test_causal_quantized.py runs this). So a constant Pad folds into a
 quantized conv's pads exactly when its fill equals that zero point.
 
 ## Pad(float, 0) -> DynamicQuantizeLinear -> ConvInteger

@@ -1,6 +1,6 @@
 """An example third-party rule: drop a convolution's explicit all-zero `pads` attribute (the default).
 
-It lives outside the convrewrite package on purpose: tests/test_rule_api.py
+It lives outside the convrewrite package on purpose: tests/engine/test_rule_api.py
 registers it in-process with `convrewrite.register_rule` and, through the
 `convrewrite.rules` entry point of a tiny installed distribution, in a fresh
 CLI process. README, "Writing a rule", shows the same file.

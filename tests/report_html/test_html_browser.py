@@ -28,7 +28,7 @@ from convrewrite.report_html import region_count, write_html_report
 
 import browser
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 TCN = MODELS / "tcn_chomp_ts13.onnx"
 CHROMIUM = browser.find_chromium()
 # CI (.ci/run) installs chromium and sets this, so a missing browser fails there instead of skipping.

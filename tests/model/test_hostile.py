@@ -1,5 +1,5 @@
 """Broken and hostile inputs, and nothing lost (issue 8, items 3 and 4; issue 14 adds special files and
-external-data fields to the matrix, and tests/test_file_safety.py the rest of that issue).
+external-data fields to the matrix, and tests/model/test_file_safety.py the rest of that issue).
 
 Every bad input, for every command that reads it, gives exactly one line on
 stderr and exit code 2, writes nothing (no output, no temporary file left in

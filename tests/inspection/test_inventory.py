@@ -138,7 +138,7 @@ def test_quantized_and_grouped_kinds():
 
 def test_every_body_kind_is_listed_with_its_path_and_kinds():
     """The same five convolutions in the main graph, both If branches, a Loop body, a Scan body and a function."""
-    from test_big_odd import BODIES, nested_model
+    from big_models import BODIES, nested_model
 
     model = nested_model()
     report = inspect(model)

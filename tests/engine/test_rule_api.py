@@ -22,8 +22,8 @@ from convrewrite.cli import main
 from convrewrite.errors import ConvRewriteError
 from convrewrite.engine import fold_order, known_options, register_rule, unregister_rule
 
-PLUGINS = Path(__file__).parent / "plugins"
-ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PLUGINS))
 
 from convrewrite_example_rule import DropZeroPads  # noqa: E402

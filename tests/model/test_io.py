@@ -183,7 +183,7 @@ def test_output_folder_problems(tmp_path):
             with pytest.raises(OutputError, match="not writable"):
                 cio.save(small_model(), ro / "o.onnx")
         else:
-            # root ignores the mode bits: save from a child process that lost CAP_DAC_OVERRIDE (tests/test_hostile.py).
+            # root ignores the mode bits: save from a child process that lost CAP_DAC_OVERRIDE (tests/model/test_hostile.py).
             import subprocess
             import sys
 

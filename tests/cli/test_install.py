@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 
 from convrewrite import runtime
 
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 PLATFORMS = {
     "linux-x86_64": {"platform_system": "Linux", "platform_machine": "x86_64", "sys_platform": "linux"},
     "windows-amd64": {"platform_system": "Windows", "platform_machine": "AMD64", "sys_platform": "win32"},

@@ -234,7 +234,7 @@ def test_cuda_check_script_stops_with_one_line_without_cuda(tmp_path):
 
     if runtime.probe_provider("CUDAExecutionProvider")[0]:
         pytest.skip("CUDA runs here: the script runs its checks")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "cuda_check.sh"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "cuda_check.sh"
     proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "PYTHON": sys.executable})
     assert proc.returncode == 3, proc.stdout + proc.stderr

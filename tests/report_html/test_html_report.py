@@ -23,7 +23,7 @@ from convrewrite.report_html.regions import MAX_DRAWN
 
 from util import init, make_model, vi
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 TCN = MODELS / "tcn_chomp_ts13.onnx"
 EVIL = '<script>alert("x")</script>&"\''
 
