@@ -168,3 +168,13 @@ def assert_same_special(original: onnx.ModelProto, rewritten: onnx.ModelProto, f
         assert np.all(diff <= atol + rtol * np.abs(u[fin])), f"{name}: max abs error {diff.max():.3g}"
         special += int((~fin).sum())
     return special
+
+
+def build_model(nodes, inputs, outputs, initializers=None):
+    """make_model from (name, elem type, shape) tuples and a name -> array mapping."""
+    return make_model(
+        nodes,
+        [vi(n, s, t) for n, t, s in inputs],
+        [vi(n, s, t) for n, t, s in outputs],
+        [init(k, v) for k, v in (initializers or {}).items()],
+    )

@@ -31,24 +31,13 @@ from convrewrite.checker import (
     make_inputs,
     render_text,
 )
-from util import init, make_model, vi
 
 F = TensorProto.FLOAT
 RNG = np.random.default_rng(1234)
 W = RNG.standard_normal((4, 3, 3)).astype(np.float32)
 B = RNG.standard_normal(4).astype(np.float32)
 W_OTHER = RNG.standard_normal((4, 3, 3)).astype(np.float32)
-from util import SAMPLES  # noqa: E402  (tests/data: copied from ../shared)
-
-
-def build_model(nodes, inputs, outputs, initializers=None):
-    """tests/util.make_model from (name, elem type, shape) tuples and a name -> array mapping."""
-    return make_model(
-        nodes,
-        [vi(n, s, t) for n, t, s in inputs],
-        [vi(n, s, t) for n, t, s in outputs],
-        [init(k, v) for k, v in (initializers or {}).items()],
-    )
+from util import SAMPLES, build_model  # noqa: E402  (tests/data: copied from ../shared)
 
 
 def node(op, ins, outs, **attrs):

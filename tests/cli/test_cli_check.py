@@ -8,7 +8,6 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -19,24 +18,13 @@ from onnx import TensorProto, helper
 from convrewrite import runtime
 from convrewrite.cli_check import check_command
 from convrewrite.checker import make_inputs
-from util import init, make_model, vi
 
 F = TensorProto.FLOAT
 RNG = np.random.default_rng(99)
 W = RNG.standard_normal((4, 3, 3)).astype(np.float32)
 W2 = RNG.standard_normal((4, 3, 3)).astype(np.float32)
 B = RNG.standard_normal(4).astype(np.float32)
-from util import SAMPLES  # noqa: E402  (tests/data: copied from ../shared)
-
-
-def build_model(nodes, inputs, outputs, initializers=None):
-    """tests/util.make_model from (name, elem type, shape) tuples and a name -> array mapping."""
-    return make_model(
-        nodes,
-        [vi(n, s, t) for n, t, s in inputs],
-        [vi(n, s, t) for n, t, s in outputs],
-        [init(k, v) for k, v in (initializers or {}).items()],
-    )
+from util import SAMPLES, build_model  # noqa: E402  (tests/data: copied from ../shared)
 
 
 def conv1d(w=W, b=B, pads=(1, 1), shape=(1, 3, 16)):
