@@ -226,7 +226,12 @@ def _test_pause(phase: str, fh=None) -> None:
     if fh is not None:
         fh.flush()
     Path(marker).touch()
-    time.sleep(pause)
+    # Short sleeps, as a real write runs bytecode between chunks: a signal that the kernel hands to
+    # another thread (BLAS, onnxruntime) does not interrupt the main thread's sleep, and Python runs
+    # its handler only when the main thread next runs bytecode.
+    deadline = time.monotonic() + pause
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
