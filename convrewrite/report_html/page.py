@@ -141,20 +141,28 @@ def _outputs_html(check: dict[str, Any]) -> str:
             + (f'<div class="charts">{"".join(charts)}</div>' if charts else ""))
 
 
-def locate(regions: list[Region], original: Any, candidate: Any) -> int | None:
-    """The main-graph region whose drawing holds the node making `original` (before) or `candidate` (after):
-    one where that node changed if there is one, else one where it is an unchanged neighbour."""
-    near = None
+def tensor_regions(regions: list[Region]) -> dict[tuple[str, Any, bool], int]:
+    """("before", original tensor, halo) / ("after", candidate tensor, halo) -> the first main-graph region whose
+    drawing holds the node making it, as a changed node (halo False) or as an unchanged neighbour (halo True)."""
+    found: dict[tuple[str, Any, bool], int] = {}
     for region in regions:
         if region.graph != "main":
             continue  # layer pairs name main-graph tensors
-        for side, name in ((region.before, original), (region.after, candidate)):
+        for label, side in (("before", region.before), ("after", region.after)):
             for node in side.nodes:
-                if name in node.outputs:
-                    if node.status != "halo":
-                        return region.index
-                    near = near or region.index
-    return near
+                for t in node.outputs:
+                    found.setdefault((label, t, node.status == "halo"), region.index)
+    return found
+
+
+def locate(found: dict[tuple[str, Any, bool], int], original: Any, candidate: Any) -> int | None:
+    """The region a layer pair is drawn in (`found` from tensor_regions): where a changed node makes either of
+    its tensors, else where an unchanged neighbour does."""
+    for halo in (False, True):
+        for key in (("before", original, halo), ("after", candidate, halo)):
+            if isinstance(key[1], str) and key in found:
+                return found[key]
+    return None
 
 
 def _layers_html(layers: dict[str, Any], regions: list[Region]) -> str:
@@ -162,6 +170,7 @@ def _layers_html(layers: dict[str, Any], regions: list[Region]) -> str:
     first = layers.get("first_divergent")
     head = ["#", "original", "candidate", "view", "shape", "dtype", "max abs", "max rel", "share beyond", "atol", "rtol",
             "diverges", "region"]
+    found = tensor_regions(regions)
     rows = []
     for i, p in enumerate(pairs, start=1):
         cells = [(i, i), (p.get("original"), p.get("original")), (p.get("candidate"), p.get("candidate")),
@@ -169,12 +178,12 @@ def _layers_html(layers: dict[str, Any], regions: list[Region]) -> str:
                  (_fmt(p.get("max_abs")), number(p.get("max_abs"))), (_fmt(p.get("max_rel")), number(p.get("max_rel"))),
                  (_fmt(p.get("beyond")), number(p.get("beyond"))), (_fmt(p.get("atol")), number(p.get("atol"))),
                  (_fmt(p.get("rtol")), number(p.get("rtol"))), ("yes" if p.get("diverges") else "no", int(bool(p.get("diverges"))))]
-        region = locate(regions, p.get("original"), p.get("candidate"))
+        region = locate(found, p.get("original"), p.get("candidate"))
         link = (f'<td data-value="{region}"><a href="#region-{region}">{region}</a></td>' if region
                 else '<td data-value="0">-</td>')
         rows.append(f'<tr class="{"diverges" if p.get("diverges") else ""}">'
                     + "".join(f'<td data-value="{esc(v)}">{esc(t)}</td>' for t, v in cells) + link + "</tr>")
-    where = locate(regions, first.get("original"), first.get("candidate")) if isinstance(first, dict) else None
+    where = locate(found, first.get("original"), first.get("candidate")) if isinstance(first, dict) else None
     named = (f'<p class="verdict bad">first divergent layer: {esc(first.get("original"))} '
              f'(candidate {esc(first.get("candidate"))})'
              + (f', drawn in <a href="#region-{where}">region {where}</a>' if where else "") + "</p>"
@@ -205,7 +214,8 @@ def html_report(
     report = _as_check(check)
     regions: list[Region] = (find_regions(original, rewritten, recs)
                              if original is not None and rewritten is not None else [])
-    region_of = {r.get("key", ""): reg.index for reg in regions for r in reg.records}
+    drawn = regions[:MAX_REGIONS]  # links go only to regions the page draws
+    region_of = {r.get("key", ""): reg.index for reg in drawn for r in reg.records}
     body: list[str] = [f"<h1>{esc(title)}</h1>"]
     if report is not None:
         good = "good" if report.get("ok") else "bad"
@@ -234,7 +244,7 @@ def html_report(
     if report is not None:
         body.append(f'<section id="outputs"><h2>Outputs</h2>{_outputs_html(report)}</section>')
         if report.get("layers"):
-            body.append(f'<section id="layers"><h2>Layer by layer</h2>{_layers_html(report["layers"], regions)}'
+            body.append(f'<section id="layers"><h2>Layer by layer</h2>{_layers_html(report["layers"], drawn)}'
                         "</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
