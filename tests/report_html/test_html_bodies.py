@@ -205,3 +205,16 @@ def test_no_mark_without_a_divergent_layer():
     body = page.split("</style>")[1]
     assert report.ok and "first-divergent" not in body and "▲" not in body
     assert '<a href="#region-1">1</a>' in page.split('<table class="sortable layers">')[1]
+
+
+def test_a_hostile_body_path_is_escaped():
+    """A body's path holds its owner's name: a markup name stays text in the title and the data attribute."""
+    evil = '<script>alert("x")</script>&"\''
+    original = nested_model()
+    next(n for n in original.graph.node if n.op_type == "If").name = evil
+    result = convrewrite.rewrite(original, ["causal"])
+    assert any(r.to_dict()["graph"] == f"main/{evil}/then_branch" for r in result.records)
+    page = html_report(original, result.model, records=result)
+    assert page.count("<script") == 1 and 'alert("x")' not in page
+    assert 'data-graph="main/&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&quot;&#x27;/then_branch"' in page
+    assert {g.graph for g in find_regions(original, result.model)} >= {f"main/{evil}/then_branch"}
