@@ -88,7 +88,8 @@ def _records_table(records: list[dict[str, Any]], region_of: dict[str, int]) -> 
     return "".join(rows)
 
 
-def _region_html(region: Region) -> str:
+def _region_html(region: Region, first: dict[str, Any] | None = None) -> str:
+    """One region's section; `first` (the first divergent layer pair) is marked where this region makes it."""
     counts = ", ".join(f"{v} {k}" for k, v in sorted(region.counts.items()))
     rewritten = [r for r in region.records if r.get("status") == "rewritten"]
     tied = "".join(f"<li>{esc(r.get('pass'))} {esc(r.get('node'))}"
@@ -96,12 +97,23 @@ def _region_html(region: Region) -> str:
     others = len(region.records) - len(rewritten)
     if others:
         tied += f'<li class="note">and {others} record{"s" if others != 1 else ""} that left a node of it alone</li>'
-    return (f'<section class="region" id="region-{region.index}" data-region="{region.index}">'
-            f"<h3>Region {region.index}: {esc(counts or 'no node changed')}</h3>"
+    where = f" in {esc(region.graph)}" if region.graph != "main" else ""
+    before_mark = after_mark = None
+    if first and region.graph == "main":
+        before_mark, after_mark = first.get("original"), first.get("candidate")
+    marked = any(m in n.outputs for side, m in ((region.before, before_mark), (region.after, after_mark))
+                 for n in side.nodes if m)
+    flag = (f'<p class="verdict bad first-divergent-note">the first divergent layer, {esc(before_mark)} '
+            f'(candidate {esc(after_mark)}), is made here: its node is marked below</p>' if marked else "")
+    return (f'<section class="region" id="region-{region.index}" data-region="{region.index}" '
+            f'data-graph="{esc(region.graph)}">'
+            f"<h3>Region {region.index}{where}: {esc(counts or 'no node changed')}</h3>"
             + (f'<ul class="tied">{tied}</ul>' if tied else '<p class="note">no record names a node of this region</p>')
-            + '<div class="pair">'
-            + f'<figure><figcaption>before (original)</figcaption>{side_svg(region.before, region.index, "before")}</figure>'
-            + f'<figure><figcaption>after (rewritten)</figcaption>{side_svg(region.after, region.index, "after")}</figure>'
+            + flag + '<div class="pair">'
+            + f'<figure><figcaption>before (original)</figcaption>'
+            f'{side_svg(region.before, region.index, "before", before_mark)}</figure>'
+            + f'<figure><figcaption>after (rewritten)</figcaption>'
+            f'{side_svg(region.after, region.index, "after", after_mark)}</figure>'
             + "</div></section>")
 
 
@@ -129,11 +141,36 @@ def _outputs_html(check: dict[str, Any]) -> str:
             + (f'<div class="charts">{"".join(charts)}</div>' if charts else ""))
 
 
-def _layers_html(layers: dict[str, Any]) -> str:
+def tensor_regions(regions: list[Region]) -> dict[tuple[str, Any, bool], int]:
+    """("before", original tensor, halo) / ("after", candidate tensor, halo) -> the first main-graph region whose
+    drawing holds the node making it, as a changed node (halo False) or as an unchanged neighbour (halo True)."""
+    found: dict[tuple[str, Any, bool], int] = {}
+    for region in regions:
+        if region.graph != "main":
+            continue  # layer pairs name main-graph tensors
+        for label, side in (("before", region.before), ("after", region.after)):
+            for node in side.nodes:
+                for t in node.outputs:
+                    found.setdefault((label, t, node.status == "halo"), region.index)
+    return found
+
+
+def locate(found: dict[tuple[str, Any, bool], int], original: Any, candidate: Any) -> int | None:
+    """The region a layer pair is drawn in (`found` from tensor_regions): where a changed node makes either of
+    its tensors, else where an unchanged neighbour does."""
+    for halo in (False, True):
+        for key in (("before", original, halo), ("after", candidate, halo)):
+            if isinstance(key[1], str) and key in found:
+                return found[key]
+    return None
+
+
+def _layers_html(layers: dict[str, Any], regions: list[Region]) -> str:
     pairs = list(layers.get("pairs") or [])
     first = layers.get("first_divergent")
     head = ["#", "original", "candidate", "view", "shape", "dtype", "max abs", "max rel", "share beyond", "atol", "rtol",
-            "diverges"]
+            "diverges", "region"]
+    found = tensor_regions(regions)
     rows = []
     for i, p in enumerate(pairs, start=1):
         cells = [(i, i), (p.get("original"), p.get("original")), (p.get("candidate"), p.get("candidate")),
@@ -141,11 +178,16 @@ def _layers_html(layers: dict[str, Any]) -> str:
                  (_fmt(p.get("max_abs")), number(p.get("max_abs"))), (_fmt(p.get("max_rel")), number(p.get("max_rel"))),
                  (_fmt(p.get("beyond")), number(p.get("beyond"))), (_fmt(p.get("atol")), number(p.get("atol"))),
                  (_fmt(p.get("rtol")), number(p.get("rtol"))), ("yes" if p.get("diverges") else "no", int(bool(p.get("diverges"))))]
+        region = locate(found, p.get("original"), p.get("candidate"))
+        link = (f'<td data-value="{region}"><a href="#region-{region}">{region}</a></td>' if region
+                else '<td data-value="0">-</td>')
         rows.append(f'<tr class="{"diverges" if p.get("diverges") else ""}">'
-                    + "".join(f'<td data-value="{esc(v)}">{esc(t)}</td>' for t, v in cells) + "</tr>")
+                    + "".join(f'<td data-value="{esc(v)}">{esc(t)}</td>' for t, v in cells) + link + "</tr>")
+    where = locate(found, first.get("original"), first.get("candidate")) if isinstance(first, dict) else None
     named = (f'<p class="verdict bad">first divergent layer: {esc(first.get("original"))} '
-             f'(candidate {esc(first.get("candidate"))})</p>' if isinstance(first, dict)
-             else '<p class="verdict good">no layer diverges</p>')
+             f'(candidate {esc(first.get("candidate"))})'
+             + (f', drawn in <a href="#region-{where}">region {where}</a>' if where else "") + "</p>"
+             if isinstance(first, dict) else '<p class="verdict good">no layer diverges</p>')
     meta = f'<p class="note">mode {esc(layers.get("mode", "-"))}, trial {esc(layers.get("trial", "-"))}</p>'
     return (named + meta + layer_curve_svg(layers) + '<table class="sortable layers"><thead><tr>'
             + "".join(f'<th scope="col">{h}</th>' for h in head) + "</tr></thead><tbody>" + "".join(rows)
@@ -172,7 +214,8 @@ def html_report(
     report = _as_check(check)
     regions: list[Region] = (find_regions(original, rewritten, recs)
                              if original is not None and rewritten is not None else [])
-    region_of = {r.get("key", ""): reg.index for reg in regions for r in reg.records}
+    drawn = regions[:MAX_REGIONS]  # links go only to regions the page draws
+    region_of = {r.get("key", ""): reg.index for reg in drawn for r in reg.records}
     body: list[str] = [f"<h1>{esc(title)}</h1>"]
     if report is not None:
         good = "good" if report.get("ok") else "bad"
@@ -192,14 +235,17 @@ def html_report(
     if not regions:
         body.append('<p class="note">' + ("the two graphs are the same" if original is not None and rewritten is not None
                                            else "no second model to compare with") + "</p>")
-    body.extend(_region_html(r) for r in regions[:MAX_REGIONS])
+    layers = (report or {}).get("layers") or {}
+    first = layers.get("first_divergent") if isinstance(layers, dict) else None
+    body.extend(_region_html(r, first if isinstance(first, dict) else None) for r in regions[:MAX_REGIONS])
     if len(regions) > MAX_REGIONS:
         body.append(f'<p class="note">{len(regions) - MAX_REGIONS} more regions not drawn</p>')
     body.append("</section>")
     if report is not None:
         body.append(f'<section id="outputs"><h2>Outputs</h2>{_outputs_html(report)}</section>')
         if report.get("layers"):
-            body.append(f'<section id="layers"><h2>Layer by layer</h2>{_layers_html(report["layers"])}</section>')
+            body.append(f'<section id="layers"><h2>Layer by layer</h2>{_layers_html(report["layers"], drawn)}'
+                        "</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

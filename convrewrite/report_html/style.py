@@ -37,6 +37,7 @@ svg text.count,svg text.bin,svg text.tick{font-size:10px;fill:#475467}svg text.c
 .curve{fill:none;stroke:#175cd3;stroke-width:1.8}.point{fill:#175cd3}.point.diverges{fill:#d92d20}
 .point.first{stroke:#1d2330;stroke-width:2}.first-mark{stroke:#d92d20;stroke-width:1}
 svg text.first-label{fill:#d92d20;font-weight:700}
+.node.first-divergent rect{stroke:#d92d20;stroke-width:3.5}svg text.first{fill:#d92d20;font-weight:700}
 """
 
 # Sorting only: every row is in the HTML already. Marks <html data-js="ready"> when done (tests read it).

@@ -5,15 +5,19 @@ on (tests/browser.py drives it over the DevTools pipe), and every page must
   exceptions and error/warning log entries are all collected);
 - request nothing but itself (the page is self-contained);
 - show every region drawing (two SVGs per region, counted in the rendered
-  DOM) and a histogram per compared output, with and without JavaScript;
+  DOM) and a histogram per compared output, with and without JavaScript,
+  including the regions inside If/Loop/Scan bodies and a model-local
+  function (tests/big_models.py's nested model: every rewritten conv's box
+  is in an after drawing of its body);
 - run its script only when JavaScript is on (the sort works then);
 - give a screenshot of the asked size that is not blank.
 """
 
 from __future__ import annotations
 
-import re
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +31,7 @@ from convrewrite.checker.histogram import error_histogram
 from convrewrite.report_html import region_count, write_html_report
 
 import browser
+from big_models import BODIES, nested_model
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 TCN = MODELS / "tcn_chomp_ts13.onnx"
@@ -67,6 +72,14 @@ def _pages(tmp: Path) -> list[tuple[Path, int, int]]:
     api_page = tmp / "api.html"
     write_html_report(str(api_page), hostile, result.model, records=result, check=check, summary="causal only")
     pages.append((api_page, region_count(hostile, result.model), 2))
+
+    nested, nested_page = tmp / "nested.onnx", tmp / "nested.html"
+    onnx.save(nested_model(), str(nested))
+    done = subprocess.run([sys.executable, "-m", "convrewrite", "rewrite", str(nested), str(tmp / "n.onnx"), "--fold",
+                           "all", "--to-2d", "--check", "--html", str(nested_page), "--report",
+                           str(tmp / "nested.json"), "-q"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    pages.append((nested_page, region_count(onnx.load(str(nested)), onnx.load(str(tmp / "n.onnx"))), 1))
     return pages
 
 
@@ -109,6 +122,18 @@ def test_pages_load_cleanly_and_show_every_drawing(pages, tmp_path: Path, javasc
         shot.write_bytes(load.screenshot)
     api = next(p for p, _, _ in pages if p.name == "api.html")
     assert 'data-pairs="4"' in browser.load_page(api, javascript, 800, 600, CHROMIUM).html
+    # The nested model: every body has its regions, and every rewritten conv's box is in an after drawing of its body.
+    nested = next(p for p, _, _ in pages if p.name == "nested.html")
+    dom = browser.load_page(nested, javascript, 800, 600, CHROMIUM).html
+    sections = re.findall(r'<section class="region" id="region-\d+" data-region="\d+" data-graph="([^"]+)">(.*?)</section>',
+                          dom, re.S)
+    assert {graph for graph, _ in sections} == set(BODIES)
+    records = json.loads((nested.parent / "nested.json").read_text())["records"]
+    convs = [r for r in records if r["status"] == "rewritten" and r["op_type"] == "Conv"]
+    assert {r["graph"] for r in convs} == set(BODIES)
+    for r in convs:
+        afters = [html.split('data-side="after"', 1)[1] for graph, html in sections if graph == r["graph"]]
+        assert any(f'data-node="{r["node"]}"' in a for a in afters), r["key"]
 
 
 def test_the_checker_flags_a_page_that_errs(tmp_path: Path):
