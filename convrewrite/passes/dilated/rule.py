@@ -192,10 +192,11 @@ class DilatedPass(Rule):
         view, node = run.view, conv.node
         plan, chain_reason = None, None
         if node.op_type == "Conv":
-            (back, back_stop), (forward, forward_stop) = walk_back(view, node), walk_forward(view, node)
-            if is_candidate(back, forward):
+            back, forward = walk_back(view, node), walk_forward(view, node)
+            back_stop, forward_stop = back.stop, forward.stop
+            if is_candidate(back.nodes, forward.nodes):
                 try:
-                    plan = plan_fold(view, node, back, forward, run.state.derived)
+                    plan = plan_fold(view, node, back.nodes, forward.nodes, run.state.derived)
                 except Unprovable as no:
                     chain_reason = no.reason
                 stop = back_stop or forward_stop
