@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field, replace
-import onnx
+from dataclasses import dataclass, field
 from onnx import NodeProto
 
-from ...graph import GraphView
+from ...graph import GraphView, walk_up
 from ...refusal import Refusal
 from ...symbolic import SHAPE_READERS, Domain, NeedPeriod, Sym, Unprovable
 from .common import (
@@ -34,27 +33,18 @@ class ChainSide:
 
 
 def walk_back(view: GraphView, conv: NodeProto) -> ChainSide:
-    """The layout ops feeding the conv, in graph order (each output read by the next one only)."""
-    nodes: list[NodeProto] = []
-    name = conv.input[0]
+    """The layout ops feeding the conv, in graph order (each output read by the next one only; Shape/Size
+    readers do not count: they die with the chain). graph/layout's `walk_up`, then why it stopped."""
+    node, nodes = walk_up(view, conv.input[0], MAX_CHAIN, BEFORE_CONV_OPS, reader=conv, ignored=SHAPE_READERS)
     stop = None
-    while len(nodes) < MAX_CHAIN:
-        node = view.producer_of(name)
-        if node is None:
-            break
+    if node is not None and len(nodes) < MAX_CHAIN:  # stopped before the limit: at another op, or a shared tensor
         if node.op_type not in BEFORE_CONV_OPS or node.domain not in ("", "ai.onnx"):
             stop = f"{node.op_type} {node.name} sits between the lowering and the conv (only layout ops may)"
-            break
-        try:
-            check_unshared(view, name)
-        except Refusal as no:
-            stop = no.reason
-            break
-        if not node.input:
-            break
-        nodes.append(node)
-        name = node.input[0]
-    nodes.reverse()
+        else:
+            try:
+                check_unshared(view, nodes[0].input[0] if nodes else conv.input[0])
+            except Refusal as no:
+                stop = no.reason
     for i, node in enumerate(nodes):  # start at the first Pad, else the first blocking op
         if node.op_type == "Pad":
             return ChainSide(nodes[i:], stop)
@@ -65,7 +55,12 @@ def walk_back(view: GraphView, conv: NodeProto) -> ChainSide:
 
 
 def walk_forward(view: GraphView, conv: NodeProto) -> ChainSide:
-    """The layout ops (and per-channel constant Adds) reading the conv's output, in graph order."""
+    """The layout ops (and per-channel constant Adds) reading the conv's output, in graph order.
+
+    Not graph/layout's `walk_down`: that one tracks axis positions, which a Reshape, DepthToSpace or Slice
+    here does not keep (the fold tracks factors instead, trace.py), passes an elementwise op reading the
+    tensor as any input where a bias Add here needs a constant other operand, and counts Shape/Size readers.
+    """
     nodes: list[NodeProto] = []
     name = conv.output[0]
     while len(nodes) < MAX_CHAIN:
