@@ -165,6 +165,8 @@ class DilatedPass(Rule):
         if conv is None or node.op_type not in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv") \
                 or run.options.expand_dilations:
             return ()
+        if isinstance(match, NotApplicable) and match.reason == NO_PATTERN:
+            return ()  # the match asked `compact` already: no zero-inserted kernel there
         try:
             if compact(run.view, node, conv.attrs) is None:
                 return ()
