@@ -17,6 +17,7 @@ import onnx
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from .attrs import attr
+from .ops import squeeze_array, unsqueeze_array
 
 if TYPE_CHECKING:
     from .core import GraphView
@@ -146,16 +147,9 @@ def _eval_unsqueeze_squeeze(view, node, args):
     axes = attr(node, "axes") if view.opset < 13 else (
         [int(v) for v in args[1].reshape(-1)] if len(args) > 1 and args[1] is not None else None
     )
-    a = args[0]
     if node.op_type == "Unsqueeze":
-        out_rank = a.ndim + len(axes)
-        axes = sorted(x + out_rank if x < 0 else x for x in axes)
-        for x in axes:
-            a = np.expand_dims(a, x)
-        return [a]
-    if axes is None:
-        return [np.squeeze(a)]
-    return [np.squeeze(a, axis=tuple(x + a.ndim if x < 0 else x for x in axes))]
+        return [unsqueeze_array(args[0], axes)]
+    return [squeeze_array(args[0], axes)]
 
 
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Max": np.maximum,

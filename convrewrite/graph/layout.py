@@ -101,23 +101,36 @@ def walk_down(view: GraphView, name: str, rank: int, limit: int = MAX_LAYOUT_OPS
 
 
 def walk_up(view: GraphView, name: str, limit: int = MAX_LAYOUT_OPS, ops: tuple[str, ...] | frozenset[str] = LAYOUT_OPS,
-            reader: NodeProto | None = None) -> tuple[NodeProto | None, list[NodeProto]]:
+            reader: NodeProto | None = None, ignored: tuple[str, ...] | frozenset[str] | set[str] = ()
+            ) -> tuple[NodeProto | None, list[NodeProto]]:
     """The first producer behind `name` that is not one of `ops` (or the one where `limit` ops were passed),
     and the ops from it to `name`, in data order.
 
     `reader` (the node reading `name`): pass an op only while its output is read by the next node on the walk
-    alone (and is not a graph output); the first op that is shared is returned, not passed.
+    alone (and is not a graph output); the first op that is shared is returned, not passed. `ignored`: readers
+    of these op types do not count as sharing (Shape/Size readers that go with the walked ops).
     """
     layout: list[NodeProto] = []
     node = view.producer_of(name)
     while node is not None and node.op_type in ops and node.domain in STD_DOMAINS and len(layout) < limit:
         if reader is not None:
-            if view.sole_consumer(name) is not reader:
+            if not read_by(view, name, reader, ignored):
                 break
             reader, name = node, (node.input[0] if node.input else "")
         layout.append(node)
         node = view.producer_of(node.input[0]) if node.input else None
     return node, layout[::-1]
+
+
+def read_by(view: GraphView, name: str, reader: NodeProto, ignored: tuple[str, ...] | frozenset[str] | set[str] = ()
+            ) -> bool:
+    """Whether `reader` alone reads `name` (not a graph output); readers of `ignored` op types do not count."""
+    if not ignored:
+        return view.sole_consumer(name) is reader
+    if view.is_graph_output(name):
+        return False
+    users = [u for u in view.consumers_of(name) if u.op_type not in ignored]
+    return len(users) == 1 and users[0] is reader
 
 
 def axes_back(view: GraphView, nodes: list[NodeProto], rank: int, where: str = ""):

@@ -23,6 +23,22 @@ def unsqueeze_axes(view: GraphView, node: NodeProto) -> list[int] | None:
     return view.const_ints(node.input[1])
 
 
+def squeeze_array(a: np.ndarray, axes: Sequence[int] | None) -> np.ndarray:
+    """Squeeze on an array (numbers, or symbolic objects): `axes` may be negative; None drops every unit axis.
+
+    Why here: the constant folder, both symbolic evaluators and the Keras kernel trace apply it alike.
+    """
+    return np.squeeze(a) if axes is None else np.squeeze(a, axis=tuple(x + a.ndim if x < 0 else x for x in axes))
+
+
+def unsqueeze_array(a: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+    """Unsqueeze on an array: `axes` (may be negative) index the output, so they are placed in ascending order."""
+    rank = a.ndim + len(axes)
+    for x in sorted(x + rank if x < 0 else x for x in axes):
+        a = np.expand_dims(a, x)
+    return a
+
+
 def make_unsqueeze(view: GraphView, data: str, output: str, axes: Sequence[int], name: str) -> NodeProto:
     """An Unsqueeze in the form of the graph's opset (axes attribute before 13, input from 13)."""
     return _make_axes_node(view, "Unsqueeze", data, output, axes, name)

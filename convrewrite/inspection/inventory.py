@@ -4,9 +4,10 @@ Walks the main graph, every If/Loop/Scan body and every model-local function.
 Each convolution gets its attributes normalized by ConvAttrs (defaults filled,
 pads explicit where auto_pad can be resolved) and a list of `kinds` that says
 which rewrites could apply to it. The kinds of a rule's pattern (causal,
-pad-fed, sliced, separable-pair) come from that rule's own `match` (a dry run
-of the driver: nothing rewritten), with the reason where the rule found the
-pattern but refuses it; the structural ones are attribute reads.
+pad-fed, sliced, separable-pair, unit-axis, wrapped-1d, zero-inserted) come
+from that rule's own `match` and proofs (a dry run of the driver: nothing
+rewritten), with the reason where the rule found the pattern but refuses it;
+the structural ones are attribute reads.
 """
 
 from __future__ import annotations
@@ -19,22 +20,15 @@ import onnx
 from ..conv import CONV_OPS, ConvAttrError, ConvAttrs
 from ..engine import PassContext, PassOptions, rule, rule_kinds, weight_of
 from ..errors import ModelInvalidError
-from ..graph import GraphView, attr, iter_views, node_labels, unsqueeze_axes, walk_down, walk_up
+from ..graph import GraphView, iter_views, node_labels
 from .ports import ports
 from .ports import render as render_ports
 from .verdicts import rule_order
 
 STRUCTURAL = ("depthwise", "pointwise", "grouped", "dilated", "strided", "transposed", "quantized")
-RULE_KINDS = ("causal", "pad-fed", "sliced", "separable-pair")  # declared by the rules (`Rule.kinds`)
-KINDS = STRUCTURAL + RULE_KINDS + ("unit-axis", "wrapped-1d")
-
-# Ops that move data without changing which values sit on the conv's axes (walked past to the wrapper's
-# Unsqueeze and Squeeze; a conv feeding or reading this one inside the same wrapper too).
-_PASS_THROUGH_UNARY = ("Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Elu", "Selu", "Gelu", "HardSigmoid",
-                       "Softplus", "Neg", "Abs")
-_KEEPS_LAYOUT_UP = _PASS_THROUGH_UNARY + ("Conv",)
-_KEEPS_LAYOUT_DOWN = frozenset(_PASS_THROUGH_UNARY + ("Conv", "Add", "Mul", "BatchNormalization"))
-WRAPPER_WALK = 5
+# Declared by the rules (`Rule.kinds`), found by their own match: causal, separable, to-1d/3d-to-2d, dilated.
+RULE_KINDS = ("causal", "pad-fed", "sliced", "separable-pair", "unit-axis", "wrapped-1d", "zero-inserted")
+KINDS = STRUCTURAL + RULE_KINDS
 
 Found = dict[tuple[str, str], dict[str, str]]
 
@@ -131,15 +125,14 @@ def describe(view: GraphView, node: onnx.NodeProto, label: str, found: dict[str,
     }
     entry["pads"] = list(explicit.pads) if explicit.auto_pad == "NOTSET" else None
     found = found or {}
-    entry["kinds"] = classify(view, node, attrs, cin, spatial, found)
+    entry["kinds"] = classify(view, node, attrs, cin, found)
     refused = {k: found[k] for k in entry["kinds"] if found.get(k)}
     if refused:
         entry["refused"] = refused
     return entry
 
 
-def classify(view: GraphView, node: onnx.NodeProto, attrs: ConvAttrs, cin: int | None, spatial: list | None,
-             found: dict[str, str]) -> list[str]:
+def classify(view: GraphView, node: onnx.NodeProto, attrs: ConvAttrs, cin: int | None, found: dict[str, str]) -> list[str]:
     """Structural kinds from the attributes, the rules' kinds from `found`, in KINDS order (plugins' after)."""
     kinds: set[str] = set(found)
     depthwise = cin is not None and attrs.group > 1 and attrs.group == cin
@@ -157,11 +150,6 @@ def classify(view: GraphView, node: onnx.NodeProto, attrs: ConvAttrs, cin: int |
         kinds.add("transposed")
     if node.op_type in ("QLinearConv", "ConvInteger") or _dequantized_weight(view, node):
         kinds.add("quantized")
-    if attrs.rank >= 2 and spatial is not None and any(d == 1 for d in spatial):
-        kinds.add("unit-axis")
-    if attrs.rank >= 2 and wrapped_axis(view, node, attrs.rank) is not None:
-        kinds.add("wrapped-1d")
-        kinds.add("unit-axis")  # the Unsqueeze made that axis: size 1 even where inference lost the shape
     return [k for k in KINDS if k in kinds] + sorted(kinds.difference(KINDS))
 
 
@@ -181,40 +169,6 @@ def _dequantized_weight(view: GraphView, node: onnx.NodeProto) -> bool:
         return False
     producer = view.producer_of(node.input[1])
     return producer is not None and producer.op_type == "DequantizeLinear"
-
-
-def wrapped_axis(view: GraphView, node: onnx.NodeProto, rank: int) -> int | None:
-    """The conv's spatial axis that an Unsqueeze creates and a Squeeze removes (tf2onnx's Conv1D form).
-
-    Both walks are graph/layout's: up through Transposes and ops that keep the layout to the Unsqueeze, down
-    likewise to the Squeeze, at most 5 ops between each and the conv.
-    """
-    tensor_rank = rank + 2
-    unsqueeze, passed = walk_up(view, node.input[0], WRAPPER_WALK, ("Transpose",) + _KEEPS_LAYOUT_UP)
-    if unsqueeze is None or unsqueeze.op_type != "Unsqueeze":
-        return None
-    position = list(range(tensor_rank))  # conv axis i holds the tensor axis position[i] of the current tensor
-    for t in reversed(passed):  # from the conv back to the Unsqueeze
-        if t.op_type == "Transpose":
-            perm = attr(t, "perm") or list(reversed(range(tensor_rank)))
-            position = [perm[p] for p in position]
-    axes = unsqueeze_axes(view, unsqueeze)
-    if axes is None or len(axes) != 1:
-        return None
-    a = axes[0] + tensor_rank if axes[0] < 0 else axes[0]
-    if a not in position or position.index(a) < 2:
-        return None
-    inserted = position.index(a)
-    path = walk_down(view, node.output[0], tensor_rank, WRAPPER_WALK, keep=_KEEPS_LAYOUT_DOWN,
-                     stop=("Squeeze", "Unsqueeze"))
-    squeeze = path.user
-    if squeeze is None or squeeze.op_type != "Squeeze" or squeeze.domain not in ("", "ai.onnx"):
-        return None
-    axes = unsqueeze_axes(view, squeeze)
-    if axes is None or len(axes) != 1:
-        return None
-    a = axes[0] + tensor_rank if axes[0] < 0 else axes[0]
-    return inserted - 2 if path.axes.index(inserted) == a else None
 
 
 # ---------------------------------------------------------------- rendering

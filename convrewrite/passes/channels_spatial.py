@@ -25,8 +25,8 @@ from onnx import NodeProto, helper, numpy_helper
 
 from ..conv import ConvAttrs
 from ..graph import (
-    GraphView, attr, constant_node_tensor, drop_if_unread, make_squeeze, make_unsqueeze, unsqueeze_axes, walk_down,
-    walk_up,
+    GraphView, attr, constant_node_tensor, drop_if_unread, make_squeeze, make_unsqueeze, squeeze_array, unsqueeze_array,
+    unsqueeze_axes, walk_down, walk_up,
 )
 from ..engine import Conv, PassContext, Refusal, Rewritten, Rule, ViewRun, register
 from ..engine.tensor_map import entry as map_entry, squeeze, transpose, unsqueeze
@@ -282,16 +282,10 @@ def _simulate(view: GraphView, node: NodeProto, value: np.ndarray) -> np.ndarray
             axis = axis + value.ndim if axis < 0 else axis
             return value.reshape(int(np.prod(value.shape[:axis])), -1)
         if op == "Squeeze":
-            axes = unsqueeze_axes(view, node)
-            return np.squeeze(value) if axes is None else np.squeeze(value, axis=tuple(axes))
+            return squeeze_array(value, unsqueeze_axes(view, node))
         if op == "Unsqueeze":
             axes = unsqueeze_axes(view, node)
-            if axes is None:
-                return None
-            rank = value.ndim + len(axes)
-            for a in sorted(a + rank if a < 0 else a for a in axes):
-                value = np.expand_dims(value, a)
-            return value
+            return None if axes is None else unsqueeze_array(value, axes)
     except ValueError:
         return None
     return None

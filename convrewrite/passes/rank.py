@@ -40,6 +40,7 @@ from ..graph import GraphView, drop_value_info, node_labels
 from ..engine import ASSUME_FINITE, Conv, NotApplicable, Option, PassContext, Record, Rule, ViewRun, register, run_rule
 from ..engine.tensor_map import entry as map_entry, squeeze, unsqueeze
 from .keras_lowering import fold_bias_adds, remove_transposes
+from .rank_kinds import rank_kinds
 from .reshapes import MAXPOOL_NAN, Block, NodePlan, RegionEngine, Wait, edit_spatial_attrs, unit_proven
 
 DATA_INPUT = 0
@@ -299,6 +300,10 @@ class LiftPass(RankPass):
 
 class LowerPass(RankPass):
     lift = False
+    kinds = ("unit-axis", "wrapped-1d")
+
+    def kinds_found(self, run: ViewRun, node: NodeProto, conv: Conv | None, cand):
+        return rank_kinds(run.view, node, conv, cand, self.source_rank)
 
     def fill(self, ctx, view, engine, candidates):
         big_rank = self.source_rank + 2

@@ -15,7 +15,7 @@ from onnx import NodeProto
 
 from ..conv import ConvAttrs, effective_kernel
 from ..refusal import Refusal
-from ..graph import GraphView, attr
+from ..graph import GraphView, attr, squeeze_array, unsqueeze_array
 
 STD_DOMAINS = ("", "ai.onnx")
 # Depth of the run-time slice-end expressions we try to prove (Shape -> Gather -> Sub -> Unsqueeze is 4).
@@ -163,17 +163,9 @@ def symbolic_op(view: GraphView, node: NodeProto, args: list):
     if op in ("Unsqueeze", "Squeeze"):
         axes = attr(node, "axes") if view.opset < 13 else (
             _ints(args[1]).reshape(-1).tolist() if len(args) > 1 and args[1] is not None else None)
-        a = args[0]
         if op == "Squeeze":
-            if axes is None:
-                return np.squeeze(a)
-            return np.squeeze(a, axis=tuple(x + a.ndim if x < 0 else x for x in axes))
-        if axes is None:
-            return None
-        rank = a.ndim + len(axes)
-        for x in sorted(x + rank if x < 0 else x for x in axes):
-            a = np.expand_dims(a, x)
-        return a
+            return squeeze_array(args[0], axes)
+        return None if axes is None else unsqueeze_array(args[0], axes)
     if op == "Reshape":
         shape = _ints(args[1])
         if shape is None:

@@ -14,7 +14,8 @@ import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from ..graph import (
-    CONCRETE_OPS, GraphView, attr, clamp_slice, constant_node_value, constant_of_shape_fill, eval_node,
+    CONCRETE_OPS, GraphView, attr, clamp_slice, constant_node_value, constant_of_shape_fill, eval_node, squeeze_array,
+    unsqueeze_array,
 )
 from .residue import Domain, Lin, Unprovable, check_divisible, trunc_div
 
@@ -427,19 +428,11 @@ class ShapeInterpreter:
 
     def _op_Unsqueeze(self, node: NodeProto) -> Sym:
         x = self._in(node, 0)
-        axes = self._axes(node, 1) or []
-        rank = x.data.ndim + len(axes)
-        data = x.data
-        for a in sorted(a + rank if a < 0 else a for a in axes):
-            data = np.expand_dims(data, a)
-        return Sym(x.kind, data)
+        return Sym(x.kind, unsqueeze_array(x.data, self._axes(node, 1) or []))
 
     def _op_Squeeze(self, node: NodeProto) -> Sym:
         x = self._in(node, 0)
-        axes = self._axes(node, 1)
-        if axes is None:
-            return Sym(x.kind, np.squeeze(x.data))
-        return Sym(x.kind, np.squeeze(x.data, axis=tuple(a + x.data.ndim if a < 0 else a for a in axes)))
+        return Sym(x.kind, squeeze_array(x.data, self._axes(node, 1)))
 
     def _op_Reshape(self, node: NodeProto) -> Sym:
         x, shape = self._in(node, 0), self._in(node, 1).ints("Reshape shape")

@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from convrewrite.refusal import Refusal
-from convrewrite.graph import GraphView, ModelContext, axes_back, axes_through, walk_down, walk_up
+from convrewrite.graph import GraphView, ModelContext, axes_back, axes_through, read_by, walk_down, walk_up
 
 
 def view_of(nodes, outputs=("z",)):
@@ -91,3 +91,21 @@ def test_walk_up_with_a_reader_passes_only_ops_read_by_the_walk_alone():
     reader = [n for n in shared.nodes if n.op_type == "Relu"][0]
     stop, passed = walk_up(shared, "i", reader=reader)
     assert [n.op_type for n in passed] == ["Identity"] and stop.op_type == "Transpose"  # t is read twice
+
+
+def test_walk_up_ignores_the_readers_it_is_told_to():
+    # A Shape reading a tensor on the walk does not share it when `ignored` names Shape (the dilated chain walk:
+    # the shape subgraph dies with the chain); a graph output always does.
+    t = helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1])
+    i = helper.make_node("Identity", ["t"], ["i"])
+    c = helper.make_node("Relu", ["i"], ["z"])
+    shape = helper.make_node("Shape", ["t"], ["s"])
+    view, _ = view_of([t, i, c, shape], outputs=("z", "s"))
+    reader = [n for n in view.nodes if n.op_type == "Relu"][0]
+    assert [n.op_type for n in walk_up(view, "i", reader=reader)[1]] == ["Identity"]
+    assert [n.op_type for n in walk_up(view, "i", reader=reader, ignored=("Shape",))[1]] == ["Transpose", "Identity"]
+    identity = [n for n in view.nodes if n.op_type == "Identity"][0]
+    assert read_by(view, "t", identity, ("Shape",)) and not read_by(view, "t", identity)
+    out, _ = view_of([t, i, c], outputs=("z", "t"))
+    identity = [n for n in out.nodes if n.op_type == "Identity"][0]
+    assert not read_by(out, "t", identity, ("Shape",))  # a graph output is shared

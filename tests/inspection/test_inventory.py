@@ -145,7 +145,7 @@ def test_every_body_kind_is_listed_with_its_path_and_kinds():
     assert len(report["convolutions"]) == len(conv_nodes(model)) == 5 * len(BODIES)
     expected = {
         "causal": ["causal", "pad-fed"],
-        "zero_inserted": [],
+        "zero_inserted": ["zero-inserted"],
         "depthwise": ["depthwise", "separable-pair"],
         "pointwise": ["pointwise", "separable-pair"],
         "chomped": ["causal", "sliced"],

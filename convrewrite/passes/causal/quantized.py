@@ -41,6 +41,7 @@ import numpy as np
 from onnx import NodeProto
 
 from ...graph import GraphView
+from ...refusal import Refusal
 
 QUANTIZED_CONVS = ("ConvInteger", "QLinearConv")
 
@@ -55,29 +56,26 @@ DQL_LEFT = f"{DQL_SUBNORMAL}; left alone without --assume-finite"
 DQL_DONE = f"finite-math rewrite under --assume-finite ({DQL_SUBNORMAL})"
 
 
-def x_zero_point(view: GraphView, conv: NodeProto) -> tuple[int | None, str | None]:
-    """The quantized conv's input zero point as an int (absent: 0), or (None, why it is not known)."""
+def x_zero_point(view: GraphView, conv: NodeProto) -> int:
+    """The quantized conv's input zero point as an int (absent: 0); Refusal saying why it is not known."""
     name = conv.input[2] if len(conv.input) > 2 else ""
     if not name:
-        return 0, None
+        return 0
     zp = view.const_value(name)
     if zp is None:
-        return None, "the input zero point is computed at run time, so the conv's own padding is not known"
+        raise Refusal("the input zero point is computed at run time, so the conv's own padding is not known", [conv])
     if zp.size != 1:
-        return None, f"the input zero point has {zp.size} values"
-    return int(zp.reshape(-1)[0]), None
+        raise Refusal(f"the input zero point has {zp.size} values", [conv])
+    return int(zp.reshape(-1)[0])
 
 
-def fill_reason(view: GraphView, conv: NodeProto, value) -> str | None:
-    """Why a Pad filling with `value` differs from the quantized conv's own padding (its zero point), or None."""
-    zp, reason = x_zero_point(view, conv)
-    if reason:
-        return reason
+def check_fill(view: GraphView, conv: NodeProto, pad: NodeProto, value) -> None:
+    """Refusal where a Pad filling with `value` differs from the quantized conv's own padding (its zero point)."""
+    zp = x_zero_point(view, conv)
     if isinstance(value, float) and not value.is_integer():
-        return f"the Pad fills with {value} but the input zero point is {zp}"
+        raise Refusal(f"the Pad fills with {value} but the input zero point is {zp}", [pad])
     if int(value) != zp:
-        return f"the Pad fills with {int(value)} but the input zero point is {zp}"
-    return None
+        raise Refusal(f"the Pad fills with {int(value)} but the input zero point is {zp}", [pad])
 
 
 def quantizer_behind(view: GraphView, conv: NodeProto, node: NodeProto | None) -> bool:
@@ -88,18 +86,17 @@ def quantizer_behind(view: GraphView, conv: NodeProto, node: NodeProto | None) -
     )
 
 
-def quantizer_reason(conv: NodeProto, dql: NodeProto, value, assume_finite: bool) -> str | None:
-    """Why a Pad (fill `value`) before `dql` -> `conv` cannot fold, or None."""
+def check_quantizer(conv: NodeProto, dql: NodeProto, pad: NodeProto, value, assume_finite: bool) -> None:
+    """Refusal where a Pad (fill `value`) before `dql` -> `conv` cannot fold."""
     zp_name = conv.input[2] if len(conv.input) > 2 else ""
     if zp_name != dql.output[2]:
-        return ("the conv's input zero point is not the DynamicQuantizeLinear's, so its padding is not what "
-                "the padded zeros quantize to")
+        raise Refusal("the conv's input zero point is not the DynamicQuantizeLinear's, so its padding is not what "
+                      "the padded zeros quantize to", [dql, conv])
     if value != 0 or (isinstance(value, float) and np.isnan(value)):
-        return (f"the Pad before DynamicQuantizeLinear fills with {value}, not 0: it would change the range "
-                "the scale and zero point are computed from")
+        raise Refusal(f"the Pad before DynamicQuantizeLinear fills with {value}, not 0: it would change the range "
+                      "the scale and zero point are computed from", [pad])
     if not assume_finite:
-        return DQL_LEFT
-    return None
+        raise Refusal(DQL_LEFT, [pad])
 
 
 # What quantize_dynamic writes after a ConvInteger (Cast to float, Mul by the scales, Add of the bias), and
@@ -174,32 +171,32 @@ def qdq_behind(view: GraphView, conv: NodeProto, node: NodeProto | None) -> list
     return [node, q]
 
 
-def qdq_reason(view: GraphView, dq: NodeProto, q: NodeProto, value, rank: int) -> str | None:
-    """Why a Pad (fill `value`) before `q` -> `dq` -> Conv does not become the conv's zero padding, or None.
+def check_qdq(view: GraphView, dq: NodeProto, q: NodeProto, pad: NodeProto, value, rank: int) -> None:
+    """Refusal where a Pad (fill `value`) before `q` -> `dq` -> Conv does not become the conv's zero padding.
 
     Q(0) = saturate(round(0 / s) + zp) = zp for a constant finite non-zero scale s, and DQ(zp') = (zp' - zp) * s'
     is 0.0 when the two zero points are equal: padded zeros reach the conv as 0.0 for every input.
     """
     if value != 0 or (isinstance(value, float) and np.isnan(value)):
-        return f"the Pad before QuantizeLinear -> DequantizeLinear fills with {value}, not 0"
+        raise Refusal(f"the Pad before QuantizeLinear -> DequantizeLinear fills with {value}, not 0", [pad])
     zero_points = []
     for node in (q, dq):
         if any(a.name == "block_size" and a.i for a in node.attribute):
-            return f"{node.op_type} is blocked"
+            raise Refusal(f"{node.op_type} is blocked", [node])
         scale = view.const_value(node.input[1]) if len(node.input) > 1 else None
         if scale is None:
-            return f"{node.op_type}'s scale is computed at run time"
+            raise Refusal(f"{node.op_type}'s scale is computed at run time", [node])
         if not np.all(np.isfinite(scale)) or np.any(scale == 0):
-            return f"{node.op_type}'s scale is not finite and non-zero"
+            raise Refusal(f"{node.op_type}'s scale is not finite and non-zero", [node])
         zp_name = node.input[2] if len(node.input) > 2 else ""
         zp = view.const_value(zp_name) if zp_name else np.zeros((), np.int64)
         if zp is None:
-            return f"{node.op_type}'s zero point is computed at run time"
+            raise Refusal(f"{node.op_type}'s zero point is computed at run time", [node])
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         if (scale.size > 1 or zp.size > 1) and axis not in (1, 1 - rank):
-            return f"{node.op_type} quantizes per axis {axis}, not per channel"
+            raise Refusal(f"{node.op_type} quantizes per axis {axis}, not per channel", [node])
         zero_points.append(zp.astype(np.int64).reshape(-1))
     a, b = zero_points
     if not (a.size == b.size or 1 in (a.size, b.size)) or np.any(a != b):
-        return "QuantizeLinear's and DequantizeLinear's zero points differ, so padded zeros would not come back as 0.0"
-    return None
+        raise Refusal("QuantizeLinear's and DequantizeLinear's zero points differ, so padded zeros would not come "
+                      "back as 0.0", [q, dq])

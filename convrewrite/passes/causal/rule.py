@@ -46,8 +46,8 @@ from .operands import (
     pad_value, set_ints, unresolvable_reason,
 )
 from .quantized import (
-    DQL_DONE, QDQ_EXACT, QUANTIZED_CONVS, dequantizing_tail, fill_reason, qdq_behind, qdq_reason, quantizer_behind,
-    quantizer_reason,
+    DQL_DONE, QDQ_EXACT, QUANTIZED_CONVS, check_fill, check_qdq, check_quantizer, dequantizing_tail, qdq_behind,
+    quantizer_behind,
 )
 from .kinds import causal_kinds
 from .state import STATE_OP, STATE_OPSET, exclusive_nodes, has_schema, state_match, state_runtime_note
@@ -240,15 +240,13 @@ class _ViewFolder:
             raise Refusal(f"Pad mode is {mode}", [pad])
         value = pad_value(view, pad)
         if len(quantizer) == 1:  # Pad(float) -> DynamicQuantizeLinear -> ConvInteger (see quantized.py)
-            reason = quantizer_reason(conv, quantizer[0], value, bool(self.ctx.options.assume_finite))
+            check_quantizer(conv, quantizer[0], pad, value, bool(self.ctx.options.assume_finite))
         elif quantizer:  # Pad -> QuantizeLinear -> DequantizeLinear -> Conv (QDQ)
-            reason = qdq_reason(view, quantizer[0], quantizer[1], value, attrs.rank + 2)
+            check_qdq(view, quantizer[0], quantizer[1], pad, value, attrs.rank + 2)
         elif conv.op_type in QUANTIZED_CONVS:  # a quantized conv pads with its input zero point
-            reason = fill_reason(view, conv, value)
-        else:
-            reason = f"Pad value is {value}, not 0" if value != 0 else None
-        if reason:
-            raise Refusal(reason, [pad])
+            check_fill(view, conv, pad, value)
+        elif value != 0:
+            raise Refusal(f"Pad value is {value}, not 0", [pad])
         layout = [w for w in wrappers if all(w is not q for q in quantizer)]  # elementwise: no axis moves
         axis_map, pad_rank = axes_back(view, layout, attrs.rank + 2, " between the Pad and the conv")
         amounts = self._pad_amounts(pad, pad_rank)

@@ -14,7 +14,7 @@ from ...graph import GraphView, make_squeeze, make_unsqueeze
 from ...refusal import Refusal
 from ...symbolic import Unprovable
 from .common import FLOAT_TYPES
-from .qdq import dequantized_reason, dequantized_zero_point, weight_dequantizer
+from .qdq import QDQ_WEIGHT, check_dequantized, dequantized_zero_point, weight_dequantizer
 
 if TYPE_CHECKING:
     from .chain import FoldPlan
@@ -134,28 +134,28 @@ def weight_zero_point(view: GraphView, node: NodeProto, w: np.ndarray) -> np.nda
 ZERO_POINT_INPUT = {"ConvInteger": 3, "QLinearConv": 5}
 
 
-def _kernel(view: GraphView, node: NodeProto, ndim: int):
-    """(kernel array, the tap value that contributes nothing, why not): a float or quantized conv's weight, or the
-    integer tensor behind a QDQ Conv's DequantizeLinear (see qdq.py)."""
+def _kernel(view: GraphView, node: NodeProto, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel array, the tap value that contributes nothing) of a float or quantized conv's weight, or of the
+    integer tensor behind a QDQ Conv's DequantizeLinear (see qdq.py); Refusal saying why there is none."""
     dq = weight_dequantizer(view, node)
     if dq is None:
         w = _weight_array(view, node.input[WEIGHT_INPUT[node.op_type]])
         if w is None or w.ndim != ndim:
-            return None, None, "the weight is not a constant"
+            raise Refusal("the weight is not a constant", [node])
         zp = weight_zero_point(view, node, w)
         if zp is None:
-            return None, None, "the weight's zero point is not a constant"
+            raise Refusal("the weight's zero point is not a constant", [node])
         if node.op_type not in ZERO_POINT_INPUT and w.dtype.type not in FLOAT_TYPES:
-            return None, None, "the weight is not float"
-        return w, zp, None
+            raise Refusal("the weight is not float", [node])
+        return w, zp
     w = _weight_array(view, dq.input[0])
     if w is None or w.ndim != ndim:
-        return None, None, "the weight is not a constant"
-    reason = dequantized_reason(view, node, dq, w)
-    zp = dequantized_zero_point(view, dq, w) if reason is None else None
-    if reason is None and zp is None:
-        reason = "the weight's zero point is not a constant"
-    return (w, zp, None) if reason is None else (None, None, f"QDQ weight: {reason}")
+        raise Refusal("the weight is not a constant", [node])
+    check_dequantized(view, node, dq, w)
+    zp = dequantized_zero_point(view, dq, w)
+    if zp is None:
+        raise Refusal(f"{QDQ_WEIGHT}the weight's zero point is not a constant", [node, dq])
+    return w, zp
 
 
 def _weight_array(view: GraphView, name: str) -> np.ndarray | None:
@@ -174,7 +174,7 @@ def store_weight(view: GraphView, node: NodeProto, array: np.ndarray, dropped: s
                   reshaped: dict[str, list[int]]) -> None:
     """Put the new kernel in place: in the initializer when only this node reads it, else in a copy."""
     dq = weight_dequantizer(view, node)
-    if dq is not None:  # QDQ: the integer tensor changes in place (qdq.dequantized_reason: read by the DQ alone)
+    if dq is not None:  # QDQ: the integer tensor changes in place (qdq.check_dequantized: read by the DQ alone)
         name = dq.input[0]
         view.initializers[name].CopyFrom(numpy_helper.from_array(array, name))
         view.tensor_changed(name)
@@ -223,10 +223,11 @@ def compact(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> KernelChange 
     """The compact kernel of a zero-inserted one; None when there is none, Refusal when it cannot be made."""
     if all(k < 3 for k in attrs.kernel_shape):
         return None
-    w, zp, reason = _kernel(view, node, attrs.rank + 2)
-    if w is None:
-        if reason and reason.startswith("QDQ"):
-            raise Refusal(reason, [node])
+    try:
+        w, zp = _kernel(view, node, attrs.rank + 2)
+    except Refusal as no:  # a QDQ weight says why; a weight that is not a constant float has no such kernel
+        if no.reason.startswith(QDQ_WEIGHT):
+            raise
         return None
     nz = w != zp  # the taps that contribute: 0.0 in a float kernel, the zero point in an integer one
     factors = []
@@ -269,9 +270,7 @@ def expand(view: GraphView, node: NodeProto, attrs: ConvAttrs) -> KernelChange:
     """The zero-inserted kernel of a dilated conv (dilations reset to 1); Refusal when it cannot be made."""
     if all(d == 1 for d in attrs.dilations):
         raise Refusal("no dilations to expand", [node])
-    w, zp, reason = _kernel(view, node, attrs.rank + 2)
-    if w is None:
-        raise Refusal(reason, [node])
+    w, zp = _kernel(view, node, attrs.rank + 2)
     shape = list(w.shape[:2]) + [d * (k - 1) + 1 for d, k in zip(attrs.dilations, attrs.kernel_shape)]
     expanded = np.empty(shape, dtype=w.dtype)
     expanded[...] = zp  # inserted taps contribute nothing: 0.0, or an integer kernel's zero point

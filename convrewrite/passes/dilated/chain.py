@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field, replace
-import onnx
+from dataclasses import dataclass, field
 from onnx import NodeProto
 
-from ...graph import GraphView
+from ...graph import GraphView, walk_up
+from ...refusal import Refusal
 from ...symbolic import SHAPE_READERS, Domain, NeedPeriod, Sym, Unprovable
 from .common import (
     AFTER_CONV_OPS, BEFORE_CONV_OPS, MAX_CHAIN, MAX_CLASSES, MAX_PERIOD, NO_PATTERN, constant_operand, conv_weight_shape,
@@ -20,45 +20,56 @@ def _data_consumers(view: GraphView, name: str) -> list[NodeProto]:
     return [n for n in view.consumers_of(name) if n.op_type not in SHAPE_READERS]
 
 
-def walk_back(view: GraphView, conv: NodeProto) -> tuple[list[NodeProto], str | None]:
-    """The layout ops feeding the conv, in graph order (each output read by the next one only).
+@dataclass
+class ChainSide:
+    """The layout ops on one side of the conv, in graph order, and why the walk stopped short, if it did.
 
-    Also says why the walk stopped (a tensor read elsewhere, an op that is not a layout op), if it did.
+    Not a refusal: `stop` (a tensor read elsewhere, an op that is not a layout op) only explains a chain
+    that then fails to fold; the ops before it may still fold on their own.
     """
-    nodes: list[NodeProto] = []
-    name = conv.input[0]
+
+    nodes: list[NodeProto]
+    stop: str | None = None
+
+
+def walk_back(view: GraphView, conv: NodeProto) -> ChainSide:
+    """The layout ops feeding the conv, in graph order (each output read by the next one only; Shape/Size
+    readers do not count: they die with the chain). graph/layout's `walk_up`, then why it stopped."""
+    node, nodes = walk_up(view, conv.input[0], MAX_CHAIN, BEFORE_CONV_OPS, reader=conv, ignored=SHAPE_READERS)
     stop = None
-    while len(nodes) < MAX_CHAIN:
-        node = view.producer_of(name)
-        if node is None:
-            break
+    if node is not None and len(nodes) < MAX_CHAIN:  # stopped before the limit: at another op, or a shared tensor
         if node.op_type not in BEFORE_CONV_OPS or node.domain not in ("", "ai.onnx"):
             stop = f"{node.op_type} {node.name} sits between the lowering and the conv (only layout ops may)"
-            break
-        stop = _shared_reason(view, name)
-        if stop or not node.input:
-            break
-        nodes.append(node)
-        name = node.input[0]
-    nodes.reverse()
+        else:
+            try:
+                check_unshared(view, nodes[0].input[0] if nodes else conv.input[0])
+            except Refusal as no:
+                stop = no.reason
     for i, node in enumerate(nodes):  # start at the first Pad, else the first blocking op
         if node.op_type == "Pad":
-            return nodes[i:], stop
+            return ChainSide(nodes[i:], stop)
     for i, node in enumerate(nodes):
         if node.op_type in ("SpaceToDepth", "Reshape"):
-            return nodes[i:], stop
-    return nodes, stop
+            return ChainSide(nodes[i:], stop)
+    return ChainSide(nodes, stop)
 
 
-def walk_forward(view: GraphView, conv: NodeProto) -> tuple[list[NodeProto], str | None]:
+def walk_forward(view: GraphView, conv: NodeProto) -> ChainSide:
+    """The layout ops (and per-channel constant Adds) reading the conv's output, in graph order.
+
+    Not graph/layout's `walk_down`: that one tracks axis positions, which a Reshape, DepthToSpace or Slice
+    here does not keep (the fold tracks factors instead, trace.py), passes an elementwise op reading the
+    tensor as any input where a bias Add here needs a constant other operand, and counts Shape/Size readers.
+    """
     nodes: list[NodeProto] = []
     name = conv.output[0]
     while len(nodes) < MAX_CHAIN:
         users = _data_consumers(view, name)
         if any(u.op_type in AFTER_CONV_OPS for u in users):
-            stop = _shared_reason(view, name)
-            if stop:
-                return nodes, stop
+            try:
+                check_unshared(view, name)
+            except Refusal as no:
+                return ChainSide(nodes, no.reason)
         if len(users) != 1 or view.is_graph_output(name):
             break
         node = users[0]
@@ -74,17 +85,17 @@ def walk_forward(view: GraphView, conv: NodeProto) -> tuple[list[NodeProto], str
             break
         nodes.append(node)
         name = node.output[0]
-    return nodes, None
+    return ChainSide(nodes)
 
 
-def _shared_reason(view: GraphView, name: str) -> str | None:
-    """Why a tensor cannot be absorbed into a chain (read by more than the next op), or None."""
+def check_unshared(view: GraphView, name: str) -> None:
+    """Refusal where a tensor cannot be absorbed into a chain (read by more than the next op)."""
     if view.is_graph_output(name):
-        return f"{name} is a graph output"
+        raise Refusal(f"{name} is a graph output")
     users = _data_consumers(view, name)
     if len(users) > 1:
-        return f"{name} has another consumer ({users[1].op_type} {users[1].name})".replace(" )", ")")
-    return None
+        raise Refusal(f"{name} has another consumer ({users[1].op_type} {users[1].name})".replace(" )", ")"),
+                      users)
 
 
 def is_candidate(back: list[NodeProto], forward: list[NodeProto]) -> bool:

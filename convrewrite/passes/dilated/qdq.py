@@ -21,6 +21,9 @@ import numpy as np
 from onnx import NodeProto
 
 from ...graph import GraphView, attr
+from ...refusal import Refusal
+
+QDQ_WEIGHT = "QDQ weight: "  # how the refusals about a QDQ Conv's integer weight begin
 
 
 def weight_dequantizer(view: GraphView, node: NodeProto) -> NodeProto | None:
@@ -33,23 +36,23 @@ def weight_dequantizer(view: GraphView, node: NodeProto) -> NodeProto | None:
     return producer
 
 
-def dequantized_reason(view: GraphView, node: NodeProto, dq: NodeProto, w: np.ndarray) -> str | None:
-    """Why the integer kernel behind `dq` cannot be compacted or expanded in place, or None."""
+def check_dequantized(view: GraphView, node: NodeProto, dq: NodeProto, w: np.ndarray) -> None:
+    """Refusal where the integer kernel behind `dq` cannot be compacted or expanded in place."""
     if attr(dq, "block_size", 0):
-        return "the weight's DequantizeLinear is blocked"
+        raise Refusal(QDQ_WEIGHT + "the weight's DequantizeLinear is blocked", [node, dq])
     if [id(u) for u in view.consumers_of(dq.output[0])] != [id(node)] or view.is_graph_output(dq.output[0]):
-        return "the dequantized weight is read by other nodes too"
+        raise Refusal(QDQ_WEIGHT + "the dequantized weight is read by other nodes too", [node, dq])
     if len(view.consumers_of(dq.input[0])) != 1 or view.initializer(dq.input[0]) is None:
-        return "the integer weight is not an initializer read by its DequantizeLinear alone"
+        raise Refusal(QDQ_WEIGHT + "the integer weight is not an initializer read by its DequantizeLinear alone",
+                      [node, dq])
     axis = attr(dq, "axis", 1)
     axis = axis + w.ndim if axis < 0 else axis
     for name in dq.input[1:3]:
         value = view.const_value(name) if name else None
         if name and value is None:
-            return "the weight's scale or zero point is computed at run time"
+            raise Refusal(QDQ_WEIGHT + "the weight's scale or zero point is computed at run time", [node, dq])
         if value is not None and value.size > 1 and axis >= 2:
-            return f"the weight is quantized per spatial axis {axis - 2}"
-    return None
+            raise Refusal(QDQ_WEIGHT + f"the weight is quantized per spatial axis {axis - 2}", [node, dq])
 
 
 def dequantized_zero_point(view: GraphView, dq: NodeProto, w: np.ndarray) -> np.ndarray | None:

@@ -154,9 +154,33 @@ class DilatedPass(Rule):
                    "kernels into one Conv with dilations; expand_dilations does the inverse for kernels")
 
     counters = COUNTERS
+    kinds = ("zero-inserted",)
 
     def begin(self, run: ViewRun) -> None:
         run.state = _BodyState()
+
+    def kinds_found(self, run: ViewRun, node: NodeProto, conv: Conv | None, match):
+        """zero-inserted: a kernel `compact` would shorten, "" where this match compacts it, else why not
+        (without --assume-finite, a float kernel's finite-math reason)."""
+        if conv is None or node.op_type not in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv") \
+                or run.options.expand_dilations:
+            return ()
+        if isinstance(match, NotApplicable) and match.reason == NO_PATTERN:
+            return ()  # the match asked `compact` already: no zero-inserted kernel there
+        try:
+            if compact(run.view, node, conv.attrs) is None:
+                return ()
+        except Refusal as no:  # a zero-inserted kernel whose compact form cannot be made, or a QDQ weight
+            return ((node, "zero-inserted", no.reason),) if ZERO_INSERTED in no.reason else ()
+        if isinstance(match, NotApplicable):
+            return ((node, "zero-inserted", match.reason),)
+        if match[2] is not None:
+            return ((node, "zero-inserted", ""),)
+        try:  # a chain fold comes first; the kernel is then compacted on the folded attributes
+            _kernel_change(run, node, conv.attrs)
+        except Refusal as no:
+            return ((node, "zero-inserted", no.reason),)
+        return ((node, "zero-inserted", ""),)
 
     def check_conv(self, run: ViewRun, conv: Conv) -> None:
         if conv.node.op_type not in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"):
@@ -170,10 +194,11 @@ class DilatedPass(Rule):
         view, node = run.view, conv.node
         plan, chain_reason = None, None
         if node.op_type == "Conv":
-            (back, back_stop), (forward, forward_stop) = walk_back(view, node), walk_forward(view, node)
-            if is_candidate(back, forward):
+            back, forward = walk_back(view, node), walk_forward(view, node)
+            back_stop, forward_stop = back.stop, forward.stop
+            if is_candidate(back.nodes, forward.nodes):
                 try:
-                    plan = plan_fold(view, node, back, forward, run.state.derived)
+                    plan = plan_fold(view, node, back.nodes, forward.nodes, run.state.derived)
                 except Unprovable as no:
                     chain_reason = no.reason
                 stop = back_stop or forward_stop
@@ -262,6 +287,8 @@ def _kernel_change(run: ViewRun, node: NodeProto, current: ConvAttrs) -> "Kernel
         raise Refusal(f"{change.details['pattern'].replace('_', ' ')}: {FINITE_MATH_LEFT}", [node])
     return change
 
+
+ZERO_INSERTED = "zero-inserted kernel"  # how compact's own refusals begin
 
 # Why a kernel change is opt-in: x*0.0 is NaN for x = +-Inf or NaN, so removing a 0.0 tap (compaction) makes
 # NaN outputs finite and adding one (expansion) makes finite outputs NaN; exact only for finite inputs.

@@ -148,6 +148,10 @@ def unit_proven(view: GraphView, name: str, a: int, big_rank: int) -> bool:
     ops, norms, Slice/Pad that leave it alone, pools and convs with a unit
     kernel there, Split/Concat on another axis, broadcasting elementwise ops);
     every branch must end at a known size of 1. Bounded and iterative.
+
+    Not graph/layout's `walk_up`: that follows one chain of single-input ops to the first other op; this is
+    a search over (tensor, axis) pairs that branches at every multi-input op (elementwise, Concat) and needs
+    all branches proven, through ops (pools, convs, Slice, Pad) that change sizes but keep a 1 on the axis.
     """
     pending = [(name, a)]
     seen: set[tuple[str, int]] = set()

@@ -9,7 +9,7 @@ import onnx
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...engine import Refusal
-from ...graph import FOLD_MAX_ELEMENTS, GraphView
+from ...graph import FOLD_MAX_ELEMENTS, GraphView, attr
 
 
 PASS = "separable"
@@ -140,3 +140,28 @@ def why_not_constant(view: GraphView, name: str) -> str:
 
 def clean_name(base: str) -> str:
     return base.replace("/", "_").strip("_") or "separable"
+
+
+def batchnorm_affine(view: GraphView, bn: NodeProto, channel_axis: int, m: int, what: str):
+    """(scale, shift, the size of the terms it rounds) per output channel of an inference BatchNormalization
+    after the conv (its channels on `channel_axis`); Refusal saying why it stays."""
+    if len([o for o in bn.output if o]) != 1:
+        raise Refusal(f"{what} kept: it has running-statistics outputs (training mode)", [bn])
+    if attr(bn, "training_mode", 0):
+        raise Refusal(f"{what} kept: training_mode=1", [bn])
+    if attr(bn, "spatial", 1) == 0:
+        raise Refusal(f"{what} kept: spatial=0 normalizes per element, not per channel", [bn])
+    if channel_axis != 1:
+        raise Refusal(f"{what} kept: it normalizes axis 1, where the conv's channels are on axis {channel_axis}", [bn])
+    params = []
+    for label, name in zip(("scale", "B", "mean", "var"), list(bn.input[1:5]) + [""] * 4):
+        value = constant_value(view, name)
+        if value is None:
+            raise Refusal(f"{what} kept: its {label} is not a constant", [bn])
+        if value.size != m:
+            raise Refusal(f"{what} kept: its {label} has {value.size} values for {m} channels", [bn])
+        params.append(value.astype(np.float64).reshape(m))
+    gamma, beta, mean, var = params
+    eps = float(attr(bn, "epsilon", 1e-5))
+    scale = gamma / np.sqrt(var + eps)
+    return scale, beta - mean * scale, np.abs(mean * scale) + np.abs(beta)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
-from ...graph import LayoutPath, attr, set_attr, walk_down
+from ...graph import LayoutPath, set_attr, walk_down
 from ...engine.tensor_map import entry as map_entry
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Refusal, Rule, ViewRun, read_conv, register
 from ..channel_layout import per_channel
@@ -37,7 +37,7 @@ from .bound import ChainBound
 from .kinds import separable_kinds
 from .parts import (
     BIAS_SLOT, COUNTERS, CannotFold, ConvState, FLOAT_TYPES, FUSE_COST_LIMIT,
-    PASS, STD_DOMAINS, clean_name, constant_value, fuse_weights, check_pointwise,
+    PASS, STD_DOMAINS, batchnorm_affine, clean_name, constant_value, fuse_weights, check_pointwise,
     scale_out_channels, why_not_constant,
 )
 
@@ -208,26 +208,30 @@ class _ViewRewriter:
         user = path.user
         if user is None or user.domain not in STD_DOMAINS:
             return False
-        return self._affine(conv, path, user) is not None
+        try:
+            return self._affine(conv, path, user) is not None
+        except Refusal:  # a follower that says why it stays
+            return True
 
     def fold_followers(self, conv: ConvState) -> None:
         """Fold every per-channel affine op that follows the conv into its weight and bias, within the bound."""
-        allowed, problem = self._bounded_steps(conv)
+        try:
+            allowed = self._bounded_steps(conv)
+        except Refusal as no:  # past the error bound: none folds, the first follower says why
+            conv.notes.append(no.reason)
+            return
         folded = 0
         while True:
             path = self.walk(conv)
             user = path.user
             if user is None or user.domain not in STD_DOMAINS:
                 return
-            affine = self._affine(conv, path, user)
-            if affine is None:
+            try:
+                affine = self._affine(conv, path, user)
+            except Refusal as no:
+                conv.notes.append(no.reason)
                 return
-            if isinstance(affine, str):
-                conv.notes.append(affine)
-                return
-            if folded >= allowed:
-                if problem:
-                    conv.notes.append(f"{user.op_type} {self._name(user)} kept: {problem}")
+            if affine is None or folded >= allowed:
                 return
             folded += 1
             scale, shift, _ = affine
@@ -250,13 +254,15 @@ class _ViewRewriter:
                 conv.done.append(f"folded {what} into the bias")
                 self.ctx.count("bias_adds_folded")
 
-    def _bounded_steps(self, conv: ConvState) -> tuple[int, str | None]:
+    def _bounded_steps(self, conv: ConvState) -> int:
         """How many followers may fold: the chain's error bound must stay within tolerance, else none fold
-        (a prefix folded before a cancelling follower is as far off). With force: all, with a warning."""
+        (a prefix folded before a cancelling follower is as far off): Refusal with the bound, naming the
+        first follower. With force: all, with a warning."""
         steps, path = [], self.walk(conv)
+        first = path.user
         while path.user is not None and path.user.domain in STD_DOMAINS:
-            affine = self._affine(conv, path, path.user)
-            if affine is None or isinstance(affine, str):
+            affine = self._step(conv, path, path.user)
+            if affine is None:
                 break
             steps.append(affine)
             if path.channel_axis != 1 or not path.user.output:
@@ -266,7 +272,7 @@ class _ViewRewriter:
                 break
         n = len(steps)
         if not n:
-            return 0, None
+            return 0
         try:  # read, not cached: the state's weight and bias stay as they are until a fold changes them
             w = conv.w if conv.w is not None else self._constant(conv.node.input[1], "weight").reshape(conv.wshape)
         except CannotFold:
@@ -277,27 +283,34 @@ class _ViewRewriter:
                 if conv.has_bias and not conv.drop_bias else np.zeros(conv.out_channels))
             bound = ChainBound(w, b, conv.attrs, conv.dtype)
         except CannotFold:
-            return 1 << 30, None  # the fold itself will say why
+            return 1 << 30  # the fold itself will say why
         for step in steps:
             bound.step(*step)
         problem = bound.problem() if n else None
         if problem is None:
-            return n, None
+            return n
         if self.ctx.options.force:
             conv.done.append(f"forced past the fold's error bound: {problem}")
             self.ctx.count("folds_forced_past_bound")
-            return n, None
-        return 0, problem + "; --force folds it anyway"
+            return n
+        raise Refusal(f"{first.op_type} {self._name(first)} kept: {problem}; --force folds it anyway", [first])
+
+    def _step(self, conv: ConvState, path: LayoutPath, user: NodeProto):
+        """`_affine`, None also where the follower stays (why is not needed here)."""
+        try:
+            return self._affine(conv, path, user)
+        except Refusal:
+            return None
 
     def _affine(self, conv: ConvState, path: LayoutPath, user: NodeProto):
         """(scale or None, shift, the size of the terms it rounds) per output channel of the follower;
-        None: not a follower; str: why kept."""
+        None: not a follower; Refusal: a follower that stays, and why."""
         view, m = self.view, conv.out_channels
         what = f"{user.op_type} {self._name(user)}"
         if user.op_type == "BatchNormalization":
             if user.input[0] != path.name:
                 return None
-            return self._batchnorm_affine(user, path, m, what)
+            return batchnorm_affine(view, user, path.channel_axis, m, what)
         if user.op_type not in ("Add", "Sub", "Mul") or len(user.input) != 2:
             return None
         if user.input[0] == user.input[1]:
@@ -308,10 +321,10 @@ class _ViewRewriter:
         if value is None:
             return None  # a residual or gate: not a constant, not ours
         if value.dtype.kind != "f":
-            return f"{what} kept: its constant is {value.dtype}, not float"
+            raise Refusal(f"{what} kept: its constant is {value.dtype}, not float", [user])
         values = per_channel(value, len(path.axes), path.channel_axis, m)
         if values is None:
-            return f"{what} kept: its constant of shape {list(value.shape)} is not per-channel"
+            raise Refusal(f"{what} kept: its constant of shape {list(value.shape)} is not per-channel", [user])
         if user.op_type == "Mul":
             return values, None, 0.0
         if user.op_type == "Add":
@@ -319,29 +332,6 @@ class _ViewRewriter:
         if data_first:  # x - c
             return None, -values, values
         return -np.ones(m), values, values  # c - x
-
-    def _batchnorm_affine(self, bn: NodeProto, path: LayoutPath, m: int, what: str):
-        view = self.view
-        if len([o for o in bn.output if o]) != 1:
-            return f"{what} kept: it has running-statistics outputs (training mode)"
-        if attr(bn, "training_mode", 0):
-            return f"{what} kept: training_mode=1"
-        if attr(bn, "spatial", 1) == 0:
-            return f"{what} kept: spatial=0 normalizes per element, not per channel"
-        if path.channel_axis != 1:
-            return f"{what} kept: it normalizes axis 1, where the conv's channels are on axis {path.channel_axis}"
-        params = []
-        for label, name in zip(("scale", "B", "mean", "var"), list(bn.input[1:5]) + [""] * 4):
-            value = constant_value(view, name)
-            if value is None:
-                return f"{what} kept: its {label} is not a constant"
-            if value.size != m:
-                return f"{what} kept: its {label} has {value.size} values for {m} channels"
-            params.append(value.astype(np.float64).reshape(m))
-        gamma, beta, mean, var = params
-        eps = float(attr(bn, "epsilon", 1e-5))
-        scale = gamma / np.sqrt(var + eps)
-        return scale, beta - mean * scale, np.abs(mean * scale) + np.abs(beta)
 
     def _apply_affine(self, conv: ConvState, scale: np.ndarray | None, shift: np.ndarray | None) -> None:
         """y -> scale * y + shift per output channel, folded into the conv's state."""
@@ -371,8 +361,8 @@ class _ViewRewriter:
         """Unedited: `find_pointwise` once the followers fold (inspect), and the pointwise conv it refused, if any."""
         path = self.walk(conv)
         while path.user is not None and path.user.domain in STD_DOMAINS and path.user.output and path.channel_axis == 1:
-            affine = self._affine(conv, path, path.user)
-            if affine is None or isinstance(affine, str) or (
+            affine = self._step(conv, path, path.user)
+            if affine is None or (
                     path := walk_down(self.view, path.user.output[0], len(path.axes))).layout:
                 break
         try:
