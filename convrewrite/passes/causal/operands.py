@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 import onnx
-from onnx import NodeProto, helper
+from onnx import NodeProto
 
 from ...conv import ConvAttrs, effective_kernel
 from ...graph import GraphView, attr, remove_attr

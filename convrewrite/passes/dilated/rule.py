@@ -125,14 +125,13 @@ alone there."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import onnx
 from onnx import NodeProto
 
 from ...conv import WEIGHT_INPUT, ConvAttrs
-from ...graph import INT32_MAX, GraphView
+from ...graph import GraphView
 from ...engine.tensor_map import entry as map_entry
 from ...engine import ASSUME_FINITE, Conv, NotApplicable, Option, Refusal, Rewritten, Rule, ViewRun, register
-from ...symbolic import Unprovable, product
+from ...symbolic import Unprovable
 from .apply import ZERO_POINT_INPUT, KernelChange, apply_fold, compact, expand, store_weight
 from .qdq import FINITE_INPUT, finite_input, weight_dequantizer
 from .chain import FoldPlan, is_candidate, plan_fold, walk_back, walk_forward

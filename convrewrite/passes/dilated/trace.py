@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 import numpy as np
-import onnx
 from onnx import NodeProto
 
 from ...conv import ConvAttrError, ConvAttrs

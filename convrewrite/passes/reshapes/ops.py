@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from onnx import NodeProto, numpy_helper
 
-from ...conv import ConvAttrs
 from ...graph import attr, set_attr
 from .plans import Block, NodePlan, OpRule, SOFTMAXES, Wait, normalize, to_big, to_small, transpose_perm
 

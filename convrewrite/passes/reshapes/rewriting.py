@@ -11,7 +11,7 @@ from onnx import NodeProto, TensorProto, numpy_helper
 from ...graph import (
     CONSTANT_CHAIN_OPS, attr, constant_node_tensor, make_squeeze, make_unsqueeze, set_attr, sweep_dead,
 )
-from .plans import NodePlan, QDQ, const_dims, is_insert_wrapper, is_remove_wrapper, normalize, set_tensor_dims
+from .plans import NodePlan, const_dims, is_insert_wrapper, is_remove_wrapper, normalize, set_tensor_dims
 
 if TYPE_CHECKING:
     from .engine import RegionEngine

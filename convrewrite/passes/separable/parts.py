@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 import numpy as np
-import onnx
 from onnx import NodeProto, TensorProto, numpy_helper
 from ...conv import ConvAttrs
 from ...engine import Refusal
