@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,3 +179,12 @@ def build_model(nodes, inputs, outputs, initializers=None):
         [vi(n, s, t) for n, t, s in outputs],
         [init(k, v) for k, v in (initializers or {}).items()],
     )
+
+
+def load_with_inputs(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A shipped model (models/, else the exporter samples) and the inputs saved beside it (NAME.npz)."""
+    base = MODELS if (MODELS / f"{name}.onnx").exists() else SAMPLES
+    path = base / f"{name}.onnx"
+    if not path.exists():
+        pytest.skip(f"{name}.onnx is not in models/ or the exporter samples")
+    return onnx.load(str(path)), dict(np.load(str(base / f"{name}.npz")))

@@ -20,7 +20,8 @@ from onnx.reference import ReferenceEvaluator
 from conformance import node_cases
 from convrewrite.conv import CONV_OPS, output_length
 from convrewrite.passes import PassOptions, run_passes
-from util import MODELS, SAMPLES, assert_same_outputs, feeds_for, init, make_model, run, vi
+from util import MODELS, assert_same_outputs, feeds_for, init, make_model, run, vi
+from util import load_with_inputs as load
 
 WRAPPERS = ("Unsqueeze", "Transpose", "Identity")
 NOTHING = "no Pad before or Slice after it"
@@ -59,14 +60,6 @@ def record_of(result, node: str | None = None):
     recs = [r for r in result.records if node is None or r.node == node]
     assert len(recs) == 1, [r.to_dict() for r in result.records]
     return recs[0]
-
-
-def load(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    base = MODELS if (MODELS / f"{name}.onnx").exists() else SAMPLES
-    path = base / f"{name}.onnx"
-    if not path.exists():
-        pytest.skip(f"{name}.onnx is not in models/ or the exporter samples")
-    return onnx.load(str(path)), dict(np.load(str(base / f"{name}.npz")))
 
 
 def inputs_of(model: onnx.ModelProto, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ from convrewrite.inspection import inventory
 from convrewrite.passes import PassContext, PassOptions, run_passes
 from convrewrite.passes.separable import SeparablePass
 from util import MODELS, SAMPLES, assert_same_outputs, feeds_for, init, make_model, run, vi
+from util import load_with_inputs as load
 
 FUSED_RTOL = 1e-4
 LAYOUT = ("Identity", "Transpose", "Squeeze", "Unsqueeze")
@@ -37,14 +38,6 @@ def fold(model: onnx.ModelProto, **options):
     in test_special_values."""
     options.setdefault("assume_finite", True)
     return run_passes(model, ["separable"], PassOptions(**options))
-
-
-def load(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    base = MODELS if (MODELS / f"{name}.onnx").exists() else SAMPLES
-    path = base / f"{name}.onnx"
-    if not path.exists():
-        pytest.skip(f"{name}.onnx is not in models/ or the exporter samples")
-    return onnx.load(str(path)), dict(np.load(str(base / f"{name}.npz")))
 
 
 def ops(model: onnx.ModelProto) -> str:
